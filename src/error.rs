@@ -1,0 +1,280 @@
+//! Error types, split by operation. Every enum is `#[non_exhaustive]`.
+//!
+//! Authentication failures collapse into one opaque variant per direction
+//! ([`OpenError::Authentication`], [`RootKeyError::Authentication`],
+//! [`BackupError::Authentication`]): they never say whether the tag, the header, the key
+//! version, the tenant or the context was wrong. No error carries key bytes, plaintext or
+//! context values.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::keyring::{KeyVersion, MasterVersion};
+
+/// The operating system's random number generator failed.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error("the operating system's random number generator failed")]
+pub struct RngError;
+
+/// Errors from sealing a record.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The tenant was crypto-shredded; nothing can be sealed for it any more.
+    #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
+    TenantShredded {
+        /// The tenant id.
+        tenant: String,
+        /// When it was shredded, in seconds since the Unix epoch.
+        shredded_at: u64,
+    },
+    /// The plaintext is larger than a record may be.
+    #[error("plaintext of {len} bytes is larger than the record limit of {limit} bytes")]
+    TooLarge {
+        /// The plaintext length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The chosen suite cannot seal records.
+    #[error("suite {0} cannot seal records: use XAES-256-GCM or XChaCha20-Poly1305")]
+    UnsupportedSuite(crate::Suite),
+    /// The key that would seal is not usable (for example, the primary was removed by
+    /// another process and the keyring must be reloaded).
+    #[error("key version {0} is not usable for sealing")]
+    KeyUnavailable(KeyVersion),
+    /// The random number generator failed.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+}
+
+/// Errors from opening (decrypting) a record.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The sealed bytes are not authentic for this tenant, context and keyring: tampered,
+    /// truncated, extended, sealed for another tenant or context, or naming a key version
+    /// that does not exist. Deliberately says no more than that.
+    #[error("authentication failed: the sealed data, tenant, context or key do not match")]
+    Authentication,
+    /// The sealed bytes use a format version this build of atrest does not know.
+    #[error("sealed record format version {0} is not supported by this build of atrest")]
+    UnsupportedFormat(u8),
+    /// The record names a master key version that is disabled (reversible).
+    #[error("master key version {0} is disabled: enable it again to open data sealed under it")]
+    KeyDisabled(MasterVersion),
+    /// The record names a master key version that was destroyed (irreversible).
+    #[error("master key version {0} was destroyed: data sealed under it is unrecoverable")]
+    KeyDestroyed(MasterVersion),
+    /// The tenant was crypto-shredded.
+    #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
+    TenantShredded {
+        /// The tenant id.
+        tenant: String,
+        /// When it was shredded, in seconds since the Unix epoch.
+        shredded_at: u64,
+    },
+}
+
+/// Errors from a root key provider (key file, environment variable, PKCS#11 token).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RootKeyError {
+    /// Unwrapping failed: the wrapped key was modified, or belongs to another root key or
+    /// another keyring slot.
+    #[error("unwrapping under the root key failed: wrong root key or modified wrapped key")]
+    Authentication,
+    /// Reading or writing a key file failed.
+    #[error("root key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A root key file may be read by other users.
+    #[error("root key file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600)")]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A root key file must not be overwritten.
+    #[error("root key file {0} already exists: refusing to overwrite a key")]
+    AlreadyExists(PathBuf),
+    /// The key file or variable does not hold an atrest root key.
+    #[error("{0} does not contain an atrest root key (expected ATREST-ROOT-KEY-V1:<64 hex digits>)")]
+    Malformed(String),
+    /// The environment variable is not set.
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    /// The PKCS#11 module could not be loaded.
+    #[error("PKCS#11 module {path} could not be loaded: {reason}")]
+    ModuleNotFound {
+        /// The module path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No token with this label is present.
+    #[error("PKCS#11 token '{0}' was not found")]
+    TokenNotFound(String),
+    /// The token refused the PIN.
+    #[error("the PKCS#11 token refused the PIN")]
+    WrongPin,
+    /// No key with this label exists in the token.
+    #[error("PKCS#11 key '{0}' was not found in the token")]
+    KeyMissing(String),
+    /// The root key may leave the token, and that was not explicitly allowed.
+    #[error("PKCS#11 key '{0}' is extractable: refusing it as a root key unless explicitly allowed")]
+    KeyExtractable(String),
+    /// The token does not support a mechanism atrest needs.
+    #[error("the PKCS#11 token does not support {0}")]
+    MechanismUnsupported(String),
+    /// The token went away during an operation.
+    #[error("the PKCS#11 token was removed or the session was closed")]
+    TokenRemoved,
+    /// Any other PKCS#11 failure (the return value name, never key material).
+    #[error("PKCS#11 error: {0}")]
+    Pkcs11(String),
+    /// The random number generator failed.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+}
+
+/// Errors from creating, loading, saving or changing a keyring.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// Reading or writing the keyring file failed.
+    #[error("keyring file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Refusing to create a keyring over an existing file.
+    #[error("keyring file {0} already exists: refusing to overwrite it")]
+    AlreadyExists(PathBuf),
+    /// The file is not an atrest keyring.
+    #[error("{0} is not an atrest keyring file")]
+    NotAKeyring(PathBuf),
+    /// The file ends early (cut off during a copy, or a partial write by a non-atrest tool).
+    #[error("keyring file {0} is truncated")]
+    Truncated(PathBuf),
+    /// The file's structure is invalid.
+    #[error("keyring file {path} is corrupted: {reason}")]
+    Corrupted {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (structure only, never key material).
+        reason: String,
+    },
+    /// The file uses a format version this build does not know.
+    #[error("keyring file format version {0} is not supported by this build of atrest")]
+    UnsupportedFormat(u32),
+    /// The keyring is protected by another root key than the one given.
+    #[error("keyring file is for a different root key (file: {expected}, given: {given})")]
+    WrongRootKey {
+        /// The root key id recorded in the file.
+        expected: String,
+        /// The id of the root key given.
+        given: String,
+    },
+    /// The file was modified outside atrest: its integrity check failed.
+    #[error("keyring file {0} was modified or damaged: integrity check failed")]
+    Tampered(PathBuf),
+    /// The root key provider failed.
+    #[error(transparent)]
+    Root(#[from] RootKeyError),
+    /// A tenant id is not acceptable.
+    #[error("invalid tenant id: {0}")]
+    InvalidTenantId(&'static str),
+    /// The tenant was crypto-shredded.
+    #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
+    TenantShredded {
+        /// The tenant id.
+        tenant: String,
+        /// When it was shredded, in seconds since the Unix epoch.
+        shredded_at: u64,
+    },
+    /// No master key with this version exists in the keyring.
+    #[error("master key version {0} does not exist in this keyring")]
+    UnknownVersion(MasterVersion),
+    /// The operation is not allowed on the primary version.
+    #[error("master key version {0} is the primary: rotate first, then {1} it")]
+    PrimaryRefused(MasterVersion, &'static str),
+    /// The version was destroyed; its state can no longer change.
+    #[error("master key version {0} was destroyed and cannot change state")]
+    Destroyed(MasterVersion),
+    /// Destroying a version needs an explicit confirmation.
+    #[error("destroying master key version {0} is irreversible: confirm it explicitly")]
+    NotConfirmed(MasterVersion),
+    /// A version or generation counter would overflow.
+    #[error("too many {0}: the counter is exhausted")]
+    Exhausted(&'static str),
+    /// The operation needs a keyring file, and this keyring has none.
+    #[error("this keyring has no file to save to")]
+    NoFile,
+    /// The random number generator failed.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+}
+
+/// Errors from writing or reading an encrypted backup stream.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The stream is not authentic for this tenant, keyring and backup context: modified,
+    /// truncated, extended, chunks reordered, dropped, duplicated or spliced from another
+    /// stream, or opened with the wrong context. Deliberately says no more than that.
+    #[error(
+        "backup authentication failed: the stream was modified, truncated, or does not match this tenant and snapshot"
+    )]
+    Authentication,
+    /// The input is not an atrest backup stream.
+    #[error("not an atrest backup stream")]
+    NotABackup,
+    /// The stream uses a format version this build does not know.
+    #[error("backup format version {0} is not supported by this build of atrest")]
+    UnsupportedFormat(u8),
+    /// A parameter is out of range (chunk size, context field length).
+    #[error("invalid backup parameter: {0}")]
+    InvalidParameter(String),
+    /// `finish()` was already called, or the writer was used after an error.
+    #[error("the backup writer is finished or failed earlier; start a new stream")]
+    Finished,
+    /// The stream would exceed 2^32 chunks.
+    #[error("the backup stream is too long for its chunk size (2^32 chunks at most)")]
+    TooLong,
+    /// Opening the tenant's keys failed.
+    #[error(transparent)]
+    Key(#[from] OpenError),
+    /// Sealing under the tenant's keys failed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// A keyring operation failed.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Reading or writing the underlying stream failed.
+    #[error("backup I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The random number generator failed.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+}
+
+impl From<BackupError> for std::io::Error {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::Io(io) => io,
+            BackupError::Authentication => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            other => std::io::Error::other(other),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Root key providers: where the key that wraps a keyring's master keys lives.
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use crate::Suite;
+use crate::atomic_file;
+use crate::error::RootKeyError;
+use crate::hazmat::{SuiteCipher, expand32, extract};
+use crate::secret::{RootKey, SecretBytes, random_array};
+
+/// The environment variable [`LocalRootKey::from_env`] reads by default.
+pub const ROOT_KEY_ENV: &str = "ATREST_ROOT_KEY";
+
+const KEY_FILE_PREFIX: &str = "ATREST-ROOT-KEY-V1:";
+const WRAP_VERSION: u8 = 1;
+
+/// Holds a root key and wraps / unwraps master key material under it.
+///
+/// A root key only ever wraps keyring secrets (master keys and the keyring's integrity
+/// key); it never touches data. Implementations must be safe to call from several threads.
+///
+/// # Security
+/// `wrap` must be an authenticated encryption that binds `aad`: `unwrap` with any other
+/// `aad`, or of modified bytes, must fail with [`RootKeyError::Authentication`] and never
+/// return unauthenticated key material.
+pub trait RootKeyProvider: Send + Sync {
+    /// A public, stable identifier of the root key. It is stored in the keyring file so that
+    /// a keyring opened with another root key is reported as such. It must not reveal key
+    /// material.
+    fn key_id(&self) -> String;
+
+    /// Encrypts `key` under the root key, bound to `aad`.
+    ///
+    /// # Errors
+    /// A [`RootKeyError`] if the provider cannot wrap (unavailable token, RNG failure).
+    fn wrap(&self, key: &[u8], aad: &[u8]) -> Result<Vec<u8>, RootKeyError>;
+
+    /// Decrypts what [`wrap`](RootKeyProvider::wrap) produced with the same `aad`.
+    ///
+    /// # Errors
+    /// [`RootKeyError::Authentication`] if `wrapped` or `aad` was changed or another root
+    /// key wrapped it; other variants if the provider is unavailable.
+    fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<SecretBytes, RootKeyError>;
+}
+
+/// A root key held in process memory, loaded from a key file or an environment variable.
+///
+/// Wrapping uses XAES-256-GCM with a random 192-bit nonce:
+/// `0x01 || nonce (24) || ciphertext || tag (16)`.
+///
+/// # Example
+/// ```
+/// use atrest::{LocalRootKey, RootKeyProvider};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("root.key");
+/// let root = LocalRootKey::generate_file(&path)?;          // written with mode 0600
+/// let again = LocalRootKey::from_file(&path)?;
+/// assert_eq!(root.key_id(), again.key_id());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LocalRootKey {
+    cipher: SuiteCipher,
+    id: String,
+}
+
+impl LocalRootKey {
+    /// Uses `key` as the root key.
+    pub fn new(key: RootKey) -> Self {
+        let prk = extract(b"atrest/v1/root-key-id", key.expose_secret());
+        let id_bytes = expand32(&prk, b"id");
+        let id = format!("local:{}", hex::encode(id_bytes.get(..8).unwrap_or_default()));
+        Self { cipher: SuiteCipher::new(Suite::XAes256Gcm, key.expose_secret()), id }
+    }
+
+    /// A fresh random root key (in memory only).
+    ///
+    /// # Errors
+    /// [`RootKeyError::Rng`] if the random source fails.
+    pub fn generate() -> Result<Self, RootKeyError> {
+        Ok(Self::new(RootKey::generate()?))
+    }
+
+    /// Generates a root key and writes it to a new key file with mode 0600, atomically.
+    /// Never overwrites an existing file.
+    ///
+    /// # Errors
+    /// [`RootKeyError::AlreadyExists`] if the file exists; [`RootKeyError::Io`] otherwise.
+    pub fn generate_file(path: &Path) -> Result<Self, RootKeyError> {
+        let key = RootKey::generate()?;
+        let text = Self::encode(&key);
+        atomic_file::write(path, text.as_bytes(), atomic_file::Mode::CreateNew).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AlreadyExists {
+                RootKeyError::AlreadyExists(path.to_path_buf())
+            } else {
+                RootKeyError::Io { path: path.to_path_buf(), source }
+            }
+        })?;
+        Ok(Self::new(key))
+    }
+
+    /// The text form of a root key, as stored in key files and environment variables:
+    /// `ATREST-ROOT-KEY-V1:` followed by 64 hex digits.
+    ///
+    /// # Security
+    /// The returned string is the key: it is zeroized on drop, but do not log it.
+    pub fn encode(key: &RootKey) -> Zeroizing<String> {
+        let mut s = Zeroizing::new(String::with_capacity(KEY_FILE_PREFIX.len() + 65));
+        s.push_str(KEY_FILE_PREFIX);
+        s.push_str(&Zeroizing::new(hex::encode(key.expose_secret())));
+        s.push('\n');
+        s
+    }
+
+    fn decode(text: &str, source: &str) -> Result<Self, RootKeyError> {
+        let body =
+            text.trim().strip_prefix(KEY_FILE_PREFIX).ok_or_else(|| RootKeyError::Malformed(source.to_owned()))?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(body, key.as_mut_slice()).map_err(|_| RootKeyError::Malformed(source.to_owned()))?;
+        Ok(Self::new(RootKey::from_bytes(*key)))
+    }
+
+    /// Loads a root key file. On Unix, refuses a file that group or others may read.
+    ///
+    /// # Errors
+    /// [`RootKeyError::InsecurePermissions`], [`RootKeyError::Io`], [`RootKeyError::Malformed`].
+    pub fn from_file(path: &Path) -> Result<Self, RootKeyError> {
+        let io = |source| RootKeyError::Io { path: path.to_path_buf(), source };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(RootKeyError::InsecurePermissions { path: path.to_path_buf(), mode: mode & 0o777 });
+            }
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        Self::decode(&text, &path.display().to_string())
+    }
+
+    /// Loads the root key from the environment variable `var` (for example
+    /// [`ROOT_KEY_ENV`]), in the key file's text form.
+    ///
+    /// # Errors
+    /// [`RootKeyError::EnvMissing`] or [`RootKeyError::Malformed`].
+    pub fn from_env(var: &str) -> Result<Self, RootKeyError> {
+        let text = Zeroizing::new(std::env::var(var).map_err(|_| RootKeyError::EnvMissing(var.to_owned()))?);
+        Self::decode(&text, &format!("environment variable {var}"))
+    }
+}
+
+impl core::fmt::Debug for LocalRootKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalRootKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl RootKeyProvider for LocalRootKey {
+    fn key_id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn wrap(&self, key: &[u8], aad: &[u8]) -> Result<Vec<u8>, RootKeyError> {
+        let nonce: [u8; 24] = random_array()?;
+        let mut out = Vec::with_capacity(1 + 24 + key.len() + 16);
+        out.push(WRAP_VERSION);
+        out.extend_from_slice(&nonce);
+        let sealed = self.cipher.seal(&nonce, aad, key).map_err(|_| RootKeyError::Authentication)?;
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<SecretBytes, RootKeyError> {
+        let (&version, rest) = wrapped.split_first().ok_or(RootKeyError::Authentication)?;
+        if version != WRAP_VERSION {
+            return Err(RootKeyError::Authentication);
+        }
+        let (nonce, sealed) = rest.split_at_checked(24).ok_or(RootKeyError::Authentication)?;
+        let plain = self.cipher.open(nonce, aad, sealed).map_err(|_| RootKeyError::Authentication)?;
+        Ok(SecretBytes::new(plain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_unwrap_and_refusals() {
+        let root = LocalRootKey::generate().unwrap();
+        let w = root.wrap(&[5; 32], b"slot 1").unwrap();
+        assert_eq!(root.unwrap(&w, b"slot 1").unwrap().expose_secret(), &[5; 32]);
+        assert!(matches!(root.unwrap(&w, b"slot 2"), Err(RootKeyError::Authentication)));
+        let other = LocalRootKey::generate().unwrap();
+        assert_ne!(root.key_id(), other.key_id());
+        assert!(matches!(other.unwrap(&w, b"slot 1"), Err(RootKeyError::Authentication)));
+        for i in 0..w.len() {
+            let mut bad = w.clone();
+            bad[i] ^= 0x40;
+            assert!(root.unwrap(&bad, b"slot 1").is_err());
+            assert!(root.unwrap(&w[..i], b"slot 1").is_err());
+        }
+    }
+
+    #[test]
+    fn key_file_permissions_and_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("root.key");
+        let k = LocalRootKey::generate_file(&p).unwrap();
+        assert!(matches!(LocalRootKey::generate_file(&p), Err(RootKeyError::AlreadyExists(_))));
+        assert_eq!(LocalRootKey::from_file(&p).unwrap().key_id(), k.key_id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(LocalRootKey::from_file(&p), Err(RootKeyError::InsecurePermissions { .. })));
+        }
+        let bad = dir.path().join("bad.key");
+        atomic_file::write(&bad, b"not a key", atomic_file::Mode::CreateNew).unwrap();
+        assert!(matches!(LocalRootKey::from_file(&bad), Err(RootKeyError::Malformed(_))));
+        assert!(!format!("{k:?}").contains(KEY_FILE_PREFIX));
+    }
+}

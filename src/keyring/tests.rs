@@ -1,0 +1,106 @@
+use super::*;
+use crate::context::Context;
+use crate::error::OpenError;
+
+fn ctx() -> Context {
+    Context::new().with("table", "t").with("row", "1")
+}
+
+#[test]
+fn create_open_round_trip_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("k.atrk");
+    let root = Arc::new(LocalRootKey::generate().unwrap());
+    let k = Keyring::create_shared(&p, root.clone()).unwrap();
+    assert!(matches!(Keyring::create_shared(&p, root.clone()), Err(KeyringError::AlreadyExists(_))));
+    let sealed = k.tenant("acme").unwrap().seal(b"x", &ctx()).unwrap();
+    let k2 = Keyring::open_shared(&p, root.clone()).unwrap();
+    assert_eq!(k2.tenant("acme").unwrap().open(&sealed, &ctx()).unwrap(), b"x");
+
+    let other = Arc::new(LocalRootKey::generate().unwrap());
+    assert!(matches!(Keyring::open_shared(&p, other), Err(KeyringError::WrongRootKey { .. })));
+
+    let bytes = std::fs::read(&p).unwrap();
+    for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
+        let e = Keyring::from_bytes(&bytes[..cut], root.clone()).unwrap_err();
+        assert!(matches!(e, KeyringError::Truncated(_)), "cut {cut}: {e:?}");
+    }
+    // An edited revision number: the MAC catches it.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let edited = text.replacen("\"revision\":0", "\"revision\":9", 1);
+    assert_ne!(edited, text);
+    assert!(matches!(Keyring::from_bytes(edited.as_bytes(), root.clone()), Err(KeyringError::Tampered(_))));
+    assert!(matches!(
+        Keyring::from_bytes(b"hello world, not a keyring", root.clone()),
+        Err(KeyringError::NotAKeyring(_))
+    ));
+    let v2 = text.replacen("atrest-keyring v1", "atrest-keyring v2", 1);
+    assert!(matches!(Keyring::from_bytes(v2.as_bytes(), root), Err(KeyringError::UnsupportedFormat(2))));
+}
+
+#[test]
+fn lifecycle_transitions() {
+    let k = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
+    let t = k.tenant("acme").unwrap();
+    let old = t.seal(b"old", &ctx()).unwrap();
+    let v1 = MasterVersion::new(1);
+    assert!(matches!(k.set_state(v1, KeyState::Disabled), Err(KeyringError::PrimaryRefused(..))));
+    let v2 = k.rotate().unwrap();
+    assert_eq!(v2, MasterVersion::new(2));
+    let new = t.seal(b"new", &ctx()).unwrap();
+    assert_eq!(crate::key_version_of(&new).unwrap().master, v2);
+    assert_eq!(t.open(&old, &ctx()).unwrap(), b"old");
+    k.set_state(v1, KeyState::Disabled).unwrap();
+    assert!(matches!(t.open(&old, &ctx()), Err(OpenError::KeyDisabled(v)) if v == v1));
+    k.set_state(v1, KeyState::Enabled).unwrap();
+    assert_eq!(t.open(&old, &ctx()).unwrap(), b"old");
+    assert!(matches!(
+        k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v2)),
+        Err(KeyringError::NotConfirmed(_))
+    ));
+    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    assert!(matches!(t.open(&old, &ctx()), Err(OpenError::KeyDestroyed(_))));
+    assert!(matches!(k.set_state(v1, KeyState::Enabled), Err(KeyringError::Destroyed(_))));
+    assert_eq!(t.open(&new, &ctx()).unwrap(), b"new");
+
+    // Tenant generations.
+    assert_eq!(k.rotate_tenant("acme").unwrap(), 1);
+    let g1 = t.seal(b"g1", &ctx()).unwrap();
+    assert_eq!(crate::key_version_of(&g1).unwrap().generation, 1);
+    assert_eq!(t.open(&new, &ctx()).unwrap(), b"new");
+
+    // Shredding.
+    let other = k.tenant("globex").unwrap();
+    let og = other.seal(b"o", &ctx()).unwrap();
+    k.shred_tenant("acme").unwrap();
+    assert!(matches!(t.open(&g1, &ctx()), Err(OpenError::TenantShredded { .. })));
+    assert!(matches!(k.tenant("acme"), Err(KeyringError::TenantShredded { .. })));
+    assert_eq!(other.open(&og, &ctx()).unwrap(), b"o");
+    let st = k.status();
+    let sh = st.tenants.iter().find(|x| x.id == "acme").unwrap().shred.clone().unwrap();
+    assert!(!sh.complete);
+    assert_eq!(sh.pending_versions, vec![v2]);
+    let v3 = k.rotate().unwrap();
+    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2)).unwrap();
+    let sh = k.status().tenants.into_iter().find(|x| x.id == "acme").unwrap().shred.unwrap();
+    assert!(sh.complete);
+    assert_eq!(k.primary(), v3);
+}
+
+#[test]
+fn destroyed_material_is_gone_from_file_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("k.atrk");
+    let root = Arc::new(LocalRootKey::generate().unwrap());
+    let k = Keyring::create_shared(&p, root.clone()).unwrap();
+    let before = std::fs::read_to_string(&p).unwrap();
+    let body: serde_json::Value = serde_json::from_str(before.lines().nth(1).unwrap()).unwrap();
+    let w1 = body["masters"][0]["wrapped"].as_str().unwrap().to_owned();
+    k.rotate().unwrap();
+    let v1 = MasterVersion::new(1);
+    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    let after = std::fs::read_to_string(&p).unwrap();
+    assert!(!after.contains(&w1));
+    let k2 = Keyring::open_shared(&p, root).unwrap();
+    assert_eq!(k2.status().masters[0].state, KeyState::Destroyed);
+}

@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+mod atomic_file;
+mod context;
+mod encoding;
+mod error;
+mod keyring;
+mod record;
+mod secret;
+mod suite;
+
+pub mod hazmat;
+
+// The public API, in one place.
+pub use context::{Context, MAX_TENANT_ID_LEN, TenantId};
+pub use error::{BackupError, KeyringError, OpenError, RngError, RootKeyError, SealError};
+pub use keyring::{
+    DEFAULT_CACHE_CAPACITY, DestroyConfirmation, KeyState, KeyVersion, Keyring, KeyringStatus, LocalRootKey,
+    MasterStatus, MasterVersion, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, Tenant, TenantStatus,
+};
+pub use record::{MAX_RECORD_LEN, RECORD_OVERHEAD, RecordInfo, key_version_of, record_info};
+pub use secret::{DataKey, MasterKey, RootKey, SecretBytes, TenantKey};
+pub use suite::Suite;
+
+/// Re-exported for [`hazmat::XAes256Gcm`]'s trait implementations.
+pub use aead;
+/// Re-exported because [`SecretBytes`] and key types interoperate with it.
+pub use secrecy;
