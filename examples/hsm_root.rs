@@ -23,7 +23,17 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let module = env_or("ATREST_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so");
     let token = std::env::var("ATREST_PKCS11_TOKEN")
         .map_err(|_| "set ATREST_PKCS11_TOKEN to the token label (see scripts/softhsm-setup)")?;
