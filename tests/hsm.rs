@@ -421,7 +421,7 @@ fn concurrent_use_from_eight_threads() {
                 s.spawn(move || {
                     let tenant = keyring.tenant(&format!("tenant-{t}")).unwrap();
                     for r in 0..ROUNDS {
-                        let key = [u8::try_from(t * ROUNDS + r & 0xff).unwrap(); 32];
+                        let key = [u8::try_from((t * ROUNDS + r) & 0xff).unwrap(); 32];
                         let aad = format!("thread {t} round {r}");
                         let w = root.wrap(&key, aad.as_bytes()).unwrap();
                         assert_eq!(root.unwrap(&w, aad.as_bytes()).unwrap().expose_secret(), &key);

@@ -13,8 +13,8 @@
 //! - `iv`: 12 bytes from the operating system's CSPRNG, fresh for every wrap. A token that
 //!   generates IVs itself (some FIPS-mode HSMs write their IV back into the parameters) is
 //!   honoured: the IV stored is the one the token used. Random 96-bit IVs are safe here
-//!   because a root key wraps very few keys (one per master version and keyring save),
-//!   far below the 2^32 messages NIST SP 800-38D allows per key with random IVs.
+//!   because a root key wraps very few keys (one per keyring creation, rotation and root
+//!   rewrap), far below the 2^32 messages NIST SP 800-38D allows per key with random IVs.
 //! - The associated data is what the keyring passes (it names the keyring id and the slot,
 //!   for example the master version), so a wrapped key cannot be moved to another keyring
 //!   or slot.
@@ -41,7 +41,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -166,7 +165,18 @@ impl core::fmt::Debug for Pkcs11Config {
 /// `CKM_AES_GCM` inside the token.
 ///
 /// The provider opens a few sessions once, logs in once and reuses them; it is `Send +
-/// Sync` and serves concurrent calls on separate sessions. Its [`key_id`](RootKeyProvider::key_id)
+/// Sync` and serves concurrent calls on separate sessions.
+///
+/// If the token drops the sessions (device removed or reset, or other code in the process
+/// called `C_Logout` or `C_Finalize`), the next call reconnects once: it finds the token by
+/// label, logs in again, finds the key by label, checks that it is the same key (same
+/// `key_id`) and retries. If that fails it returns [`RootKeyError::TokenRemoved`] (or the
+/// precise reason, such as [`RootKeyError::KeyMissing`]), and the following call tries again.
+/// The keyring keeps unwrapped master keys in memory, so records keep sealing and opening
+/// while the token is away; only loading and changing keyrings need it.
+///
+/// The wrapped format is `0x01 || iv (12) || AES-GCM ciphertext || tag (16)`, the IV fresh
+/// from the operating system's CSPRNG for every wrap (or the token's own, if it replaces it). Its [`key_id`](RootKeyProvider::key_id)
 /// is an RFC 7512 PKCS#11 URI naming the token label, the key label and the key's `CKA_ID`
 /// (public facts, no key material), for example
 /// `pkcs11:token=atrest;object=root;id=%3A%9F...`. It carries no token serial number, so a
@@ -186,7 +196,9 @@ impl core::fmt::Debug for Pkcs11Config {
 /// - Refuses a key that may leave the token unless [`Pkcs11Config::allow_extractable`].
 /// - Unwrapping fails with [`RootKeyError::Authentication`] on any modified byte, other
 ///   associated data, or another key; output of an unexpected length is never accepted.
-/// - The PIN is used once, to log in; it appears in no `Debug` output and no error.
+/// - The PIN logs in once per connection. The provider keeps it (a [`SecretString`],
+///   zeroized on drop) only to log in again after a lost session; it appears in no `Debug`
+///   output and no error.
 /// - Unwrapped master keys pass through the PKCS#11 module's and this process's memory
 ///   (as with any `C_Decrypt`); this crate wraps them in zeroizing types at once.
 pub struct Pkcs11RootKey {
@@ -208,15 +220,15 @@ struct Live {
     _ctx: Pkcs11,
 }
 
-/// Sessions opened without cryptoki's close-on-drop, closed here unless the module was
-/// finalized under them (then their handles mean nothing, or worse, name someone else's
-/// new sessions).
+/// Sessions opened without cryptoki's close-on-drop: closed here, except after the module
+/// was finalized under them (their handles then mean nothing, or worse, name sessions that
+/// other code opened since).
 struct Sessions {
     pool: Vec<Mutex<Option<Session>>>,
-    stale: AtomicBool,
 }
 
 impl Sessions {
+    /// Closes every session (waiting for operations in flight on them).
     fn close_all(&self) {
         for m in &self.pool {
             if let Some(session) = lock(m).take() {
@@ -225,13 +237,18 @@ impl Sessions {
             }
         }
     }
+
+    /// Drops every session without `C_CloseSession` (after `C_Finalize`).
+    fn abandon_all(&self) {
+        for m in &self.pool {
+            drop(lock(m).take());
+        }
+    }
 }
 
 impl Drop for Sessions {
     fn drop(&mut self) {
-        if !self.stale.load(Ordering::Acquire) {
-            self.close_all();
-        }
+        self.close_all();
     }
 }
 
@@ -421,11 +438,11 @@ impl Pkcs11RootKey {
         if current.generation != seen.generation {
             return Ok(());
         }
+        // Waits for operations in flight on the old sessions; they then reconnect too and find
+        // the new generation.
         if finalized {
-            current.sessions.stale.store(true, Ordering::Release);
+            current.sessions.abandon_all();
         } else {
-            // Waits for operations in flight on the old sessions; they then reconnect too and
-            // find the new generation.
             current.sessions.close_all();
         }
         tracing::warn!(target: "atrest::audit", event = "pkcs11.reconnect", key_id = %self.id);
@@ -498,7 +515,7 @@ impl Connection {
         }
 
         let session = ctx.open_ro_session_no_drop(slot).map_err(map_err)?;
-        let sessions = Sessions { pool: vec![Mutex::new(Some(session))], stale: AtomicBool::new(false) };
+        let sessions = Sessions { pool: vec![Mutex::new(Some(session))] };
         let conn = Self { sessions, ctx, slot };
         conn.with_session(|s| conn.login(s, config))?;
         Ok(conn)
