@@ -216,6 +216,26 @@ fn wrong_pin_is_refused_even_when_already_logged_in() {
 }
 
 #[test]
+fn pin_changed_under_provider_is_wrong_pin() {
+    in_softhsm("pin_changed_under_provider_is_wrong_pin", |hsm| {
+        let root = hsm.root("root");
+        let w = root.wrap(&[2; 32], b"a").unwrap();
+        let (_ctx, raw) = hsm.raw_session();
+        raw.set_pin(&SecretString::from(PIN), &SecretString::from("4321")).unwrap();
+        // Still logged in: works.
+        assert_eq!(root.unwrap(&w, b"a").unwrap().expose_secret(), &[2; 32]);
+        // Logged out: the reconnection's login is refused, and not retried.
+        raw.logout().unwrap();
+        for _ in 0..3 {
+            assert!(matches!(root.unwrap(&w, b"a"), Err(RootKeyError::WrongPin)));
+        }
+        let config = Pkcs11Config::new(&hsm.module, TOKEN, "root", SecretString::from("4321"));
+        let again = Pkcs11RootKey::open(&config).unwrap();
+        assert_eq!(again.unwrap(&w, b"a").unwrap().expose_secret(), &[2; 32]);
+    });
+}
+
+#[test]
 fn missing_key_is_refused_and_not_created_by_open() {
     in_softhsm("missing_key_is_refused_and_not_created_by_open", |hsm| {
         for _ in 0..2 {

@@ -41,7 +41,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -171,7 +171,8 @@ impl core::fmt::Debug for Pkcs11Config {
 /// called `C_Logout` or `C_Finalize`), the next call reconnects once: it finds the token by
 /// label, logs in again, finds the key by label, checks that it is the same key (same
 /// `key_id`) and retries. If that fails it returns [`RootKeyError::TokenRemoved`] (or the
-/// precise reason, such as [`RootKeyError::KeyMissing`]), and the following call tries again.
+/// precise reason, such as [`RootKeyError::KeyMissing`]), and the following call tries again
+/// (except after [`RootKeyError::WrongPin`]: the PIN changed, and retrying it would lock it).
 /// The keyring keeps unwrapped master keys in memory, so records keep sealing and opening
 /// while the token is away; only loading and changing keyrings need it.
 ///
@@ -208,6 +209,9 @@ pub struct Pkcs11RootKey {
     live: ArcSwap<Live>,
     /// Serializes reconnections.
     reconnect: Mutex<()>,
+    /// Set once the token refused the PIN on a reconnection: never try it again (an HSM locks
+    /// the PIN after a few wrong attempts).
+    pin_refused: AtomicBool,
 }
 
 /// One connection: the key handle and the sessions that use it.
@@ -397,7 +401,13 @@ impl Pkcs11RootKey {
 
     fn from_connection(config: &Pkcs11Config, conn: Connection, key: ObjectHandle) -> Result<Self, RootKeyError> {
         let (live, id) = conn.into_live(config, key, 0)?;
-        Ok(Self { config: config.clone(), id, live: ArcSwap::from_pointee(live), reconnect: Mutex::new(()) })
+        Ok(Self {
+            config: config.clone(),
+            id,
+            live: ArcSwap::from_pointee(live),
+            reconnect: Mutex::new(()),
+            pin_refused: AtomicBool::new(false),
+        })
     }
 
     /// Runs `op` on a session; after a lost session, reconnects once and runs it again. The
@@ -450,7 +460,15 @@ impl Pkcs11RootKey {
             RootKeyError::TokenNotFound(_) => RootKeyError::TokenRemoved,
             other => other,
         };
-        let conn = Connection::establish(&self.config).map_err(lost)?;
+        if self.pin_refused.load(Ordering::Relaxed) {
+            return Err(RootKeyError::WrongPin);
+        }
+        let conn = Connection::establish(&self.config).map_err(|e| {
+            if matches!(e, RootKeyError::WrongPin) {
+                self.pin_refused.store(true, Ordering::Relaxed);
+            }
+            lost(e)
+        })?;
         let key =
             conn.find_key(&self.config)?.ok_or_else(|| RootKeyError::KeyMissing(self.config.key_label.clone()))?;
         let (live, id) = conn.into_live(&self.config, key, current.generation.wrapping_add(1))?;
