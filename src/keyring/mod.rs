@@ -36,6 +36,7 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
 pub(crate) struct TenantKeys {
     pub(crate) version: KeyVersion,
     pub(crate) record: RecordKey,
+    #[allow(dead_code, reason = "read by the backup module")]
     pub(crate) backup: TenantKey,
 }
 
@@ -523,6 +524,15 @@ impl Tenant {
     /// The key version new data is sealed under.
     pub fn key_version(&self) -> KeyVersion {
         self.keyring.current_version(&self.id)
+    }
+
+    /// Derives and caches this tenant's current keys now (for example at startup or on the
+    /// first request of a session), so that later seals cost one cache lookup.
+    ///
+    /// # Errors
+    /// [`SealError::TenantShredded`] or [`SealError::KeyUnavailable`].
+    pub fn preload(&self) -> Result<KeyVersion, SealError> {
+        self.keys_for_seal().map(|k| k.version)
     }
 
     fn shredded(&self, at: u64) -> (String, u64) {
