@@ -10,9 +10,10 @@ mod version;
 use std::fs::{File, OpenOptions};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use lru::LruCache;
 use serde::Serialize;
 
@@ -46,6 +47,8 @@ struct Inner {
     path: Option<PathBuf>,
     state: ArcSwap<State>,
     cache: Mutex<Cache>,
+    /// Bumped after every snapshot swap; lets tenant handles keep their current keys.
+    epoch: AtomicU64,
     /// Serializes changes within this process (the file lock does so across processes).
     writer: Mutex<()>,
 }
@@ -128,6 +131,7 @@ impl Keyring {
                 path,
                 state: ArcSwap::from_pointee(state),
                 cache: Mutex::new(LruCache::new(cap)),
+                epoch: AtomicU64::new(0),
                 writer: Mutex::new(()),
             }),
         }
@@ -232,7 +236,7 @@ impl Keyring {
         if let Some(at) = self.inner.state.load().shredded_at(&id) {
             return Err(KeyringError::TenantShredded { tenant: id.to_string(), shredded_at: at });
         }
-        Ok(Tenant { keyring: self.clone(), id, suite: Suite::XAes256Gcm })
+        Ok(Tenant { keyring: self.clone(), id, suite: Suite::XAes256Gcm, hot: Arc::new(ArcSwapOption::empty()) })
     }
 
     /// Re-reads the keyring file to pick up changes made by another process.
@@ -251,6 +255,9 @@ impl Keyring {
     fn install(&self, state: State) {
         self.inner.state.store(Arc::new(state));
         lock(&self.inner.cache).clear();
+        // Released after the new snapshot is visible: a handle that sees the new epoch
+        // also sees the new state.
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Applies a change under the in-process writer lock and, with a file, the file lock:
@@ -484,6 +491,13 @@ pub struct Tenant {
     keyring: Keyring,
     id: TenantId,
     suite: Suite,
+    /// The current keys, valid while the keyring's epoch is unchanged.
+    hot: Arc<ArcSwapOption<Hot>>,
+}
+
+struct Hot {
+    epoch: u64,
+    keys: Arc<TenantKeys>,
 }
 
 impl core::fmt::Debug for Tenant {
@@ -539,20 +553,35 @@ impl Tenant {
         (self.id.to_string(), at)
     }
 
+    /// The handle's current keys if the keyring did not change since they were cached.
+    fn hot_keys(&self, epoch: u64) -> Option<Arc<TenantKeys>> {
+        self.hot.load().as_ref().filter(|h| h.epoch == epoch).map(|h| h.keys.clone())
+    }
+
     /// Keys for sealing new data.
     pub(crate) fn keys_for_seal(&self) -> Result<Arc<TenantKeys>, SealError> {
+        let epoch = self.keyring.inner.epoch.load(Ordering::Acquire);
+        if let Some(k) = self.hot_keys(epoch) {
+            return Ok(k);
+        }
         let v = self.key_version();
-        self.keyring.keys(&self.id, v).map_err(|r| match r {
+        let keys = self.keyring.keys(&self.id, v).map_err(|r| match r {
             KeyRefusal::Shredded { at } => {
                 let (tenant, shredded_at) = self.shredded(at);
                 SealError::TenantShredded { tenant, shredded_at }
             }
             _ => SealError::KeyUnavailable(v),
-        })
+        })?;
+        self.hot.store(Some(Arc::new(Hot { epoch, keys: keys.clone() })));
+        Ok(keys)
     }
 
     /// Keys for opening data sealed under `version` (named by its header).
     pub(crate) fn keys_for_open(&self, version: KeyVersion) -> Result<Arc<TenantKeys>, OpenError> {
+        let epoch = self.keyring.inner.epoch.load(Ordering::Acquire);
+        if let Some(k) = self.hot_keys(epoch).filter(|k| k.version == version) {
+            return Ok(k);
+        }
         self.keyring.keys(&self.id, version).map_err(|r| match r {
             KeyRefusal::Shredded { at } => {
                 let (tenant, shredded_at) = self.shredded(at);
