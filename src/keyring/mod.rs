@@ -39,6 +39,28 @@ pub(crate) struct TenantKeys {
     pub(crate) record: RecordKey,
     #[allow(dead_code, reason = "read by the backup module")]
     pub(crate) backup: TenantKey,
+    pub(crate) usage: Usage,
+}
+
+/// Aggregated use counters of one tenant key set, reported as `tracing` audit events on the
+/// first use and every [`AUDIT_EVERY`] uses (never per record, never with values).
+#[derive(Default)]
+pub(crate) struct Usage {
+    seals: AtomicU64,
+    opens: AtomicU64,
+}
+
+/// How many seals (or opens) of one tenant key set pass between two aggregated audit events.
+pub const AUDIT_EVERY: u64 = 1 << 16;
+
+impl TenantKeys {
+    pub(crate) fn count(&self, tenant: &TenantId, op: &'static str) {
+        let counter = if op == "seal" { &self.usage.seals } else { &self.usage.opens };
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 || n % AUDIT_EVERY == 0 {
+            tracing::info!(target: "atrest::audit", event = "record.usage", op, tenant = %tenant, key_version = %self.version, count = n);
+        }
+    }
 }
 
 type Cache = LruCache<(TenantId, KeyVersion), Arc<TenantKeys>>;
@@ -401,7 +423,7 @@ impl Keyring {
         }
         let record = derive::tenant_key(&prk, tenant, version.generation, Purpose::Records);
         let backup = derive::tenant_key(&prk, tenant, version.generation, Purpose::Backups);
-        let keys = Arc::new(TenantKeys { version, record: RecordKey::new(record), backup });
+        let keys = Arc::new(TenantKeys { version, record: RecordKey::new(record), backup, usage: Usage::default() });
         lock(&self.inner.cache).put(key, keys.clone());
         Ok(keys)
     }
