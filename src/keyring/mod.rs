@@ -304,6 +304,7 @@ impl Keyring {
         if let Some(path) = &self.inner.path {
             let text = file::encode(&state)?;
             atomic_file::write(path, text.as_bytes(), atomic_file::Mode::Replace).map_err(io_err(path))?;
+            atomic_file::remove_strays(path);
         }
         tracing::info!(target: "atrest::audit", event, keyring = %hex::encode(state.id), revision = state.revision, primary = %state.primary);
         self.install(state);
