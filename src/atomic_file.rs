@@ -58,6 +58,24 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     opts.open(path)
 }
 
+/// Removes temporary files that writers of `target` left behind when they were killed.
+///
+/// Call only while holding a lock that excludes every other writer of `target`.
+pub(crate) fn remove_strays(target: &Path) {
+    let (Some(name), Ok(entries)) = (target.file_name(), fs::read_dir(parent_dir(target))) else { return };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let prefix = prefix.to_string_lossy().into_owned();
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") && n.len() == prefix.len() + 16 + 4 {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes `contents` to `target` atomically with owner-only permissions.
 pub(crate) fn write(target: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
     let tmp = temp_path(target)?;

@@ -77,6 +77,18 @@ pub enum OpenError {
     },
 }
 
+/// Errors from re-sealing a record under the current key version.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RewrapError {
+    /// The record could not be opened.
+    #[error("cannot open the record to rewrap it: {0}")]
+    Open(#[from] OpenError),
+    /// The record could not be sealed again.
+    #[error("cannot seal the record under the current key: {0}")]
+    Seal(#[from] SealError),
+}
+
 /// Errors from a root key provider (key file, environment variable, PKCS#11 token).
 #[derive(Debug, Error)]
 #[non_exhaustive]

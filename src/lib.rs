@@ -17,15 +17,18 @@ pub mod hazmat;
 
 // The public API, in one place.
 pub use context::{Context, MAX_TENANT_ID_LEN, TenantId};
-pub use error::{BackupError, KeyringError, OpenError, RngError, RootKeyError, SealError};
+pub use error::{BackupError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
 pub use keyring::{
-    DEFAULT_CACHE_CAPACITY, DestroyConfirmation, KeyState, KeyVersion, Keyring, KeyringStatus, LocalRootKey,
-    MasterStatus, MasterVersion, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, Tenant, TenantStatus,
+    AUDIT_EVERY, DEFAULT_CACHE_CAPACITY, DestroyConfirmation, KeyState, KeyVersion, Keyring, KeyringStatus,
+    LocalRootKey, MasterStatus, MasterVersion, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, Tenant, TenantStatus,
 };
 /// Root keys in a PKCS#11 token (feature `pkcs11`).
 #[cfg(feature = "pkcs11")]
 pub use keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
-pub use record::{MAX_RECORD_LEN, RECORD_OVERHEAD, RecordInfo, key_version_of, record_info};
+pub use record::{
+    KeyVersionCensus, MAX_RECORD_LEN, RECORD_OVERHEAD, RecordInfo, RewrapReport, key_version_census, key_version_of,
+    record_info,
+};
 pub use secret::{DataKey, MasterKey, RootKey, SecretBytes, TenantKey};
 pub use suite::Suite;
 

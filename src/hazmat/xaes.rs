@@ -60,9 +60,9 @@ impl XAes256Gcm {
         let (b1, b2) = kx.split_at_mut(16);
         for (counter, half) in [(1u8, b1), (2u8, b2)] {
             let mut m = Array::<u8, U16>::default();
-            m[1] = counter;
-            m[2] = b'X';
-            m[4..].copy_from_slice(prefix);
+            let (head, tail) = m.split_at_mut(4);
+            head.copy_from_slice(&[0x00, counter, b'X', 0x00]);
+            tail.copy_from_slice(prefix);
             for (byte, k) in m.iter_mut().zip(self.k1.iter()) {
                 *byte ^= k;
             }
@@ -93,9 +93,8 @@ impl KeyInit for XAes256Gcm {
         let mut k1 = [0u8; 16];
         // K1 = L << 1 (big-endian), conditionally xor 0x87 without branching on the secret.
         let mut carry = 0u8;
-        for i in (0..16).rev() {
-            let b = l[i];
-            k1[i] = (b << 1) | carry;
+        for (out, b) in k1.iter_mut().rev().zip(l.iter().rev()) {
+            *out = (b << 1) | carry;
             carry = b >> 7;
         }
         k1[15] ^= 0x87 & 0u8.wrapping_sub(carry);

@@ -12,9 +12,10 @@ mod version;
 use std::fs::{File, OpenOptions};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use lru::LruCache;
 use serde::Serialize;
 
@@ -40,7 +41,30 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
 pub(crate) struct TenantKeys {
     pub(crate) version: KeyVersion,
     pub(crate) record: RecordKey,
+    #[allow(dead_code, reason = "read by the backup module")]
     pub(crate) backup: TenantKey,
+    pub(crate) usage: Usage,
+}
+
+/// Aggregated use counters of one tenant key set, reported as `tracing` audit events on the
+/// first use and every [`AUDIT_EVERY`] uses (never per record, never with values).
+#[derive(Default)]
+pub(crate) struct Usage {
+    seals: AtomicU64,
+    opens: AtomicU64,
+}
+
+/// How many seals (or opens) of one tenant key set pass between two aggregated audit events.
+pub const AUDIT_EVERY: u64 = 1 << 16;
+
+impl TenantKeys {
+    pub(crate) fn count(&self, tenant: &TenantId, op: &'static str) {
+        let counter = if op == "seal" { &self.usage.seals } else { &self.usage.opens };
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 || n % AUDIT_EVERY == 0 {
+            tracing::info!(target: "atrest::audit", event = "record.usage", op, tenant = %tenant, key_version = %self.version, count = n);
+        }
+    }
 }
 
 type Cache = LruCache<(TenantId, KeyVersion), Arc<TenantKeys>>;
@@ -49,6 +73,8 @@ struct Inner {
     path: Option<PathBuf>,
     state: ArcSwap<State>,
     cache: Mutex<Cache>,
+    /// Bumped after every snapshot swap; lets tenant handles keep their current keys.
+    epoch: AtomicU64,
     /// Serializes changes within this process (the file lock does so across processes).
     writer: Mutex<()>,
 }
@@ -131,6 +157,7 @@ impl Keyring {
                 path,
                 state: ArcSwap::from_pointee(state),
                 cache: Mutex::new(LruCache::new(cap)),
+                epoch: AtomicU64::new(0),
                 writer: Mutex::new(()),
             }),
         }
@@ -235,7 +262,7 @@ impl Keyring {
         if let Some(at) = self.inner.state.load().shredded_at(&id) {
             return Err(KeyringError::TenantShredded { tenant: id.to_string(), shredded_at: at });
         }
-        Ok(Tenant { keyring: self.clone(), id, suite: Suite::XAes256Gcm })
+        Ok(Tenant { keyring: self.clone(), id, suite: Suite::XAes256Gcm, hot: Arc::new(ArcSwapOption::empty()) })
     }
 
     /// Re-reads the keyring file to pick up changes made by another process.
@@ -254,6 +281,9 @@ impl Keyring {
     fn install(&self, state: State) {
         self.inner.state.store(Arc::new(state));
         lock(&self.inner.cache).clear();
+        // Released after the new snapshot is visible: a handle that sees the new epoch
+        // also sees the new state.
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Applies a change under the in-process writer lock and, with a file, the file lock:
@@ -278,6 +308,7 @@ impl Keyring {
         if let Some(path) = &self.inner.path {
             let text = file::encode(&state)?;
             atomic_file::write(path, text.as_bytes(), atomic_file::Mode::Replace).map_err(io_err(path))?;
+            atomic_file::remove_strays(path);
         }
         tracing::info!(target: "atrest::audit", event, keyring = %hex::encode(state.id), revision = state.revision, primary = %state.primary);
         self.install(state);
@@ -397,7 +428,7 @@ impl Keyring {
         }
         let record = derive::tenant_key(&prk, tenant, version.generation, Purpose::Records);
         let backup = derive::tenant_key(&prk, tenant, version.generation, Purpose::Backups);
-        let keys = Arc::new(TenantKeys { version, record: RecordKey::new(record), backup });
+        let keys = Arc::new(TenantKeys { version, record: RecordKey::new(record), backup, usage: Usage::default() });
         lock(&self.inner.cache).put(key, keys.clone());
         Ok(keys)
     }
@@ -487,6 +518,13 @@ pub struct Tenant {
     keyring: Keyring,
     id: TenantId,
     suite: Suite,
+    /// The current keys, valid while the keyring's epoch is unchanged.
+    hot: Arc<ArcSwapOption<Hot>>,
+}
+
+struct Hot {
+    epoch: u64,
+    keys: Arc<TenantKeys>,
 }
 
 impl core::fmt::Debug for Tenant {
@@ -529,24 +567,48 @@ impl Tenant {
         self.keyring.current_version(&self.id)
     }
 
+    /// Derives and caches this tenant's current keys now (for example at startup or on the
+    /// first request of a session), so that later seals cost one cache lookup.
+    ///
+    /// # Errors
+    /// [`SealError::TenantShredded`] or [`SealError::KeyUnavailable`].
+    pub fn preload(&self) -> Result<KeyVersion, SealError> {
+        self.keys_for_seal().map(|k| k.version)
+    }
+
     fn shredded(&self, at: u64) -> (String, u64) {
         (self.id.to_string(), at)
     }
 
+    /// The handle's current keys if the keyring did not change since they were cached.
+    fn hot_keys(&self, epoch: u64) -> Option<Arc<TenantKeys>> {
+        self.hot.load().as_ref().filter(|h| h.epoch == epoch).map(|h| h.keys.clone())
+    }
+
     /// Keys for sealing new data.
     pub(crate) fn keys_for_seal(&self) -> Result<Arc<TenantKeys>, SealError> {
+        let epoch = self.keyring.inner.epoch.load(Ordering::Acquire);
+        if let Some(k) = self.hot_keys(epoch) {
+            return Ok(k);
+        }
         let v = self.key_version();
-        self.keyring.keys(&self.id, v).map_err(|r| match r {
+        let keys = self.keyring.keys(&self.id, v).map_err(|r| match r {
             KeyRefusal::Shredded { at } => {
                 let (tenant, shredded_at) = self.shredded(at);
                 SealError::TenantShredded { tenant, shredded_at }
             }
             _ => SealError::KeyUnavailable(v),
-        })
+        })?;
+        self.hot.store(Some(Arc::new(Hot { epoch, keys: keys.clone() })));
+        Ok(keys)
     }
 
     /// Keys for opening data sealed under `version` (named by its header).
     pub(crate) fn keys_for_open(&self, version: KeyVersion) -> Result<Arc<TenantKeys>, OpenError> {
+        let epoch = self.keyring.inner.epoch.load(Ordering::Acquire);
+        if let Some(k) = self.hot_keys(epoch).filter(|k| k.version == version) {
+            return Ok(k);
+        }
         self.keyring.keys(&self.id, version).map_err(|r| match r {
             KeyRefusal::Shredded { at } => {
                 let (tenant, shredded_at) = self.shredded(at);

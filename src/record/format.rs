@@ -2,7 +2,6 @@
 
 use crate::Suite;
 use crate::context::{Context, TenantId};
-use crate::encoding::put_lp;
 use crate::error::OpenError;
 use crate::keyring::{KeyVersion, MasterVersion};
 
@@ -41,13 +40,20 @@ pub(crate) fn header(suite: Suite, v: KeyVersion) -> [u8; HEADER_LEN] {
     [FORMAT_VERSION, suite.id(), m[0], m[1], g[0], g[1]]
 }
 
-pub(crate) fn aad(header: &[u8; HEADER_LEN], tenant: &TenantId, context: &Context) -> Vec<u8> {
-    let ctx = context.canonical_bytes();
-    let mut aad = Vec::with_capacity(4 + AAD_LABEL.len() + HEADER_LEN + 4 + tenant.as_str().len() + ctx.len());
-    put_lp(&mut aad, AAD_LABEL);
+/// Associated data; kept on the stack for typical tenant ids and contexts.
+pub(crate) type Aad = smallvec::SmallVec<[u8; 256]>;
+
+pub(crate) fn aad(header: &[u8; HEADER_LEN], tenant: &TenantId, context: &Context) -> Aad {
+    let tenant = tenant.as_str().as_bytes();
+    let mut aad = Aad::new();
+    let label_len = u32::try_from(AAD_LABEL.len()).unwrap_or(u32::MAX);
+    let tenant_len = u32::try_from(tenant.len()).unwrap_or(u32::MAX);
+    aad.extend_from_slice(&label_len.to_be_bytes());
+    aad.extend_from_slice(AAD_LABEL);
     aad.extend_from_slice(header);
-    put_lp(&mut aad, tenant.as_str().as_bytes());
-    aad.extend_from_slice(ctx);
+    aad.extend_from_slice(&tenant_len.to_be_bytes());
+    aad.extend_from_slice(tenant);
+    aad.extend_from_slice(context.canonical_bytes());
     aad
 }
 

@@ -42,8 +42,10 @@
 
 mod format;
 mod key;
+mod rewrap;
 
 pub use format::{RecordInfo, key_version_of, record_info};
+pub use rewrap::{KeyVersionCensus, RewrapReport, key_version_census};
 
 pub(crate) use key::RecordKey;
 
@@ -104,6 +106,7 @@ impl Tenant {
         match keys.record.seal_detached(self.suite(), nonce, &aad, body.get_mut(..).unwrap_or_default()) {
             Ok(tag) => {
                 out.extend_from_slice(&tag);
+                keys.count(self.id(), "seal");
                 Ok(())
             }
             Err(e) => {
@@ -151,7 +154,10 @@ impl Tenant {
         out.extend_from_slice(parsed.ciphertext);
         let body = out.get_mut(start..).unwrap_or_default();
         match keys.record.open_detached(parsed.info.suite, parsed.nonce, &aad, body, parsed.tag) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                keys.count(self.id(), "open");
+                Ok(())
+            }
             Err(e) => {
                 // decrypt_detached already zeroed the bytes; drop them too.
                 out.truncate(start);

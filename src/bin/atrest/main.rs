@@ -1,1 +1,2 @@
+//! The `atrest` command-line tool (placeholder until the CLI lands).
 fn main() {}
