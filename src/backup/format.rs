@@ -16,7 +16,7 @@ use crate::encoding::put_lp;
 use crate::error::{BackupError, OpenError};
 use crate::hazmat::{SuiteCipher, expand32, extract};
 use crate::keyring::{KeyVersion, MasterVersion, Tenant, TenantKeys};
-use crate::secret::{DataKey, random_array};
+use crate::secret::{DataKey, TenantKey, random_array};
 
 pub(crate) const MAGIC: [u8; 8] = *b"ATRESTBK";
 pub(crate) const FORMAT_VERSION: u8 = 1;
@@ -297,18 +297,20 @@ impl StreamKeys {
     }
 }
 
-/// Wraps `data_key` under `keys` (the tenant's backup key) into `header`, setting its key
-/// version and a fresh wrap nonce. The rest of the header must already be final.
+/// Wraps `data_key` under `backup_key` (the tenant's backup key of `version`) into `header`,
+/// setting its key version and wrap nonce. The rest of the header must already be final.
 fn wrap_data_key(
-    keys: &TenantKeys,
+    backup_key: &TenantKey,
+    version: KeyVersion,
     tenant: &TenantId,
     header: &mut Header,
     data_key: &DataKey,
+    wrap_nonce: [u8; WRAP_NONCE_LEN],
 ) -> Result<(), BackupError> {
-    header.key_version = keys.version;
-    header.wrap_nonce = random_array()?;
+    header.key_version = version;
+    header.wrap_nonce = wrap_nonce;
     let mut buf = Zeroizing::new(*data_key.expose_secret());
-    let wrapper = SuiteCipher::new(Suite::XAes256Gcm, keys.backup.expose_secret());
+    let wrapper = SuiteCipher::new(Suite::XAes256Gcm, backup_key.expose_secret());
     let tag = wrapper
         .encrypt_detached(&header.wrap_nonce, &header.wrap_aad(tenant), buf.as_mut_slice())
         .map_err(|_| BackupError::InvalidParameter("wrapping the data key failed".into()))?;
@@ -343,6 +345,19 @@ fn open_data_key(tenant: &Tenant, header: &Header) -> Result<(DataKey, StreamKey
     Ok((data_key, stream))
 }
 
+/// The random values of one new stream.
+pub(crate) struct StreamSecrets {
+    pub(crate) data_key: DataKey,
+    pub(crate) salt: [u8; SALT_LEN],
+    pub(crate) wrap_nonce: [u8; WRAP_NONCE_LEN],
+}
+
+impl StreamSecrets {
+    fn generate() -> Result<Self, BackupError> {
+        Ok(Self { data_key: DataKey::generate()?, salt: random_array()?, wrap_nonce: random_array()? })
+    }
+}
+
 /// Starts a new stream: a fresh data key and salt, wrapped under the tenant's current key.
 /// Returns the header bytes and the chunk cipher.
 pub(crate) fn seal_stream(
@@ -351,23 +366,34 @@ pub(crate) fn seal_stream(
     chunk_size: usize,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let keys = tenant.keys_for_seal()?;
-    let data_key = DataKey::generate()?;
+    build_stream(&keys.backup, keys.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?)
+}
+
+/// [`seal_stream`] with given key and random values (deterministic, for known-answer tests).
+pub(crate) fn build_stream(
+    backup_key: &TenantKey,
+    version: KeyVersion,
+    tenant: &TenantId,
+    ctx: &BackupContext,
+    chunk_size: usize,
+    secrets: StreamSecrets,
+) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let chunk_size =
         u32::try_from(chunk_size).map_err(|_| BackupError::InvalidParameter("chunk size too large".into()))?;
     let mut header = Header {
         chunk_size,
-        salt: random_array()?,
-        key_version: keys.version,
+        salt: secrets.salt,
+        key_version: version,
         wrap_nonce: [0; WRAP_NONCE_LEN],
         wrapped_key: [0; WRAPPED_KEY_LEN],
         commitment: [0; 32],
         tag: [0; 32],
     };
-    let stream = StreamKeys::derive(&data_key, &header.salt);
+    let stream = StreamKeys::derive(&secrets.data_key, &header.salt);
     header.commitment = stream.commitment;
     header.tag = stream.header_mac(&header)?.finalize().into_bytes().into();
-    wrap_data_key(&keys, tenant.id(), &mut header, &data_key)?;
-    Ok((header.encode(), stream.chunk_cipher(&header, tenant.id(), ctx)))
+    wrap_data_key(backup_key, version, tenant, &mut header, &secrets.data_key, secrets.wrap_nonce)?;
+    Ok((header.encode(), stream.chunk_cipher(&header, tenant, ctx)))
 }
 
 /// Opens an existing stream's header for reading with `ctx`.
@@ -385,7 +411,7 @@ pub(crate) fn rewrap_header(tenant: &Tenant, header: &Header) -> Result<Option<H
         return Ok(None);
     }
     let mut new = header.clone();
-    wrap_data_key(&keys, tenant.id(), &mut new, &data_key)?;
+    wrap_data_key(&keys.backup, keys.version, tenant.id(), &mut new, &data_key, random_array()?)?;
     Ok(Some(new))
 }
 
@@ -555,15 +581,20 @@ mod tests {
         let mut v2 = b.clone();
         v2[8] = 2;
         assert!(matches!(Header::parse_prefix(&v2[..9]), Err(BackupError::UnsupportedFormat(2))));
-        for (at, val) in [(9, 1u8), (9, 3), (9, 0), (10, 1), (12, 0xff), (13, 1)] {
+        for suite in [0u8, 1, 3, 0xff] {
             let mut bad = b.clone();
-            if at == 13 {
-                // 65535 bytes: one less than the minimum.
-                bad[10..14].copy_from_slice(&0xffffu32.to_be_bytes());
-            } else {
-                bad[at] = val;
-            }
-            assert!(matches!(Header::parse_prefix(&bad), Err(BackupError::Authentication)), "{at}");
+            bad[9] = suite;
+            assert!(matches!(Header::parse_prefix(&bad), Err(BackupError::Authentication)), "suite {suite}");
+        }
+        for cs in [0u32, 65535, (16 << 20) + 1, u32::MAX] {
+            let mut bad = b.clone();
+            bad[10..14].copy_from_slice(&cs.to_be_bytes());
+            assert!(matches!(Header::parse_prefix(&bad), Err(BackupError::Authentication)), "chunk size {cs}");
+        }
+        for cs in [65536u32, 16 << 20] {
+            let mut ok = b.clone();
+            ok[10..14].copy_from_slice(&cs.to_be_bytes());
+            assert_eq!(Header::parse_prefix(&ok).unwrap().chunk_size, cs);
         }
     }
 
@@ -575,7 +606,10 @@ mod tests {
         assert!(Geometry::from_body_len(15, cs).is_err());
         assert_eq!(Geometry::from_body_len(16, cs).unwrap(), Geometry { chunks: 1, last_slot: 16, plain_len: 0 });
         assert_eq!(Geometry::from_body_len(17, cs).unwrap().plain_len, 1);
-        assert_eq!(Geometry::from_body_len(slot, cs).unwrap(), Geometry { chunks: 1, last_slot: 65552, plain_len: 65536 });
+        assert_eq!(
+            Geometry::from_body_len(slot, cs).unwrap(),
+            Geometry { chunks: 1, last_slot: 65552, plain_len: 65536 }
+        );
         for extra in 1..=16 {
             assert!(Geometry::from_body_len(slot + extra, cs).is_err(), "{extra}");
         }

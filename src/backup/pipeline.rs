@@ -97,7 +97,8 @@ mod tests {
             for (i, b) in buf.iter().enumerate() {
                 assert_eq!(usize::from(*b), i / 7 + 1);
             }
-            let e = exec.for_each_slot(&mut buf, 7, |i, _| if i == 5 { Err(BackupError::Authentication) } else { Ok(()) });
+            let e =
+                exec.for_each_slot(&mut buf, 7, |i, _| if i == 5 { Err(BackupError::Authentication) } else { Ok(()) });
             assert!(matches!(e, Err(BackupError::Authentication)));
         }
         assert_eq!(Exec::new(1).unwrap().batch_chunks(1 << 20), 1);

@@ -105,7 +105,12 @@ impl<R: Read> BackupReader<R> {
     ///
     /// # Errors
     /// As [`BackupReader::new`].
-    pub fn with_threads(tenant: &Tenant, ctx: &BackupContext, mut input: R, threads: usize) -> Result<Self, BackupError> {
+    pub fn with_threads(
+        tenant: &Tenant,
+        ctx: &BackupContext,
+        mut input: R,
+        threads: usize,
+    ) -> Result<Self, BackupError> {
         ctx.validate()?;
         let header = Header::read_from(&mut input)?;
         let cipher = format::open_stream(tenant, ctx, &header)?;
@@ -309,8 +314,10 @@ impl<R: Read + Seek> BackupReader<R> {
             let here = self.input.stream_position()?;
             let base = here.checked_sub(self.consumed).ok_or(BackupError::Authentication)?;
             let end = self.input.seek(SeekFrom::End(0))?;
-            let body =
-                end.checked_sub(base).and_then(|l| l.checked_sub(HEADER_LEN as u64)).ok_or(BackupError::Authentication)?;
+            let body = end
+                .checked_sub(base)
+                .and_then(|l| l.checked_sub(HEADER_LEN as u64))
+                .ok_or(BackupError::Authentication)?;
             let geo = Geometry::from_body_len(body, u32::try_from(self.cipher.chunk_size()).unwrap_or(u32::MAX))?;
             self.random = Some(Random { geo, base, seek: |r: &mut R, off| r.seek(SeekFrom::Start(off)).map(|_| ()) });
             self.peek = None;

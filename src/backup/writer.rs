@@ -53,7 +53,7 @@ pub struct BackupWriter<W: Write> {
     /// Plaintext bytes in the batch.
     filled: usize,
     /// Index of the batch's first chunk.
-    next_index: u64,
+    pub(super) next_index: u64,
     state: State,
 }
 
@@ -74,10 +74,14 @@ impl<W: Write> BackupWriter<W> {
         let exec = Exec::new(opts.threads)?;
         let (header, cipher) = format::seal_stream(tenant, ctx, chunk_size)?;
         out.write_all(&header)?;
-        let batch = exec.batch_chunks(cipher.slot_len());
-        let buf = vec![0u8; batch * cipher.slot_len()];
         tracing::debug!(target: "atrest::backup", tenant = %tenant.id(), snapshot = ctx.snapshot_id(), chunk_size, threads = exec.threads(), "backup stream started");
-        Ok(Self { out: Some(out), cipher, exec, buf, filled: 0, next_index: 0, state: State::Open })
+        Ok(Self::from_parts(cipher, exec, out))
+    }
+
+    /// A writer whose header is already written to `out`.
+    pub(crate) fn from_parts(cipher: ChunkCipher, exec: Exec, out: W) -> Self {
+        let buf = vec![0u8; exec.batch_chunks(cipher.slot_len()) * cipher.slot_len()];
+        Self { out: Some(out), cipher, exec, buf, filled: 0, next_index: 0, state: State::Open }
     }
 
     fn batch_capacity(&self) -> usize {
