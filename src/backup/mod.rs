@@ -309,18 +309,30 @@ pub fn encrypt_backup(
     ctx.validate()?;
     let exec = pipeline::Exec::new(opts.threads)?;
     let (header, cipher) = format::seal_stream(tenant, ctx, chunk_size)?;
+    encrypt_all(header, &cipher, &exec, plaintext)
+}
+
+/// Appends the chunks of `plaintext` to `header` and encrypts them in place.
+fn encrypt_all(
+    header: Vec<u8>,
+    cipher: &format::ChunkCipher,
+    exec: &pipeline::Exec,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, BackupError> {
+    let chunk_size = cipher.chunk_size();
     let chunks = plaintext.len().div_ceil(chunk_size).max(1);
     if u64::try_from(chunks).map_or(true, |c| c > format::MAX_CHUNKS) {
         return Err(BackupError::TooLong);
     }
-    let mut out = Vec::with_capacity(header.len() + plaintext.len() + chunks * format::TAG_LEN);
-    out.extend_from_slice(&header);
+    let header_len = header.len();
+    let mut out = header;
+    out.reserve_exact(plaintext.len() + chunks * format::TAG_LEN);
     let mut pieces = plaintext.chunks(chunk_size);
     for _ in 0..chunks {
         out.extend_from_slice(pieces.next().unwrap_or_default());
         out.extend_from_slice(&[0u8; format::TAG_LEN]);
     }
-    let body = out.get_mut(format::HEADER_LEN..).unwrap_or_default();
+    let body = out.get_mut(header_len..).unwrap_or_default();
     exec.for_each_slot(body, cipher.slot_len(), |i, slot| cipher.seal_slot(i as u64, i + 1 == chunks, slot))?;
     Ok(out)
 }

@@ -1,5 +1,6 @@
 //! Unit tests of the backup stream internals: the documented format rebuilt independently
 //! from the primitives, and the chunk-count limit.
+#![allow(clippy::cast_possible_truncation, reason = "test data generators")]
 
 use std::io::Write;
 
@@ -147,4 +148,45 @@ fn chunk_count_limit() {
     let mut w = make();
     w.next_index = MAX_CHUNKS;
     assert!(matches!(w.finish(), Err(BackupError::TooLong)));
+}
+
+/// The header and chunk cipher of a stream with fixed secrets.
+fn fixed_stream(chunk_size: usize) -> (Vec<u8>, super::format::ChunkCipher) {
+    let secrets = StreamSecrets { data_key: DataKey::from_bytes(DATA_KEY), salt: SALT, wrap_nonce: WRAP_NONCE };
+    let version = KeyVersion { master: MasterVersion::new(1), generation: 0 };
+    let tenant = TenantId::new("acme").unwrap();
+    let ctx = BackupContext::full("s");
+    build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, chunk_size, secrets).unwrap()
+}
+
+/// The stream for fixed secrets, `pt` written in `piece`-byte writes with `threads` threads.
+fn written_with(pt: &[u8], chunk_size: usize, threads: usize, piece: usize) -> Vec<u8> {
+    let (header, cipher) = fixed_stream(chunk_size);
+    let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
+    for p in pt.chunks(piece) {
+        w.write_all(p).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+    /// The output does not depend on the thread count, the batch size or the write pattern.
+    #[test]
+    fn output_is_independent_of_threads_and_writes(
+        pt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300 << 10),
+        cs in proptest::prop_oneof![proptest::strategy::Just(64usize << 10), proptest::strategy::Just(128 << 10)],
+        piece in 1usize..70_000,
+    ) {
+        let one = written_with(&pt, cs, 1, pt.len().max(1));
+        proptest::prop_assert_eq!(&written_with(&pt, cs, 2, piece), &one);
+        proptest::prop_assert_eq!(&written_with(&pt, cs, 3, piece), &one);
+        // The one-shot path lays the chunks out the same way.
+        for threads in [1, 2] {
+            let (header, cipher) = fixed_stream(cs);
+            let all = encrypt_all(header, &cipher, &Exec::new(threads).unwrap(), &pt).unwrap();
+            proptest::prop_assert_eq!(&all, &one);
+        }
+    }
 }
