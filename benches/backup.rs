@@ -2,7 +2,13 @@
 //! (the baseline, same group), on one thread and on all cores.
 //!
 //! `cargo bench --bench backup`
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::cast_possible_truncation, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    missing_docs
+)]
 
 use std::hint::black_box;
 use std::io::{self, Write};

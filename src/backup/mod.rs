@@ -261,8 +261,9 @@ impl BackupOptions {
     }
 
     /// How many threads encrypt chunks in parallel; 0 (the default) means all cores (the
-    /// global rayon pool), 1 means the calling thread only. The output is byte-for-byte the
-    /// same for any count. Memory in flight is about `2 * threads * chunk size`.
+    /// global rayon pool), 1 means the calling thread only, and n >= 2 a pool of n threads
+    /// made for the stream. The output is byte-for-byte the same for any count. Memory in
+    /// flight is about `2 * threads * chunk size` (at most 256 MiB unless one chunk is larger).
     #[must_use]
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;

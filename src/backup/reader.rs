@@ -249,7 +249,11 @@ impl<R: Read> BackupReader<R> {
         let count = batch.min(geo.chunks.checked_sub(c).ok_or(BackupError::Authentication)?);
         let tail = if c + count == geo.chunks { geo.last_slot } else { slot };
         let used = usize::try_from(count - 1).map_err(|_| BackupError::Authentication)? * slot + tail;
-        let offset = rnd.base + HEADER_LEN as u64 + c * slot as u64;
+        let offset = c
+            .checked_mul(slot as u64)
+            .and_then(|o| o.checked_add(rnd.base))
+            .and_then(|o| o.checked_add(HEADER_LEN as u64))
+            .ok_or(BackupError::Authentication)?;
         (rnd.seek)(&mut self.input, offset)?;
         let n = read_full(&mut self.input, self.buf.get_mut(..used).ok_or(BackupError::Authentication)?)?;
         if n < used {

@@ -169,11 +169,6 @@ impl<W: Write> BackupWriter<W> {
         tracing::debug!(target: "atrest::backup", chunks = self.next_index, "backup stream finished");
         self.out.take().ok_or(BackupError::Finished)
     }
-
-    /// The writer that receives the stream.
-    pub fn get_ref(&self) -> Option<&W> {
-        self.out.as_ref()
-    }
 }
 
 impl<W: Write> Write for BackupWriter<W> {
