@@ -612,3 +612,34 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     names.sort();
     assert_eq!(names, ["kept.atb", "keyring.atrk", "keyring.atrk.lock", "nightly.atb"]);
 }
+
+/// A seekable-typed input whose seeks fail, like a pipe.
+struct Unseekable<'a>(&'a [u8]);
+
+impl Read for Unseekable<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Seek for Unseekable<'_> {
+    fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+        Err(io::Error::other("illegal seek"))
+    }
+}
+
+#[test]
+fn a_failed_seek_on_an_unseekable_input_leaves_sequential_reading_intact() {
+    let f = fx();
+    let pt = data(2 * CS + 3, 15);
+    let stream = enc(&f, &pt);
+    assert!(BackupReader::open_seekable(&f.tenant, &f.ctx, Unseekable(&stream)).is_err());
+    let mut r = BackupReader::with_threads(&f.tenant, &f.ctx, Unseekable(&stream), 1).unwrap();
+    let mut first = vec![0u8; 1000];
+    r.read_exact(&mut first).unwrap();
+    assert!(r.seek(SeekFrom::Start(0)).is_err());
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    first.extend(rest);
+    assert_eq!(first, pt);
+}

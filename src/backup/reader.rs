@@ -175,8 +175,8 @@ impl<R: Read> BackupReader<R> {
         Some(n)
     }
 
-    /// Verifies the chunks in `buf[..used]`, the first of which has index `first`; `last`
-    /// is the index of the stream's final chunk if it is among them.
+    /// Verifies the chunks in `buf[..used]`, the first of which has index `first`;
+    /// `final_index` is the index of the stream's final chunk if it is known.
     fn open_batch(&mut self, first: u64, used: usize, final_index: Option<u64>) -> Result<(), BackupError> {
         let slot = self.cipher.slot_len();
         let count = used.div_ceil(slot);
@@ -247,6 +247,9 @@ impl<R: Read> BackupReader<R> {
         let slot = self.cipher.slot_len();
         let batch = (self.buf.len() / slot) as u64;
         let count = batch.min(geo.chunks.checked_sub(c).ok_or(BackupError::Authentication)?);
+        if count == 0 {
+            return Err(BackupError::Authentication);
+        }
         let tail = if c + count == geo.chunks { geo.last_slot } else { slot };
         let used = usize::try_from(count - 1).map_err(|_| BackupError::Authentication)? * slot + tail;
         let offset = c
@@ -314,8 +317,10 @@ impl<R: Read + Seek> BackupReader<R> {
             return Ok(());
         }
         self.check()?;
+        // An input that cannot seek (a pipe) fails here, before anything moved: the reader
+        // stays usable sequentially.
+        let here = self.input.stream_position()?;
         let r = (|| {
-            let here = self.input.stream_position()?;
             let base = here.checked_sub(self.consumed).ok_or(BackupError::Authentication)?;
             let end = self.input.seek(SeekFrom::End(0))?;
             let body = end
