@@ -2,6 +2,11 @@
 //! a pool of a chosen size. Work is handed over in batches of whole chunks laid out exactly
 //! as on disk, so each chunk is processed in place and the result does not depend on the
 //! number of threads.
+//!
+//! The streaming writer and reader keep two batch buffers and [`Exec::overlap`] them: while
+//! the pool encrypts (or verifies) one batch, the calling thread writes the previous batch
+//! out and reads the next one in. Memory in flight is two batches (four chunks per thread),
+//! allocated once per stream; nothing is allocated per chunk.
 
 use rayon::prelude::*;
 
@@ -56,6 +61,66 @@ impl Exec {
         wanted.min(MAX_BATCH_BYTES / slot_len.max(1)).max(1)
     }
 
+    /// Runs `work` on the pool while the calling thread runs `io`, and returns both results
+    /// once both are done. `io` need not be `Send` (it may hold the caller's reader or
+    /// writer). On the calling-thread executor the two run one after the other.
+    ///
+    /// Inside `work`, [`Exec::for_each_slot`] runs on the same pool. No thread ever blocks
+    /// waiting for a pool it belongs to: `in_place_scope` helps with pool work while it waits.
+    pub(crate) fn overlap<T>(
+        &self,
+        work: impl FnOnce() -> Result<(), BackupError> + Send,
+        io: impl FnOnce() -> T,
+    ) -> (Result<(), BackupError>, T) {
+        // `None` only if `work` panicked, which in_place_scope re-raises before returning.
+        let mut done: Option<Result<(), BackupError>> = None;
+        let t = match self {
+            Exec::Inline => {
+                done = Some(work());
+                io()
+            }
+            Exec::Global => rayon::in_place_scope(|s| {
+                s.spawn(|_| done = Some(work()));
+                io()
+            }),
+            Exec::Pool(pool) => pool.in_place_scope(|s| {
+                s.spawn(|_| done = Some(work()));
+                io()
+            }),
+        };
+        (done.unwrap_or(Err(BackupError::Finished)), t)
+    }
+
+    /// Calls `f(i, src_i, dst_i)` for the `src_len`-byte pieces of `src` and the matching
+    /// `dst_len`-byte pieces of `dst` (the last ones may be shorter), in parallel when there
+    /// is more than one thread. Used to encrypt or decrypt from one buffer into another
+    /// without copying first.
+    pub(crate) fn for_each_pair<F>(
+        &self,
+        src: &[u8],
+        src_len: usize,
+        dst: &mut [u8],
+        dst_len: usize,
+        f: F,
+    ) -> Result<(), BackupError>
+    where
+        F: Fn(usize, &[u8], &mut [u8]) -> Result<(), BackupError> + Send + Sync,
+    {
+        let (src_len, dst_len) = (src_len.max(1), dst_len.max(1));
+        let seq = |src: &[u8], dst: &mut [u8]| {
+            src.chunks(src_len).zip(dst.chunks_mut(dst_len)).enumerate().try_for_each(|(i, (a, b))| f(i, a, b))
+        };
+        let par = |src: &[u8], dst: &mut [u8]| {
+            src.par_chunks(src_len).zip(dst.par_chunks_mut(dst_len)).enumerate().try_for_each(|(i, (a, b))| f(i, a, b))
+        };
+        match self {
+            Exec::Inline => seq(src, dst),
+            _ if dst.len() <= dst_len => seq(src, dst),
+            Exec::Global => par(src, dst),
+            Exec::Pool(pool) => pool.install(|| par(src, dst)),
+        }
+    }
+
     /// Calls `f(i, slot)` for each consecutive `slot_len`-byte piece of `buf` (the last one
     /// may be shorter), in parallel when there is more than one thread. Stops at an error
     /// (with several threads, other pieces may still have been processed).
@@ -102,6 +167,33 @@ mod tests {
             assert!(matches!(e, Err(BackupError::Authentication)));
         }
         assert_eq!(Exec::new(1).unwrap().batch_chunks(1 << 20), 1);
+        for exec in [Exec::new(1).unwrap(), Exec::new(2).unwrap(), Exec::new(0).unwrap()] {
+            let src: Vec<u8> = (0..10 * 5 + 2).map(|i| i as u8).collect();
+            let mut dst = vec![0u8; 10 * 7 + 4];
+            exec.for_each_pair(&src, 5, &mut dst, 7, |i, a, b| {
+                assert_eq!(a.len() + 2, b.len());
+                b[..a.len()].copy_from_slice(a);
+                b[a.len()..].fill(u8::try_from(i).unwrap());
+                Ok(())
+            })
+            .unwrap();
+            for (i, piece) in dst.chunks(7).enumerate() {
+                let n = piece.len() - 2;
+                assert_eq!(&piece[..n], &src[i * 5..i * 5 + n]);
+                assert!(piece[n..].iter().all(|b| usize::from(*b) == i));
+            }
+            // Work and I/O both run, and each result comes back.
+            let mut seen = Vec::new();
+            let (r, t) = exec.overlap(
+                || Err(BackupError::Authentication),
+                || {
+                    seen.push(1);
+                    7
+                },
+            );
+            assert!(matches!(r, Err(BackupError::Authentication)));
+            assert_eq!((t, seen), (7, vec![1]));
+        }
         assert_eq!(Exec::new(3).unwrap().batch_chunks(1 << 20), 6);
         assert_eq!(Exec::new(16).unwrap().batch_chunks((16 << 20) + 16), 15);
     }

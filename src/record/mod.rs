@@ -33,8 +33,14 @@
 //! keeps one random 96-bit prefix (from the OS RNG) and its derived AES-256-GCM instance,
 //! and draws the other 96 bits of each nonce from a CSPRNG (`rand::rng()`, ChaCha seeded by
 //! the OS). The output is standard XAES-256-GCM with uniformly random suffixes. The prefix
-//! is replaced after 2^28 records and in any process whose id differs from the one that
-//! drew it (a forked child never reuses its parent's prefix and RNG stream together). With
+//! is replaced after 2^28 records and in any process forked from the one that drew it: a
+//! forked child never reuses its parent's prefix and RNG stream together (the thread RNG is
+//! copied by `fork`). Forks are detected without a system call per record: a
+//! `pthread_atfork` child handler (crate `forkguard`) bumps a counter inside `fork()`, before
+//! the child runs any code of its own, and each seal compares that counter; if the handler
+//! cannot be registered the sealer compares process ids instead. A process made by a raw
+//! `clone(2)` system call or glibc's `_Fork()` skips `pthread_atfork` handlers: such a child
+//! must not seal records with keys inherited from its parent. With
 //! at most q = 2^28 random 96-bit nonces per derived key, the chance of any nonce repeating
 //! under one derived key is at most q^2 / 2^97 = 2^-41; distinct prefixes give independent
 //! keys (prefix collisions are a 96-bit birthday event). There is therefore no practical
