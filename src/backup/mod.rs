@@ -266,8 +266,8 @@ impl BackupOptions {
     /// How many threads encrypt chunks in parallel; 0 (the default) means all cores (the
     /// global rayon pool), 1 means the calling thread only, and n >= 2 a pool of n threads
     /// made for the stream. The output is byte-for-byte the same for any count. The
-    /// streaming writer and reader hold two batches of two chunks per thread (one chunk each
-    /// on a single thread): memory in flight is about `4 * threads * chunk size` (at most
+    /// streaming writer and reader hold two batches of four chunks per thread (one chunk each
+    /// on a single thread): memory in flight is about `8 * threads * chunk size` (at most
     /// 512 MiB unless one chunk is larger), allocated once per stream.
     #[must_use]
     pub fn threads(mut self, n: usize) -> Self {

@@ -5,7 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use zeroize::Zeroize;
 
 use super::format::{self, ChunkCipher, Geometry, HEADER_LEN, Header, MAX_CHUNKS, TAG_LEN, read_full};
-use super::pipeline::Exec;
+use super::pipeline::{Exec, give_buffer, take_buffer};
 use super::{BackupContext, BackupOptions};
 use crate::error::BackupError;
 use crate::keyring::Tenant;
@@ -32,7 +32,7 @@ struct Random<R> {
 /// Decrypts a backup stream: `Read` for sequential use (works on stdin and pipes), plus
 /// `Seek` and [`read_at`](BackupReader::read_at) when the input can seek.
 ///
-/// Chunks are read and verified in batches (two per thread) in parallel; while one batch is
+/// Chunks are read and verified in batches (four per thread) in parallel; while one batch is
 /// verified, the next is read from the input (and, with
 /// [`copy_to`](BackupReader::copy_to), the previous one written out). Memory stays bounded
 /// for any stream length: two batches, allocated once.
@@ -211,10 +211,10 @@ impl<R: Read> BackupReader<R> {
             input,
             cipher,
             exec,
-            buf: vec![0u8; len],
+            buf: take_buffer(len),
             win: Window::default(),
             ahead: None,
-            ahead_buf: vec![0u8; len],
+            ahead_buf: take_buffer(len),
             pos: 0,
             next_chunk: 0,
             peek: None,
@@ -236,8 +236,8 @@ impl<R: Read> BackupReader<R> {
     /// Records a failure: drops everything buffered and refuses further use.
     fn fail(&mut self, e: BackupError) -> BackupError {
         self.failed = Some(matches!(e, BackupError::Authentication));
-        self.buf.zeroize();
-        self.ahead_buf.zeroize();
+        self.buf.as_mut_slice().zeroize();
+        self.ahead_buf.as_mut_slice().zeroize();
         self.ahead = None;
         self.win = Window::default();
         e
@@ -314,6 +314,7 @@ impl<R: Read> BackupReader<R> {
         };
         let (cs, win, start, old_end) = (self.cipher.chunk_size(), self.win, self.window_start(), self.window_end());
         let had_sink = sink.is_some();
+        let old_extent = win.count.saturating_mul(slot).min(self.buf.len());
         let skip = usize::try_from(self.pos.saturating_sub(start)).unwrap_or(usize::MAX);
         let old = &mut self.buf;
         let (input, peek, consumed, next_chunk) =
@@ -330,6 +331,15 @@ impl<R: Read> BackupReader<R> {
                 }
             }
             let next = (!pending.eof).then(|| Input { input, peek, consumed, next_chunk }.read_batch(old, slot));
+            // The old window's plaintext that the next batch did not overwrite is wiped now:
+            // this buffer is read into next and must hold only ciphertext.
+            let overwritten = match &next {
+                Some(Ok(b)) => b.used,
+                _ => 0,
+            };
+            if let Some(stale) = old.get_mut(overwritten..old_extent) {
+                stale.zeroize();
+            }
             Ok((written, next))
         };
         let (cipher, exec) = (&self.cipher, &self.exec);
@@ -405,6 +415,8 @@ impl<R: Read> BackupReader<R> {
 
     /// Random access: reads and verifies the batch that starts at chunk `c`.
     fn load_at(&mut self, c: u64) -> Result<(), BackupError> {
+        // Plaintext of the window being replaced (an error makes the caller wipe everything).
+        let old_extent = self.win.count.saturating_mul(self.cipher.slot_len());
         self.win = Window::default();
         let Some(rnd) = &self.random else { return Err(BackupError::Finished) };
         let geo = rnd.geo;
@@ -426,6 +438,9 @@ impl<R: Read> BackupReader<R> {
         if n < used {
             // The input shrank since the final chunk was authenticated.
             return Err(BackupError::Authentication);
+        }
+        if let Some(stale) = self.buf.get_mut(used..old_extent) {
+            stale.zeroize();
         }
         self.open_batch(c, used, Some(geo.chunks - 1))
     }
@@ -568,8 +583,13 @@ impl<R: Read + Seek> Seek for BackupReader<R> {
 
 impl<R: Read> Drop for BackupReader<R> {
     fn drop(&mut self) {
-        self.buf.zeroize();
-        self.ahead_buf.zeroize();
+        // The window holds verified plaintext; the batch read ahead is ciphertext.
+        let window = self.win.count.saturating_mul(self.cipher.slot_len()).min(self.buf.len());
+        if let Some(plain) = self.buf.get_mut(..window) {
+            plain.zeroize();
+        }
+        give_buffer(std::mem::take(&mut self.buf));
+        give_buffer(std::mem::take(&mut self.ahead_buf));
     }
 }
 

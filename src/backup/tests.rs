@@ -327,3 +327,65 @@ fn every_read_path_agrees() {
         }
     }
 }
+
+/// Buffers kept for the next stream never hold plaintext: after every way a writer or reader
+/// can end (finished, dropped unfinished, read to the end, dropped mid-stream, random access,
+/// failed), no kept buffer contains the plaintext marker. A chunk size no other test uses
+/// keeps other tests' buffers apart.
+#[test]
+fn kept_buffers_hold_no_plaintext() {
+    use std::io::{Read, Seek, SeekFrom};
+    let keyring = crate::Keyring::in_memory(crate::LocalRootKey::generate().unwrap()).unwrap();
+    let tenant = keyring.tenant("acme").unwrap();
+    let ctx = BackupContext::full("s");
+    let cs = MIN_CHUNK_SIZE + 3 * 4096;
+    let marker = b"PLAINTEXT-MARKER";
+    let pt: Vec<u8> = marker.iter().copied().cycle().take(21 * cs + 777).collect();
+    for threads in [1, 2] {
+        let opts = BackupOptions::default().chunk_size(cs).threads(threads);
+        let len = pipeline::Exec::new(threads).unwrap().batch_chunks(cs + 16) * (cs + 16);
+        let clean = |what: &str| assert!(!pipeline::spare_contains(len, marker), "{threads} threads: {what}");
+
+        let mut w = BackupWriter::new(&tenant, &ctx, opts, Vec::new()).unwrap();
+        for p in pt.chunks(5000) {
+            w.write_all(p).unwrap();
+        }
+        let stream = w.finish().unwrap();
+        clean("finished writer");
+        let mut w = BackupWriter::new(&tenant, &ctx, opts, Vec::new()).unwrap();
+        w.write_all(&pt[..3 * cs + 5]).unwrap();
+        drop(w);
+        clean("unfinished writer");
+
+        let mut r = BackupReader::with_options(&tenant, &ctx, &stream[..], opts).unwrap();
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert!(all == pt);
+        drop(r);
+        clean("reader read to the end");
+        let mut r = BackupReader::with_options(&tenant, &ctx, &stream[..], opts).unwrap();
+        r.read_exact(&mut [0u8; 100]).unwrap();
+        drop(r);
+        clean("reader dropped mid-stream");
+        r = BackupReader::with_options(&tenant, &ctx, &stream[..], opts).unwrap();
+        r.copy_to(std::io::sink()).unwrap();
+        drop(r);
+        clean("copy_to");
+        let mut r = BackupReader::with_options(&tenant, &ctx, std::io::Cursor::new(&stream), opts).unwrap();
+        r.read_exact(&mut [0u8; 100]).unwrap();
+        for at in [20 * cs as u64, 0, 9 * cs as u64 + 3] {
+            r.seek(SeekFrom::Start(at)).unwrap();
+            r.read_exact(&mut [0u8; 10]).unwrap();
+        }
+        drop(r);
+        clean("random access");
+        let mut bad = stream.clone();
+        let n = bad.len();
+        bad[n - 3] ^= 1;
+        let mut r = BackupReader::with_options(&tenant, &ctx, &bad[..], opts).unwrap();
+        assert!(r.read_to_end(&mut Vec::new()).is_err());
+        drop(r);
+        clean("failed reader");
+        assert!(pipeline::spare_count(len) > 0, "the buffers were kept (else this test checks nothing)");
+    }
+}

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use zeroize::Zeroize;
 
 use super::format::{self, ChunkCipher, MAX_CHUNKS, read_full};
-use super::pipeline::Exec;
+use super::pipeline::{Exec, give_buffer, take_buffer};
 use super::{BackupContext, BackupOptions};
 use crate::error::BackupError;
 use crate::keyring::Tenant;
@@ -21,7 +21,7 @@ enum State {
 /// [`copy_from`](BackupWriter::copy_from) a reader), then call
 /// [`finish`](BackupWriter::finish).
 ///
-/// Plaintext is gathered into a batch of whole chunks (two per thread), which is encrypted
+/// Plaintext is gathered into a batch of whole chunks (four per thread), which is encrypted
 /// in parallel while the previous batch is written out; memory stays bounded for any stream
 /// length (two batches, allocated once). A write of more than a batch is encrypted straight
 /// from the caller's buffer, without a copy. A chunk is known to be non-final only when more
@@ -91,9 +91,9 @@ impl<W: Write> BackupWriter<W> {
             out: Some(out),
             cipher,
             exec,
-            buf: vec![0u8; len],
+            buf: take_buffer(len),
             filled: 0,
-            ready: vec![0u8; len],
+            ready: take_buffer(len),
             ready_len: 0,
             next_index: 0,
             state: State::Open,
@@ -291,7 +291,7 @@ impl<W: Write> Write for BackupWriter<W> {
     }
 
     /// Writes out the batch already encrypted, then flushes the underlying writer. The batch
-    /// still being gathered (up to two chunks per thread) is encrypted and written only when
+    /// still being gathered (up to four chunks per thread) is encrypted and written only when
     /// it fills and more data follows, or at [`finish`](BackupWriter::finish).
     fn flush(&mut self) -> io::Result<()> {
         self.check_open()?;
@@ -308,8 +308,13 @@ impl<W: Write> Write for BackupWriter<W> {
 
 impl<W: Write> Drop for BackupWriter<W> {
     fn drop(&mut self) {
-        self.buf.zeroize();
-        self.ready.zeroize();
+        // After a clean finish both buffers hold only ciphertext; otherwise the batch being
+        // gathered may hold plaintext.
+        if self.state != State::Finished {
+            self.buf.as_mut_slice().zeroize();
+        }
+        give_buffer(std::mem::take(&mut self.buf));
+        give_buffer(std::mem::take(&mut self.ready));
         if self.state == State::Open {
             tracing::warn!(target: "atrest::backup", "backup writer dropped without finish(): the stream is incomplete and will not verify");
         }
