@@ -1,9 +1,11 @@
 //! A tenant's record key with its cached XAES-256-GCM state (see the `record` module docs
 //! for the nonce argument).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aead::KeyInit;
+use arc_swap::ArcSwapOption;
 use rand::Rng;
 
 use crate::Suite;
@@ -14,13 +16,19 @@ use crate::secret::{TenantKey, random_array};
 /// Records sealed under one nonce prefix before a new prefix is drawn.
 pub(crate) const PREFIX_LIMIT: u64 = 1 << 28;
 
-/// The current sealing prefix with its derived AES-256-GCM instance.
+/// A sealing prefix with its derived AES-256-GCM instance (keyed once).
 struct Prefix {
     /// Detects that this process is a fork of the one that drew the prefix.
     fork: ForkCheck,
     prefix: [u8; 12],
-    gcm: Arc<Gcm>,
-    uses: u64,
+    gcm: Gcm,
+    uses: AtomicU64,
+}
+
+/// An opening prefix with its derived AES-256-GCM instance.
+struct Opened {
+    prefix: [u8; 12],
+    gcm: Gcm,
 }
 
 /// Whether the current process is a fork of the one that made this value.
@@ -43,30 +51,33 @@ impl ForkCheck {
         }
     }
 
-    /// True in a process forked since this value was made (and after the first such call,
-    /// still true: the caller replaces the value).
-    fn forked(&mut self) -> bool {
+    /// True in a process forked since this value was made.
+    fn forked(&self) -> bool {
         match self {
-            ForkCheck::Atfork(g) => g.detected_fork(),
+            // A copy, so the value keeps the count from when it was made.
+            ForkCheck::Atfork(g) => g.clone().detected_fork(),
             ForkCheck::Pid(pid) => *pid != std::process::id(),
         }
     }
 }
 
 /// The record key of one tenant and key version.
+///
+/// Sealing and opening take no lock: the current prefix is read through an `ArcSwap`
+/// (no reference count touched on the fast path) and counted with one atomic add.
 pub(crate) struct RecordKey {
     key: TenantKey,
     xaes: XAes256Gcm,
-    current: Mutex<Option<Prefix>>,
+    current: ArcSwapOption<Prefix>,
     /// The last prefix opened that was not the sealing prefix (records sealed together,
-    /// by another process or an earlier prefix, open together).
-    last_opened: Mutex<Option<([u8; 12], Arc<Gcm>)>>,
+    /// by another process or under an earlier prefix, open together).
+    last_opened: ArcSwapOption<Opened>,
 }
 
 impl RecordKey {
     pub(crate) fn new(key: TenantKey) -> Self {
         let xaes = XAes256Gcm::new(key.expose_secret().into());
-        Self { key, xaes, current: Mutex::new(None), last_opened: Mutex::new(None) }
+        Self { key, xaes, current: ArcSwapOption::empty(), last_opened: ArcSwapOption::empty() }
     }
 
     fn derive(&self, prefix: &[u8; 12]) -> Gcm {
@@ -76,92 +87,124 @@ impl RecordKey {
         }
     }
 
-    /// The prefix and AES-256-GCM instance to seal with now.
-    fn sealing_prefix(&self) -> Result<([u8; 12], Arc<Gcm>), SealError> {
-        let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = cur.as_mut()
-            && !p.fork.forked()
-            && p.uses < PREFIX_LIMIT
+    /// Seals with the current prefix: fills `nonce` (24 bytes), encrypts `input` into
+    /// `output` (same length), returns the tag. Draws a new prefix first if there is none,
+    /// it reached [`PREFIX_LIMIT`], or this process is a fork of the one that drew it.
+    fn seal_xaes(&self, nonce: &mut [u8], aad: &[u8], input: &[u8], output: &mut [u8]) -> Result<[u8; 16], SealError> {
+        let too_large = || SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN };
+        let (prefix_out, suffix_out) = nonce.split_at_mut_checked(12).ok_or_else(too_large)?;
+        let mut suffix = [0u8; 12];
+        rand::rng().fill_bytes(&mut suffix);
+        suffix_out.copy_from_slice(&suffix);
         {
-            p.uses += 1;
-            return Ok((p.prefix, p.gcm.clone()));
+            let cur = self.current.load();
+            if let Some(p) = cur.as_ref()
+                && !p.fork.forked()
+                && p.uses.fetch_add(1, Ordering::Relaxed) < PREFIX_LIMIT
+            {
+                prefix_out.copy_from_slice(&p.prefix);
+                return p.gcm.seal_to(&suffix, aad, input, output).map_err(|_| too_large());
+            }
         }
+        // A new prefix. Two threads may both get here; each seals under its own fresh
+        // prefix and the last one stored stays current.
         let fork = ForkCheck::new();
         let prefix: [u8; 12] = random_array()?;
-        let gcm = Arc::new(self.derive(&prefix));
-        *cur = Some(Prefix { fork, prefix, gcm: gcm.clone(), uses: 1 });
-        Ok((prefix, gcm))
+        let fresh = Arc::new(Prefix { fork, prefix, gcm: self.derive(&prefix), uses: AtomicU64::new(1) });
+        prefix_out.copy_from_slice(&prefix);
+        let tag = fresh.gcm.seal_to(&suffix, aad, input, output).map_err(|_| too_large());
+        self.current.store(Some(fresh));
+        tag
     }
 
-    /// The AES-256-GCM instance for an opening prefix: the sealing one if it matches, else
-    /// the last one opened if it matches, else a new one (which becomes the last opened).
-    fn opening_gcm(&self, prefix: &[u8; 12]) -> Arc<Gcm> {
-        if let Some(p) = self.current.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+    /// Opens under `prefix`: with the sealing instance if it matches, else the last opened
+    /// one if it matches, else a new one (which becomes the last opened).
+    fn open_xaes(
+        &self,
+        prefix: &[u8; 12],
+        suffix: &[u8; 12],
+        aad: &[u8],
+        input: &[u8],
+        tag: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), OpenError> {
+        let open = |gcm: &Gcm, output: &mut [u8]| {
+            gcm.open_to(suffix, aad, input, tag, output).map_err(|_| OpenError::Authentication)
+        };
+        if let Some(p) = self.current.load().as_ref()
             && &p.prefix == prefix
         {
-            return p.gcm.clone();
+            return open(&p.gcm, output);
         }
-        if let Some((p, g)) = self.last_opened.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
-            && p == prefix
+        if let Some(o) = self.last_opened.load().as_ref()
+            && &o.prefix == prefix
         {
-            return g.clone();
+            return open(&o.gcm, output);
         }
-        let gcm = Arc::new(self.derive(prefix));
-        *self.last_opened.lock().unwrap_or_else(PoisonError::into_inner) = Some((*prefix, gcm.clone()));
-        gcm
+        let fresh = Arc::new(Opened { prefix: *prefix, gcm: self.derive(prefix) });
+        let r = open(&fresh.gcm, output);
+        self.last_opened.store(Some(fresh));
+        r
     }
 
-    /// Fills `nonce` (24 bytes), encrypts `body` in place, returns the tag.
+    /// Fills `nonce` (24 bytes), encrypts `input` into `output` (same length), returns the
+    /// tag.
     pub(crate) fn seal_detached(
         &self,
         suite: Suite,
         nonce: &mut [u8],
         aad: &[u8],
-        body: &mut [u8],
+        input: &[u8],
+        output: &mut [u8],
     ) -> Result<[u8; 16], SealError> {
-        let (prefix_out, suffix_out) = nonce.split_at_mut_checked(12).ok_or(SealError::UnsupportedSuite(suite))?;
         match suite {
-            Suite::XAes256Gcm => {
-                let (prefix, gcm) = self.sealing_prefix()?;
-                prefix_out.copy_from_slice(&prefix);
-                let mut suffix = [0u8; 12];
-                rand::rng().fill_bytes(&mut suffix);
-                suffix_out.copy_from_slice(&suffix);
-                gcm.seal(&suffix, aad, body)
-                    .map_err(|_| SealError::TooLarge { len: body.len(), limit: super::MAX_RECORD_LEN })
-            }
+            Suite::XAes256Gcm => self.seal_xaes(nonce, aad, input, output),
             Suite::XChaCha20Poly1305 => {
                 let n: [u8; 24] = random_array()?;
-                prefix_out.copy_from_slice(n.get(..12).unwrap_or_default());
-                suffix_out.copy_from_slice(n.get(12..).unwrap_or_default());
+                let nonce_out = <&mut [u8; 24]>::try_from(nonce).map_err(|_| SealError::UnsupportedSuite(suite))?;
+                *nonce_out = n;
+                let body = output.get_mut(..input.len()).ok_or(SealError::UnsupportedSuite(suite))?;
+                body.copy_from_slice(input);
                 SuiteCipher::new(suite, self.key.expose_secret())
                     .encrypt_detached(&n, aad, body)
-                    .map_err(|_| SealError::TooLarge { len: body.len(), limit: super::MAX_RECORD_LEN })
+                    .map_err(|_| SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN })
             }
             other => Err(SealError::UnsupportedSuite(other)),
         }
     }
 
-    /// Verifies `tag` and decrypts `body` in place (zeroed on failure).
+    /// Verifies `tag` and decrypts `input` into `output` (same length; zeroed on failure).
     pub(crate) fn open_detached(
         &self,
         suite: Suite,
         nonce: &[u8],
         aad: &[u8],
-        body: &mut [u8],
+        input: &[u8],
         tag: &[u8],
+        output: &mut [u8],
     ) -> Result<(), OpenError> {
-        match suite {
-            Suite::XAes256Gcm => {
-                let (prefix, suffix) = nonce.split_first_chunk::<12>().ok_or(OpenError::Authentication)?;
-                let suffix = <&[u8; 12]>::try_from(suffix).map_err(|_| OpenError::Authentication)?;
-                // Gcm::open zeroes `body` on failure.
-                self.opening_gcm(prefix).open(suffix, aad, body, tag).map_err(|_| OpenError::Authentication)
-            }
-            Suite::XChaCha20Poly1305 => SuiteCipher::new(suite, self.key.expose_secret())
-                .decrypt_detached(nonce, aad, body, tag)
-                .map_err(|_| OpenError::Authentication),
+        let r = match suite {
+            Suite::XAes256Gcm => match nonce.split_first_chunk::<12>() {
+                Some((prefix, suffix)) => match <&[u8; 12]>::try_from(suffix) {
+                    Ok(suffix) => self.open_xaes(prefix, suffix, aad, input, tag, output),
+                    Err(_) => Err(OpenError::Authentication),
+                },
+                None => Err(OpenError::Authentication),
+            },
+            Suite::XChaCha20Poly1305 => match output.get_mut(..input.len()) {
+                Some(body) => {
+                    body.copy_from_slice(input);
+                    SuiteCipher::new(suite, self.key.expose_secret())
+                        .decrypt_detached(nonce, aad, body, tag)
+                        .map_err(|_| OpenError::Authentication)
+                }
+                None => Err(OpenError::Authentication),
+            },
             _ => Err(OpenError::Authentication),
+        };
+        if r.is_err() {
+            output.fill(0);
         }
+        r
     }
 }
