@@ -7,7 +7,8 @@
 //!
 //! - `raw_rustcrypto_*`, `raw_aws_lc_*`: the baselines, pre-keyed AES-256-GCM of each
 //!   backend, 1 MiB messages, one thread. `_encrypt` seals the buffer in place (the hardware
-//!   limit: no copy at all); `_decrypt` copies each ciphertext message into a reused buffer
+//!   limit: no copy at all); `_encrypt/<n>t` does the same on all threads (how far the
+//!   machine scales at all); `_decrypt` copies each ciphertext message into a reused buffer
 //!   and opens it there, the least a decryptor reading from an `io::Read` does.
 //! - `atrest_encrypt/<backend>/<threads>`: [`BackupWriter`] fed by one `write_all` of the
 //!   whole buffer (the writer encrypts straight from it), output to a sink.
@@ -47,6 +48,7 @@ use atrest::hazmat::Backend;
 use atrest::{BackupContext, BackupOptions, BackupReader, BackupWriter, Context, Keyring, LocalRootKey};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rayon::prelude::*;
 
 const TOTAL: usize = 64 << 20;
 const CHUNK: usize = 1 << 20;
@@ -102,6 +104,22 @@ fn backups(c: &mut Criterion) {
                     lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce(i)), Aad::from(aad), m).unwrap(),
                 );
             }
+        })
+    });
+    // The same on all threads (rayon over the messages): how far the hardware scales.
+    group.bench_function(BenchmarkId::new("raw_rustcrypto_encrypt", format!("{all}t")), |b| {
+        b.iter(|| {
+            buf.par_chunks_mut(CHUNK).enumerate().for_each(|(i, m)| {
+                black_box(rc.encrypt_inout_detached(&nonce(i).into(), &aad, m.into()).unwrap());
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("raw_aws_lc_encrypt", format!("{all}t")), |b| {
+        b.iter(|| {
+            buf.par_chunks_mut(CHUNK).enumerate().for_each(|(i, m)| {
+                let n = Nonce::assume_unique_for_key(nonce(i));
+                let _ = black_box(lc.seal_in_place_separate_tag(n, Aad::from(aad), m).unwrap());
+            })
         })
     });
     // Decrypt baselines: each 1 MiB ciphertext message copied into a reused buffer and

@@ -239,7 +239,7 @@ mod tests {
         }
         assert_eq!(Exec::new(1).unwrap().batch_chunks(1 << 20), 1);
         for exec in [Exec::new(1).unwrap(), Exec::new(2).unwrap(), Exec::new(0).unwrap()] {
-            let src: Vec<u8> = (0..10 * 5 + 2).map(|i| i as u8).collect();
+            let src: Vec<u8> = (0..10 * 5 + 2u8).collect();
             let mut dst = vec![0u8; 10 * 7 + 4];
             exec.for_each_pair(&src, 5, &mut dst, 7, |i, a, b| {
                 assert_eq!(a.len() + 2, b.len());
