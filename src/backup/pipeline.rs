@@ -9,7 +9,7 @@
 //! taken once per stream; nothing is allocated per chunk. When a stream ends its buffers are
 //! wiped and kept (up to [`SPARE_BYTES`] in all) for the next stream.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, mpsc};
 
 use rayon::prelude::*;
 
@@ -143,6 +143,126 @@ impl Exec {
         (done.unwrap_or(Err(BackupError::Finished)), t)
     }
 
+    /// Whether [`Exec::stream`] can run here: a pool of more than one thread that the
+    /// calling thread is not part of (a worker of the global pool blocking on its own pool
+    /// could deadlock; such callers take the batch path, whose waits help the pool).
+    pub(crate) fn can_stream(&self) -> bool {
+        match self {
+            Exec::Inline => true,
+            Exec::Global => rayon::current_thread_index().is_none(),
+            Exec::Pool(pool) => pool.current_thread_index().is_none(),
+        }
+    }
+
+    /// An ordered pipeline of units (chunks) without a barrier between batches: the calling
+    /// thread prepares units with `next` (reading input into a free slot, say), the pool runs
+    /// `work` on up to `slots.len()` of them at once, and the calling thread hands each
+    /// finished unit to `done` in the order `next` made them (writing it out, say), after
+    /// which its slot is free again. So the pool always has queued work while the calling
+    /// thread does I/O, and a slow chunk delays only its own turn to be written.
+    ///
+    /// `next` returns `None` when there is nothing more. Stops at the first error (from any
+    /// of the three, in order of units) after the units in flight finish. Needs
+    /// [`Exec::can_stream`]. Nothing is allocated per unit: the pool runs one long-lived job
+    /// per thread fed through bounded channels.
+    pub(crate) fn stream<'s, T, N, W, D>(
+        &self,
+        slots: Vec<&'s mut [u8]>,
+        mut next: N,
+        work: W,
+        mut done: D,
+    ) -> Result<(), BackupError>
+    where
+        T: Send,
+        N: FnMut(&'s mut [u8]) -> Result<Option<(T, &'s mut [u8])>, BackupError>,
+        W: Fn(&T, &mut [u8]) -> Result<(), BackupError> + Sync,
+        D: FnMut(T, &mut [u8]) -> Result<(), BackupError>,
+    {
+        let workers = match self {
+            Exec::Inline => {
+                // One unit at a time on this thread.
+                let mut slots = slots;
+                while let Some(slot) = slots.pop() {
+                    let Some((t, slot)) = next(slot)? else { return Ok(()) };
+                    work(&t, slot)?;
+                    done(t, slot)?;
+                    slots.push(slot);
+                }
+                return Ok(());
+            }
+            _ => self.threads(),
+        };
+        let depth = slots.len().max(1);
+        let (to_pool, from_caller) = mpsc::sync_channel::<(usize, T, &'s mut [u8])>(depth);
+        let (to_caller, from_pool) = mpsc::sync_channel::<(usize, T, &'s mut [u8], Result<(), BackupError>)>(depth);
+        let from_caller = Mutex::new(from_caller);
+        let (work, from_caller) = (&work, &from_caller);
+        in_scope(self, move |s| {
+            for _ in 0..workers {
+                let to_caller = to_caller.clone();
+                s.spawn(move |_| {
+                    loop {
+                        let unit = from_caller.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok((seq, t, slot)) = unit else { return };
+                        let r = work(&t, slot);
+                        if to_caller.send((seq, t, slot, r)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(to_caller);
+            // The caller's side: feed the pool, then write finished units in order.
+            let mut free = slots;
+            let mut finished: Vec<Option<(T, &'s mut [u8], Result<(), BackupError>)>> =
+                (0..depth).map(|_| None).collect();
+            let (mut made, mut written, mut more) = (0usize, 0usize, true);
+            let mut failure = None;
+            let result = loop {
+                while more && let Some(slot) = free.pop() {
+                    match next(slot) {
+                        Ok(Some((t, slot))) => {
+                            if to_pool.send((made, t, slot)).is_err() {
+                                more = false;
+                            } else {
+                                made += 1;
+                            }
+                        }
+                        Ok(None) => more = false,
+                        Err(e) => {
+                            // Units made before the error are still handed to `done` first.
+                            failure = Some(e);
+                            more = false;
+                        }
+                    }
+                }
+                if made == written {
+                    break failure.map_or(Ok(()), Err);
+                }
+                let at = written % depth;
+                while finished.get(at).is_some_and(Option::is_none) {
+                    let Ok((seq, t, slot, r)) = from_pool.recv() else { break };
+                    if let Some(place) = finished.get_mut(seq % depth) {
+                        *place = Some((t, slot, r));
+                    }
+                }
+                let Some((t, slot, r)) = finished.get_mut(at).and_then(Option::take) else {
+                    break Err(BackupError::Finished);
+                };
+                written += 1;
+                if let Err(e) = r.and_then(|()| done(t, slot)) {
+                    break Err(e);
+                }
+                free.push(slot);
+            };
+            // Workers finish the units they hold (their results have room in the channel),
+            // then see the closed queue and return; the scope waits for them.
+            drop(to_pool);
+            drop(from_pool);
+            result
+        })
+    }
+
     /// Calls `f(i, src_i, dst_i)` for the `src_len`-byte pieces of `src` and the matching
     /// `dst_len`-byte pieces of `dst` (the last ones may be shorter), in parallel when there
     /// is more than one thread. Used to encrypt or decrypt from one buffer into another
@@ -189,6 +309,15 @@ impl Exec {
             Exec::Global => par(buf),
             Exec::Pool(pool) => pool.install(|| par(buf)),
         }
+    }
+}
+
+/// Runs `op` on the calling thread in a scope whose spawned jobs run on `exec`'s pool (the
+/// global pool unless `exec` has its own).
+fn in_scope<'scope, R>(exec: &Exec, op: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
+    match exec {
+        Exec::Pool(pool) => pool.in_place_scope(op),
+        _ => rayon::in_place_scope(op),
     }
 }
 

@@ -87,8 +87,10 @@ pub struct BackupReader<R: Read> {
     peek: Option<u8>,
     /// Sequential mode: bytes consumed from the input, header included.
     consumed: u64,
-    /// Sequential mode: the window holds the final chunk.
+    /// Sequential mode: the window holds the final chunk (or `copy_to` wrote it).
     at_end: bool,
+    /// Sequential mode: plaintext bytes verified so far.
+    verified: u64,
     random: Option<Random<R>>,
     /// After a failure: whether it was an authentication failure.
     failed: Option<bool>,
@@ -220,6 +222,7 @@ impl<R: Read> BackupReader<R> {
             peek: None,
             consumed: HEADER_LEN as u64,
             at_end: false,
+            verified: 0,
             random: None,
             failed: None,
         })
@@ -359,6 +362,7 @@ impl<R: Read> BackupReader<R> {
         let count = pending.count(slot);
         self.win = Window { first: pending.first, count, last_len: pending.used - (count - 1) * slot - TAG_LEN };
         self.at_end = pending.eof;
+        self.verified = self.window_end();
         self.ahead = next;
         if had_sink {
             // The sink took the rest of the old window.
@@ -400,16 +404,112 @@ impl<R: Read> BackupReader<R> {
                 total += n as u64;
             }
         }
-        while !self.at_end {
-            total += self.load_next(Some(&mut *output))?;
+        if !self.exec.can_stream() {
+            while !self.at_end {
+                total += self.load_next(Some(&mut *output))?;
+            }
         }
-        // The final window.
+        // The rest of the window, then (once its plaintext is wiped) the rest of the stream.
         while let Some(bytes) = self.window_at() {
             let n = bytes.len();
             output.write_all(bytes)?;
             self.pos += n as u64;
             total += n as u64;
         }
+        let extent = self.win.count.saturating_mul(self.cipher.slot_len());
+        if let Some(plain) = self.buf.get_mut(..extent) {
+            plain.zeroize();
+        }
+        self.win = Window::default();
+        if !self.at_end {
+            total += self.stream_rest(output)?;
+        }
+        self.pos = self.verified;
+        Ok(total)
+    }
+
+    /// Sequential mode, the window written: verifies and writes the batch read ahead (if
+    /// any), then the rest of the input chunk by chunk, in a pipeline: while the pool
+    /// verifies chunks in free slots of the spare batch buffer, the calling thread writes
+    /// finished ones to `output` in order and reads the next.
+    fn stream_rest<W: Write>(&mut self, output: &mut W) -> Result<u64, BackupError> {
+        let slot = self.cipher.slot_len();
+        let mut total = 0u64;
+        if let Some(b) = self.ahead.take() {
+            let b = b?;
+            let final_index = b.final_index(slot);
+            let (cipher, exec) = (&self.cipher, &self.exec);
+            let batch = self.ahead_buf.get_mut(..b.used).ok_or(BackupError::Authentication)?;
+            exec.for_each_slot(batch, slot, |i, s| {
+                let index = b.first + i as u64;
+                cipher.open_slot(index, Some(index) == final_index, s)
+            })?;
+            for piece in batch.chunks(slot) {
+                let plain = piece.get(..piece.len().saturating_sub(TAG_LEN)).unwrap_or_default();
+                output.write_all(plain)?;
+                total += plain.len() as u64;
+            }
+            batch.zeroize();
+            self.verified += total;
+            if b.eof {
+                self.at_end = true;
+                return Ok(total);
+            }
+        }
+        let (cipher, verified) = (&self.cipher, &mut self.verified);
+        let (input, peek, consumed, next_chunk) =
+            (&mut self.input, &mut self.peek, &mut self.consumed, &mut self.next_chunk);
+        let mut ended = false;
+        let slots: Vec<&mut [u8]> = self.ahead_buf.chunks_mut(slot).collect();
+        let r = self.exec.stream(
+            slots,
+            |s| {
+                if ended {
+                    return Ok(None);
+                }
+                let mut have = 0;
+                if let Some(b) = peek.take()
+                    && let Some(first) = s.first_mut()
+                {
+                    *first = b;
+                    have = 1;
+                }
+                let n = read_full(input, s.get_mut(have..).unwrap_or_default())?;
+                have += n;
+                *consumed += n as u64;
+                let last = if have < slot {
+                    true
+                } else {
+                    let mut one = [0u8; 1];
+                    let k = read_full(input, &mut one)?;
+                    *consumed += k as u64;
+                    *peek = (k == 1).then_some(one[0]);
+                    k == 0
+                };
+                let index = *next_chunk;
+                // The final chunk holds at least one byte, except in the empty stream; a
+                // stream that ends where a chunk should start lacks its final chunk.
+                let min = if index == 0 { TAG_LEN } else { TAG_LEN + 1 };
+                if have < min || index >= MAX_CHUNKS {
+                    return Err(BackupError::Authentication);
+                }
+                ended = last;
+                *next_chunk += 1;
+                Ok(Some(((index, have, last), s)))
+            },
+            |&(index, len, last), s| cipher.open_slot(index, last, s.get_mut(..len).unwrap_or_default()),
+            |(_, len, _), s| {
+                let plain = s.get(..len - TAG_LEN).unwrap_or_default();
+                output.write_all(plain)?;
+                total += plain.len() as u64;
+                *verified += plain.len() as u64;
+                Ok(())
+            },
+        );
+        // The slots held plaintext after verification.
+        self.ahead_buf.as_mut_slice().zeroize();
+        r?;
+        self.at_end = true;
         Ok(total)
     }
 
@@ -468,10 +568,8 @@ impl<R: Read> BackupReader<R> {
     /// Sequential mode: verifies every remaining chunk; returns the plaintext length.
     pub(crate) fn verify_to_end(&mut self) -> Result<u64, BackupError> {
         self.check()?;
-        while !self.at_end {
-            self.load_next::<io::Sink>(None).map_err(|e| self.fail(e))?;
-        }
-        Ok(self.window_end())
+        self.copy_to_inner(&mut io::sink()).map_err(|e| self.fail(e))?;
+        Ok(self.random.as_ref().map_or(self.verified, |r| r.geo.plain_len))
     }
 }
 
@@ -524,7 +622,7 @@ impl<R: Read + Seek> BackupReader<R> {
     pub fn len(&self) -> u64 {
         match &self.random {
             Some(r) => r.geo.plain_len,
-            None => self.window_end(),
+            None => self.verified,
         }
     }
 

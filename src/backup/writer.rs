@@ -183,11 +183,18 @@ impl<W: Write> BackupWriter<W> {
     fn write_inner(&mut self, data: &[u8]) -> Result<usize, BackupError> {
         self.check_open()?;
         let cap = self.batch_capacity();
+        let cs = self.cipher.chunk_size();
         let mut taken = 0;
         while let Some(rest) = data.get(taken..).filter(|r| !r.is_empty()) {
             if self.filled == cap {
                 // More data follows, so every chunk of the full batch is non-final.
                 self.seal_batch(None, false)?;
+            } else if self.filled == 0 && rest.len() > cs && self.exec.can_stream() {
+                // Whole chunks with more data after them: encrypt them where they are, in a
+                // pipeline with the output.
+                let n = (rest.len() - 1) / cs * cs;
+                self.stream_slice(rest.get(..n).unwrap_or_default())?;
+                taken += n;
             } else if self.filled == 0
                 && rest.len() > cap
                 && let Some(direct) = rest.get(..cap)
@@ -200,6 +207,31 @@ impl<W: Write> BackupWriter<W> {
             }
         }
         Ok(taken)
+    }
+
+    /// Encrypts whole, non-final chunks from `data` (a multiple of the chunk size) into the
+    /// output: each chunk is sealed from `data` into a free slot of the spare batch buffer on
+    /// the pool, and written out in order as soon as it and the ones before it are done.
+    fn stream_slice(&mut self, data: &[u8]) -> Result<(), BackupError> {
+        self.write_ready()?;
+        let (cs, slot_len) = (self.cipher.chunk_size(), self.cipher.slot_len());
+        let chunks = data.len() / cs;
+        // At least one chunk (the final one) follows these.
+        if self.next_index + chunks as u64 >= MAX_CHUNKS {
+            return Err(BackupError::TooLong);
+        }
+        let first = self.next_index;
+        let (cipher, out) = (&self.cipher, &mut self.out);
+        let slots: Vec<&mut [u8]> = self.ready.chunks_mut(slot_len).collect();
+        let mut pieces = data.chunks(cs).zip(first..);
+        self.exec.stream(
+            slots,
+            |slot| Ok(pieces.next().map(|(piece, index)| ((index, piece), slot))),
+            |(index, piece), slot| cipher.seal_slot_from(*index, false, piece, slot),
+            |_, slot| out.as_mut().ok_or(BackupError::Finished)?.write_all(slot).map_err(BackupError::from),
+        )?;
+        self.next_index += chunks as u64;
+        Ok(())
     }
 
     /// Reads `input` to its end and encrypts everything into the stream, reading straight
@@ -223,19 +255,89 @@ impl<W: Write> BackupWriter<W> {
     fn copy_inner<R: Read>(&mut self, input: &mut R) -> Result<u64, BackupError> {
         let cap = self.batch_capacity();
         let mut total = 0u64;
-        loop {
-            total += self.fill_from(input)? as u64;
-            if self.filled < cap {
-                return Ok(total);
+        let mut carry = None;
+        if self.filled > 0 || !self.exec.can_stream() {
+            // Complete what is gathered (the batch path), then stream the rest.
+            loop {
+                total += self.fill_from(input)? as u64;
+                if self.filled < cap {
+                    return Ok(total);
+                }
+                // A full batch: it is non-final only if more data follows.
+                let mut one = [0u8; 1];
+                if read_full(input, &mut one)? == 0 {
+                    return Ok(total);
+                }
+                self.seal_batch(None, false)?;
+                total += 1;
+                if self.exec.can_stream() {
+                    carry = Some(one[0]);
+                    break;
+                }
+                self.fill(&one);
             }
-            // A full batch: it is non-final only if more data follows.
-            let mut one = [0u8; 1];
-            if read_full(input, &mut one)? == 0 {
-                return Ok(total);
-            }
-            self.seal_batch(None, false)?;
-            total += self.fill(&one) as u64;
         }
+        total += self.stream_reader(input, carry)?;
+        Ok(total)
+    }
+
+    /// Reads `input` to its end chunk by chunk into free slots of the spare batch buffer and
+    /// seals the chunks on the pool while the calling thread writes finished ones out in
+    /// order and reads the next. The chunk the input ends with is the final one: it is left
+    /// gathered for `finish`. `carry`: a byte already read from `input` (and counted by the
+    /// caller), which comes first. Returns the number of bytes it read.
+    fn stream_reader<R: Read>(&mut self, input: &mut R, mut carry: Option<u8>) -> Result<u64, BackupError> {
+        self.write_ready()?;
+        let (cs, slot_len) = (self.cipher.chunk_size(), self.cipher.slot_len());
+        let mut index = self.next_index;
+        let mut total = 0u64;
+        let mut tail: Option<(&mut [u8], usize)> = None;
+        let (cipher, out) = (&self.cipher, &mut self.out);
+        let slots: Vec<&mut [u8]> = self.ready.chunks_mut(slot_len).collect();
+        let r = self.exec.stream(
+            slots,
+            |slot| {
+                if tail.is_some() {
+                    return Ok(None);
+                }
+                let mut have = 0;
+                if let Some(b) = carry.take()
+                    && let Some(first) = slot.first_mut()
+                {
+                    *first = b;
+                    have = 1;
+                }
+                let n = read_full(input, slot.get_mut(have..cs).unwrap_or_default())?;
+                have += n;
+                total += n as u64;
+                // A full chunk is non-final only if more data follows it.
+                let mut one = [0u8; 1];
+                if have < cs || read_full(input, &mut one)? == 0 {
+                    tail = Some((slot, have));
+                    return Ok(None);
+                }
+                carry = Some(one[0]);
+                total += 1;
+                if index + 1 >= MAX_CHUNKS {
+                    return Err(BackupError::TooLong);
+                }
+                index += 1;
+                Ok(Some((index - 1, slot)))
+            },
+            |index, slot| cipher.seal_slot(*index, false, slot),
+            |_, slot| out.as_mut().ok_or(BackupError::Finished)?.write_all(slot).map_err(BackupError::from),
+        );
+        // The final chunk goes to the (empty) gathered batch.
+        if let Some((slot, len)) = tail
+            && let (Some(dst), Some(src)) = (self.buf.get_mut(..len), slot.get(..len))
+        {
+            dst.copy_from_slice(src);
+            self.filled = len;
+            slot.zeroize();
+        }
+        r?;
+        self.next_index = index;
+        Ok(total)
     }
 
     /// Reads from `input` into the gathered batch until it is full or `input` ends.
@@ -309,9 +411,10 @@ impl<W: Write> Write for BackupWriter<W> {
 impl<W: Write> Drop for BackupWriter<W> {
     fn drop(&mut self) {
         // After a clean finish both buffers hold only ciphertext; otherwise the batch being
-        // gathered may hold plaintext.
+        // gathered, or slots read but not sealed, may hold plaintext.
         if self.state != State::Finished {
             self.buf.as_mut_slice().zeroize();
+            self.ready.as_mut_slice().zeroize();
         }
         give_buffer(std::mem::take(&mut self.buf));
         give_buffer(std::mem::take(&mut self.ready));
