@@ -194,7 +194,7 @@ impl Exec {
         };
         let depth = slots.len().max(1);
         let (to_pool, from_caller) = mpsc::sync_channel::<(usize, T, &'s mut [u8])>(depth);
-        let (to_caller, from_pool) = mpsc::sync_channel::<(usize, T, &'s mut [u8], Result<(), BackupError>)>(depth);
+        let (to_caller, from_pool) = mpsc::sync_channel::<(usize, Finished<'s, T>)>(depth);
         let from_caller = Mutex::new(from_caller);
         let (work, from_caller) = (&work, &from_caller);
         in_scope(self, move |s| {
@@ -205,7 +205,7 @@ impl Exec {
                         let unit = from_caller.lock().unwrap_or_else(PoisonError::into_inner).recv();
                         let Ok((seq, t, slot)) = unit else { return };
                         let r = work(&t, slot);
-                        if to_caller.send((seq, t, slot, r)).is_err() {
+                        if to_caller.send((seq, (t, slot, r))).is_err() {
                             return;
                         }
                     }
@@ -214,8 +214,7 @@ impl Exec {
             drop(to_caller);
             // The caller's side: feed the pool, then write finished units in order.
             let mut free = slots;
-            let mut finished: Vec<Option<(T, &'s mut [u8], Result<(), BackupError>)>> =
-                (0..depth).map(|_| None).collect();
+            let mut finished: Vec<Option<Finished<'s, T>>> = (0..depth).map(|_| None).collect();
             let (mut made, mut written, mut more) = (0usize, 0usize, true);
             let mut failure = None;
             let result = loop {
@@ -241,9 +240,9 @@ impl Exec {
                 }
                 let at = written % depth;
                 while finished.get(at).is_some_and(Option::is_none) {
-                    let Ok((seq, t, slot, r)) = from_pool.recv() else { break };
+                    let Ok((seq, unit)) = from_pool.recv() else { break };
                     if let Some(place) = finished.get_mut(seq % depth) {
-                        *place = Some((t, slot, r));
+                        *place = Some(unit);
                     }
                 }
                 let Some((t, slot, r)) = finished.get_mut(at).and_then(Option::take) else {
@@ -312,6 +311,9 @@ impl Exec {
     }
 }
 
+/// A unit back from the pool: its description, its slot, and how `work` went.
+type Finished<'s, T> = (T, &'s mut [u8], Result<(), BackupError>);
+
 /// Runs `op` on the calling thread in a scope whose spawned jobs run on `exec`'s pool (the
 /// global pool unless `exec` has its own).
 fn in_scope<'scope, R>(exec: &Exec, op: impl FnOnce(&rayon::Scope<'scope>) -> R) -> R {
@@ -348,6 +350,56 @@ mod tests {
         let held: usize = SPARE.lock().unwrap().iter().map(Vec::len).sum();
         assert!(held <= SPARE_BYTES);
         give_buffer(b);
+    }
+
+    /// The pipeline hands units to `done` in the order `next` made them, whatever order the
+    /// pool finishes them in; stops at the first error in unit order; reuses its slots.
+    #[test]
+    fn stream_keeps_order_and_stops_at_the_first_error() {
+        for exec in [Exec::new(1).unwrap(), Exec::new(2).unwrap(), Exec::new(3).unwrap(), Exec::new(0).unwrap()] {
+            assert!(exec.can_stream());
+            let run = |units: usize, fail_work: Option<usize>, fail_next: Option<usize>| {
+                let mut buf = vec![0u8; 4 * 8];
+                let slots: Vec<&mut [u8]> = buf.chunks_mut(8).collect();
+                let (mut made, mut seen) = (0usize, Vec::new());
+                let r = exec.stream(
+                    slots,
+                    |slot| {
+                        if Some(made) == fail_next {
+                            return Err(BackupError::TooLong);
+                        }
+                        if made == units {
+                            return Ok(None);
+                        }
+                        slot.fill(u8::try_from(made).unwrap());
+                        made += 1;
+                        Ok(Some((made - 1, slot)))
+                    },
+                    |&i, slot| {
+                        // Uneven work, so units finish out of order on a pool.
+                        std::thread::sleep(std::time::Duration::from_micros(((i * 7919) % 5) as u64 * 200));
+                        assert!(slot.iter().all(|b| usize::from(*b) == i), "the unit's own slot");
+                        if Some(i) == fail_work { Err(BackupError::Authentication) } else { Ok(()) }
+                    },
+                    |i, _| {
+                        seen.push(i);
+                        Ok(())
+                    },
+                );
+                (r, seen)
+            };
+            let (r, seen) = run(23, None, None);
+            assert!(r.is_ok());
+            assert_eq!(seen, (0..23).collect::<Vec<_>>(), "in order, each once");
+            let (r, seen) = run(23, Some(9), None);
+            assert!(matches!(r, Err(BackupError::Authentication)));
+            assert_eq!(seen, (0..9).collect::<Vec<_>>(), "nothing after the failed unit");
+            let (r, seen) = run(23, None, Some(11));
+            assert!(matches!(r, Err(BackupError::TooLong)));
+            assert_eq!(seen, (0..11).collect::<Vec<_>>(), "units made before the error are done first");
+            let (r, seen) = run(0, None, None);
+            assert!(r.is_ok() && seen.is_empty());
+        }
     }
 
     #[test]
