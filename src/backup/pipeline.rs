@@ -359,7 +359,7 @@ mod tests {
         for exec in [Exec::new(1).unwrap(), Exec::new(2).unwrap(), Exec::new(3).unwrap(), Exec::new(0).unwrap()] {
             assert!(exec.can_stream());
             let run = |units: usize, fail_work: Option<usize>, fail_next: Option<usize>| {
-                let mut buf = vec![0u8; 4 * 8];
+                let mut buf = [0u8; 4 * 8];
                 let slots: Vec<&mut [u8]> = buf.chunks_mut(8).collect();
                 let (mut made, mut seen) = (0usize, Vec::new());
                 let r = exec.stream(
