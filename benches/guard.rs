@@ -256,6 +256,29 @@ fn scaling_info(tenant: &Tenant, checks: &mut Vec<Check>) {
     }
 }
 
+/// atrest with default options (all threads, the build's default backend) against the
+/// `age` crate encrypting the same bytes to one X25519 recipient (one thread).
+fn age_info(tenant: &Tenant, checks: &mut Vec<Check>) {
+    let ctx = BackupContext::full("guard");
+    let pt: Vec<u8> = (0..BACKUP_BYTES).map(|i| (i % 247) as u8).collect();
+    let recipient = age::x25519::Identity::generate().to_public();
+    let r = paired(
+        || {
+            let e = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient)).unwrap();
+            let mut w = e.wrap_output(Sink(0)).unwrap();
+            w.write_all(black_box(&pt)).unwrap();
+            black_box(w.finish().unwrap().0);
+        },
+        || {
+            let mut w = BackupWriter::new(tenant, &ctx, BackupOptions::default(), Sink(0)).unwrap();
+            w.write_all(black_box(&pt)).unwrap();
+            black_box(w.finish().unwrap().0);
+        },
+    );
+    let name = format!("backup encrypt (defaults, {}) / age", Backend::default());
+    checks.push(Check { name, ratio: 1.0 / r, bound: Bound::Info, unit: "x throughput" });
+}
+
 fn record_checks(tenant: &Tenant, checks: &mut Vec<Check>) {
     const N: usize = 4000;
     let ctx = Context::new().with("table", "contacts").with("column", "email").with("row", "12345");
@@ -315,6 +338,7 @@ fn main() {
     record_checks(&tenant, &mut checks);
     backup_checks(&tenant, &mut checks);
     scaling_info(&tenant, &mut checks);
+    age_info(&tenant, &mut checks);
 
     println!("atrest bench guard ({} rounds per check, medians of paired ratios)", rounds());
     let mut failed = 0;
