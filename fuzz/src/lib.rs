@@ -1,0 +1,145 @@
+//! Fixtures shared by the atrest fuzz targets and their seed generator.
+//!
+//! Everything here is deterministic: a fixed test root key, and keyring files and sealed data
+//! made once with it and committed under `fuzz/data/` (sealing draws random nonces, so the
+//! files cannot be recomputed byte for byte; `examples/gen_seeds.rs --new-fixtures` makes a
+//! new set). Because forging needs the keys, a fuzzer can only reach an `Ok` from an open or
+//! a load with one of these committed inputs: the targets assert exactly that.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::{Arc, LazyLock};
+
+use atrest::{Context, Keyring, LocalRootKey, RootKey, RootKeyError, RootKeyProvider, SecretBytes};
+
+/// The fixed root key of every fixture (test only, never a real key).
+pub const TEST_ROOT_KEY: [u8; 32] = *b"atrest fuzz fixture root key v1!";
+
+/// Another fixed root key, for "wrong root key" checks.
+pub const OTHER_ROOT_KEY: [u8; 32] = *b"atrest fuzz some other root key!";
+
+/// The root key provider of the fixtures.
+pub fn root() -> Arc<dyn RootKeyProvider> {
+    Arc::new(LocalRootKey::new(RootKey::from_bytes(TEST_ROOT_KEY)))
+}
+
+/// A provider with another key and another id.
+pub fn other_root() -> Arc<dyn RootKeyProvider> {
+    Arc::new(LocalRootKey::new(RootKey::from_bytes(OTHER_ROOT_KEY)))
+}
+
+/// A provider that claims the fixtures' root key id but holds another key: loading any
+/// keyring with it must fail (at the integrity key unwrap at the latest).
+pub struct Impostor {
+    id: String,
+    inner: LocalRootKey,
+}
+
+/// The impostor of [`root`].
+pub fn impostor_root() -> Arc<dyn RootKeyProvider> {
+    Arc::new(Impostor { id: root().key_id(), inner: LocalRootKey::new(RootKey::from_bytes(OTHER_ROOT_KEY)) })
+}
+
+impl RootKeyProvider for Impostor {
+    fn key_id(&self) -> String {
+        self.id.clone()
+    }
+    fn wrap(&self, key: &[u8], aad: &[u8]) -> Result<Vec<u8>, RootKeyError> {
+        self.inner.wrap(key, aad)
+    }
+    fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<SecretBytes, RootKeyError> {
+        self.inner.unwrap(wrapped, aad)
+    }
+}
+
+/// The main keyring fixture: v1 enabled, v2 destroyed, v3 disabled, v4 primary; tenant
+/// `acme` at generation 1, tenant `beta` at generation 2, tenant `gone` shredded.
+pub const KEYRING: &[u8] = include_bytes!("../data/keyring.atrk");
+/// A freshly created keyring: v1 primary, no tenants.
+pub const KEYRING_FRESH: &[u8] = include_bytes!("../data/keyring-fresh.atrk");
+/// Every committed valid keyring (all under [`TEST_ROOT_KEY`]).
+pub const VALID_KEYRINGS: &[&[u8]] = &[KEYRING, KEYRING_FRESH];
+
+/// The tenant the record and backup fixtures belong to.
+pub const TENANT: &str = "acme";
+
+/// The context of every record fixture.
+pub fn record_context() -> Context {
+    Context::new().with("table", "fuzz").with("row", "1")
+}
+
+/// A committed sealed record and what opening it with [`TENANT`] and [`record_context`]
+/// under [`KEYRING`] must give.
+pub struct KnownRecord {
+    /// File name under `fuzz/data/records/`.
+    pub name: &'static str,
+    /// The sealed bytes.
+    pub sealed: &'static [u8],
+    /// The plaintext, or `None` if the record must not open (key disabled or destroyed).
+    pub plaintext: Option<&'static [u8]>,
+    /// (master version, generation) its header names.
+    pub version: (u16, u16),
+    /// Suite id in its header.
+    pub suite_id: u8,
+}
+
+macro_rules! record {
+    ($name:literal, $plain:expr, $version:expr, $suite:expr) => {
+        KnownRecord {
+            name: $name,
+            sealed: include_bytes!(concat!("../data/records/", $name)),
+            plaintext: $plain,
+            version: $version,
+            suite_id: $suite,
+        }
+    };
+}
+
+/// A 1000-byte plaintext for one of the records.
+pub const LONG_PLAINTEXT: &[u8; 1000] = &{
+    let mut a = [0u8; 1000];
+    let mut i = 0;
+    while i < a.len() {
+        a[i] = (i % 251) as u8;
+        i += 1;
+    }
+    a
+};
+
+/// Every committed record: (name, sealed bytes, expected plaintext, key version, suite).
+pub const RECORDS: &[KnownRecord] = &[
+    record!("v1g0-xaes.rec", Some(b"alice@example.com"), (1, 0), 0x01),
+    record!("v1g0-xchacha.rec", Some(b"bob@example.com"), (1, 0), 0x03),
+    record!("v2g0-destroyed.rec", None, (2, 0), 0x01),
+    record!("v3g1-disabled.rec", None, (3, 1), 0x01),
+    record!("v4g1-empty.rec", Some(b""), (4, 1), 0x01),
+    record!("v4g1-long.rec", Some(LONG_PLAINTEXT), (4, 1), 0x01),
+];
+
+/// [`KEYRING`], loaded once.
+pub static FIXTURE_KEYRING: LazyLock<Keyring> = LazyLock::new(|| {
+    let k = Keyring::from_bytes(KEYRING, root()).expect("the committed keyring fixture loads");
+    check_record_fixtures(&k);
+    k
+});
+
+/// Panics unless every committed record opens (or fails) as [`RECORDS`] says.
+pub fn check_record_fixtures(keyring: &Keyring) {
+    let t = keyring.tenant(TENANT).unwrap();
+    let ctx = record_context();
+    for r in RECORDS {
+        let info = atrest::record_info(r.sealed).unwrap();
+        assert_eq!((info.key_version.master.get(), info.key_version.generation), r.version, "{}", r.name);
+        assert_eq!(info.suite.id(), r.suite_id, "{}", r.name);
+        match (t.open(r.sealed, &ctx), r.plaintext) {
+            (Ok(p), Some(want)) => assert_eq!(p, want, "{}", r.name),
+            (Err(_), None) => {}
+            (got, _) => panic!("record fixture {} opened as {:?}", r.name, got.map(|p| p.len())),
+        }
+    }
+}
+
+/// The known record with exactly these bytes, if any.
+pub fn known_record(bytes: &[u8]) -> Option<&'static KnownRecord> {
+    RECORDS.iter().find(|r| r.sealed == bytes)
+}
