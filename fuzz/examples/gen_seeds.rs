@@ -118,6 +118,11 @@ fn keyring_seeds() -> Vec<(String, Vec<u8>)> {
         let mut v2 = k.to_vec();
         v2[first_nl - 1] = b'2';
         out.push((format!("{name}.v2"), v2));
+        // Regression: the MAC in uppercase hex was accepted (found by this target).
+        let mut upper = k.to_vec();
+        upper[last_line..].make_ascii_uppercase();
+        upper[last_line..last_line + 4].copy_from_slice(b"mac ");
+        out.push((format!("{name}.mac-upper"), upper));
     }
     out
 }
