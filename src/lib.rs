@@ -22,6 +22,9 @@ pub use keyring::{
     AUDIT_EVERY, DEFAULT_CACHE_CAPACITY, DestroyConfirmation, KeyState, KeyVersion, Keyring, KeyringStatus,
     LocalRootKey, MasterStatus, MasterVersion, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, Tenant, TenantStatus,
 };
+/// Root keys in a PKCS#11 token (feature `pkcs11`).
+#[cfg(feature = "pkcs11")]
+pub use keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 pub use record::{
     KeyVersionCensus, MAX_RECORD_LEN, RECORD_OVERHEAD, RecordInfo, RewrapReport, key_version_census, key_version_of,
     record_info,

@@ -187,8 +187,17 @@ pub(crate) fn decode(bytes: &[u8], path: &Path, root: Arc<dyn RootKeyProvider>) 
         return Err(KeyringError::Truncated(path.to_path_buf()));
     };
     let Some(mac_hex) = mac_line.strip_prefix(MAC_PREFIX) else {
-        return Err(KeyringError::Truncated(path.to_path_buf()));
+        // A mac line that is not the last line means bytes were appended, not cut off.
+        return Err(if json.lines().any(|l| l.starts_with(MAC_PREFIX)) {
+            corrupted(path, "data after the mac line")
+        } else {
+            KeyringError::Truncated(path.to_path_buf())
+        });
     };
+    // Exactly 64 lower-case hex digits, so the file has one valid spelling.
+    if mac_hex.len() != 64 || !mac_hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(KeyringError::Tampered(path.to_path_buf()));
+    }
     let mut file_mac = [0u8; 32];
     hex::decode_to_slice(mac_hex, &mut file_mac).map_err(|_| KeyringError::Tampered(path.to_path_buf()))?;
 

@@ -3,6 +3,8 @@
 
 mod derive;
 mod file;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
 mod root;
 mod state;
 mod version;
@@ -17,6 +19,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use lru::LruCache;
 use serde::Serialize;
 
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 pub use root::{LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
 pub use version::{KeyState, KeyVersion, MasterVersion};
 

@@ -21,10 +21,48 @@ const WRAP_VERSION: u8 = 1;
 /// A root key only ever wraps keyring secrets (master keys and the keyring's integrity
 /// key); it never touches data. Implementations must be safe to call from several threads.
 ///
+/// Implementations in this crate: [`LocalRootKey`] (key file or environment variable) and,
+/// with feature `pkcs11`, `Pkcs11RootKey` (an AES-256 key inside an HSM, used through
+/// `CKM_AES_GCM`).
+///
 /// # Security
 /// `wrap` must be an authenticated encryption that binds `aad`: `unwrap` with any other
 /// `aad`, or of modified bytes, must fail with [`RootKeyError::Authentication`] and never
 /// return unauthenticated key material.
+///
+/// # Cloud KMS providers (not implemented)
+/// A network KMS fits the same three methods; no such provider ships with this crate.
+/// What one would need:
+/// - **Binding `aad`.** AWS KMS `Encrypt`/`Decrypt` with `EncryptionContext` (a string map:
+///   put `aad` in one entry, hex or base64 encoded; KMS authenticates it and logs it in
+///   CloudTrail, so it must stay non-secret, which the keyring's `aad` is). GCP Cloud KMS
+///   `encrypt`/`decrypt` with `additional_authenticated_data`. HashiCorp Vault transit
+///   `encrypt`/`decrypt` with `associated_data` (or `context` for derived keys). `wrap`
+///   returns the service's ciphertext blob behind a provider-specific version byte, as the
+///   local and PKCS#11 formats do.
+/// - **Errors.** A rejected ciphertext or context (AWS `InvalidCiphertextException`, GCP
+///   `INVALID_ARGUMENT` on decrypt, Vault "cipher: message authentication failed") must map
+///   to [`RootKeyError::Authentication`]; network failures, timeouts, throttling and
+///   permission denials must *not* (the keyring would report a tampered file): they need
+///   their own variants (unavailable / access denied, with the service's request id),
+///   retries with backoff for the transient ones, and a deadline.
+/// - **Latency and caching.** Every call is a network round trip (milliseconds, and
+///   billed). The keyring only calls `unwrap` when it loads or reloads a file and `wrap`
+///   when it changes one, and keeps the unwrapped master keys in memory (zeroized on drop)
+///   for as long as it lives, so records never reach the KMS. A provider should add no
+///   cache of its own for unwrapped keys beyond that; it may reuse its HTTP client and
+///   credentials.
+/// - **Key id.** `key_id` must be stable and public, and name the key, not a version
+///   alias that rotates silently: an AWS key ARN (not an alias), a GCP
+///   `projects/.../cryptoKeys/...` name (decrypt picks the key version from the
+///   ciphertext), a Vault `transit/keys/<name>` path with its mount. A KMS-side key
+///   rotation then keeps the id and old ciphertexts still decrypt; moving to another key
+///   is [`Keyring::rewrap_root`](crate::Keyring::rewrap_root).
+/// - **Access control.** The process needs only encrypt and decrypt on that one key
+///   (AWS `kms:Encrypt`/`kms:Decrypt`, GCP `roles/cloudkms.cryptoKeyEncrypterDecrypter`,
+///   a Vault policy on `transit/encrypt/<name>` and `transit/decrypt/<name>`), ideally
+///   conditioned on the encryption context; credentials come from the platform (instance
+///   role, workload identity, Vault agent), never from the keyring file.
 pub trait RootKeyProvider: Send + Sync {
     /// A public, stable identifier of the root key. It is stored in the keyring file so that
     /// a keyring opened with another root key is reported as such. It must not reveal key

@@ -34,6 +34,11 @@ fn create_open_round_trip_and_errors() {
         Keyring::from_bytes(b"hello world, not a keyring", root.clone()),
         Err(KeyringError::NotAKeyring(_))
     ));
+    let appended = format!("{text}garbage\n");
+    assert!(matches!(Keyring::from_bytes(appended.as_bytes(), root.clone()), Err(KeyringError::Corrupted { .. })));
+    let upper = text
+        .replace(text.lines().last().unwrap(), &text.lines().last().unwrap().to_uppercase().replace("MAC ", "mac "));
+    assert!(matches!(Keyring::from_bytes(upper.as_bytes(), root.clone()), Err(KeyringError::Tampered(_))));
     let v2 = text.replacen("atrest-keyring v1", "atrest-keyring v2", 1);
     assert!(matches!(Keyring::from_bytes(v2.as_bytes(), root), Err(KeyringError::UnsupportedFormat(2))));
 }
