@@ -16,7 +16,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use atrest::{DestroyConfirmation, KeyState, Keyring, LocalRootKey, MasterVersion, RootKey, Suite};
-use atrest_fuzz::{LONG_PLAINTEXT, RECORDS, TENANT, TEST_ROOT_KEY, VALID_KEYRINGS, record_context};
+use atrest_fuzz::{
+    GOLDEN_KEYRING, LONG_PLAINTEXT, RECORDS, TENANT, TEST_ROOT_KEY, TransparentRoot, VALID_KEYRINGS,
+    authentic_keyring_file, record_context,
+};
 
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,6 +60,22 @@ fn new_fixtures() {
     let v2 = MasterVersion::new(2);
     k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2)).unwrap();
     write(&data.join("keyring.atrk"), &k.to_bytes().unwrap());
+
+    // Keyrings under the transparent root: their JSON lines seed keyring_authentic.
+    let json_line = |k: &Keyring| {
+        let text = String::from_utf8(k.to_bytes().unwrap()).unwrap();
+        text.lines().nth(1).unwrap().to_owned()
+    };
+    let t = Keyring::in_memory(TransparentRoot).unwrap();
+    write(&data.join("authentic-fresh.json"), json_line(&t).as_bytes());
+    t.rotate().unwrap();
+    t.rotate().unwrap();
+    t.rotate_tenant(TENANT).unwrap();
+    t.shred_tenant("gone").unwrap();
+    t.set_state(MasterVersion::new(2), KeyState::Disabled).unwrap();
+    let v1 = MasterVersion::new(1);
+    t.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    write(&data.join("authentic.json"), json_line(&t).as_bytes());
     println!("new fixtures written to {}; rebuild the fuzz targets, then run again for seeds", data.display());
 }
 
@@ -103,7 +122,21 @@ fn record_seeds() -> Vec<(String, Vec<u8>)> {
             out.push((name.to_owned(), r.sealed.to_vec()));
         }
     }
+    // The crate's golden records (another keyring: they reach the authentication failure).
+    for e in golden_files() {
+        if e.extension().is_some_and(|x| x == "bin") {
+            out.push((format!("golden-{}", e.file_name().unwrap().to_string_lossy()), fs::read(&e).unwrap()));
+        }
+    }
     out
+}
+
+/// The files of the crate's golden set, `tests/data/golden/`, sorted.
+fn golden_files() -> Vec<PathBuf> {
+    let dir = fuzz_dir().join("../tests/data/golden");
+    let mut v: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
 }
 
 fn keyring_seeds() -> Vec<(String, Vec<u8>)> {
@@ -124,6 +157,24 @@ fn keyring_seeds() -> Vec<(String, Vec<u8>)> {
         upper[last_line..last_line + 4].copy_from_slice(b"mac ");
         out.push((format!("{name}.mac-upper"), upper));
     }
+    out.push(("golden-keyring".to_owned(), GOLDEN_KEYRING.to_vec()));
+    for e in golden_files() {
+        if e.extension().is_some_and(|x| x == "atrk") && e != fuzz_dir().join("../tests/data/golden/keyring.atrk") {
+            out.push((format!("golden-{}", e.file_name().unwrap().to_string_lossy()), fs::read(&e).unwrap()));
+        }
+    }
+    out
+}
+
+fn authentic_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for name in ["authentic-fresh.json", "authentic.json"] {
+        let json = fs::read(fuzz_dir().join("data").join(name)).unwrap();
+        let file = authentic_keyring_file(std::str::from_utf8(&json).unwrap());
+        Keyring::from_bytes(&file, std::sync::Arc::new(TransparentRoot)).expect("authentic fixture loads");
+        let n = json.len();
+        variants(&mut out, name.trim_end_matches(".json"), &json, &[n / 2, n - 1], &[20, n / 2]);
+    }
     out
 }
 
@@ -136,4 +187,5 @@ fn main() {
     atrest_fuzz::check_record_fixtures(&atrest_fuzz::FIXTURE_KEYRING);
     write_seeds("record_open", &record_seeds());
     write_seeds("keyring_load", &keyring_seeds());
+    write_seeds("keyring_authentic", &authentic_seeds());
 }

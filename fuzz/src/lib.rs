@@ -57,8 +57,60 @@ impl RootKeyProvider for Impostor {
 pub const KEYRING: &[u8] = include_bytes!("../data/keyring.atrk");
 /// A freshly created keyring: v1 primary, no tenants.
 pub const KEYRING_FRESH: &[u8] = include_bytes!("../data/keyring-fresh.atrk");
-/// Every committed valid keyring (all under [`TEST_ROOT_KEY`]).
+/// Every committed valid keyring of the fuzz fixtures (all under [`TEST_ROOT_KEY`]).
 pub const VALID_KEYRINGS: &[&[u8]] = &[KEYRING, KEYRING_FRESH];
+
+/// The crate's golden keyring (`tests/data/golden/keyring.atrk`), under [`golden_root`].
+pub const GOLDEN_KEYRING: &[u8] = include_bytes!("../../tests/data/golden/keyring.atrk");
+
+/// The crate's public golden test root key (`tests/data/golden/root.key`).
+pub fn golden_root() -> Arc<dyn RootKeyProvider> {
+    let text = include_str!("../../tests/data/golden/root.key");
+    let digits = text.trim().strip_prefix("ATREST-ROOT-KEY-V1:").expect("golden root key file format");
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(digits, &mut key).expect("golden root key hex");
+    Arc::new(LocalRootKey::new(RootKey::from_bytes(key)))
+}
+
+/// A root key provider that does not encrypt: "wrapping" returns the key as is. With it a
+/// harness knows a keyring's integrity key, so it can compute the MAC of any file body and
+/// reach the checks that run on authentic files (the `keyring_authentic` target).
+pub struct TransparentRoot;
+
+/// The key id of [`TransparentRoot`].
+pub const TRANSPARENT_ROOT_ID: &str = "fuzz:transparent";
+
+impl RootKeyProvider for TransparentRoot {
+    fn key_id(&self) -> String {
+        TRANSPARENT_ROOT_ID.to_owned()
+    }
+    fn wrap(&self, key: &[u8], _aad: &[u8]) -> Result<Vec<u8>, RootKeyError> {
+        Ok(key.to_vec())
+    }
+    fn unwrap(&self, wrapped: &[u8], _aad: &[u8]) -> Result<SecretBytes, RootKeyError> {
+        Ok(SecretBytes::new(wrapped.to_vec()))
+    }
+}
+
+/// Builds a complete keyring file around `json` (line 2), with the MAC the format specifies
+/// (`HMAC-SHA256(integrity key, "atrest/v1/keyring-file\n" || line 1 || "\n" || line 2)`),
+/// taking the integrity key from the JSON's `integrity_key` as [`TransparentRoot`] stores it.
+/// A JSON without a readable integrity key gets a MAC under an empty key.
+pub fn authentic_keyring_file(json: &str) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    const FIRST_LINE: &str = "atrest-keyring v1";
+    let key = serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("integrity_key")?.as_str().and_then(|h| hex::decode(h).ok()))
+        .unwrap_or_default();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(b"atrest/v1/keyring-file\n");
+    mac.update(FIRST_LINE.as_bytes());
+    mac.update(b"\n");
+    mac.update(json.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!("{FIRST_LINE}\n{json}\nmac {}\n", hex::encode(tag)).into_bytes()
+}
 
 /// The tenant the record and backup fixtures belong to.
 pub const TENANT: &str = "acme";
