@@ -258,8 +258,8 @@ pub enum BackupError {
     /// A parameter is out of range (chunk size, context field length).
     #[error("invalid backup parameter: {0}")]
     InvalidParameter(String),
-    /// `finish()` was already called, or the writer was used after an error.
-    #[error("the backup writer is finished or failed earlier; start a new stream")]
+    /// `finish()` was already called, or the writer or reader was used after an error.
+    #[error("the backup writer or reader is finished or failed earlier; start over")]
     Finished,
     /// The stream would exceed 2^32 chunks.
     #[error("the backup stream is too long for its chunk size (2^32 chunks at most)")]

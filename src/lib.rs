@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod atomic_file;
+mod backup;
 mod context;
 mod encoding;
 mod error;
@@ -16,6 +17,11 @@ mod suite;
 pub mod hazmat;
 
 // The public API, in one place.
+pub use backup::{
+    BACKUP_HEADER_LEN, BackupContext, BackupInfo, BackupKind, BackupOptions, BackupReader, BackupWriter,
+    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, encrypt_backup,
+    inspect_backup, rewrap_backup_header, verify_backup,
+};
 pub use context::{Context, MAX_TENANT_ID_LEN, TenantId};
 pub use error::{BackupError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
 pub use keyring::{

@@ -41,7 +41,6 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
 pub(crate) struct TenantKeys {
     pub(crate) version: KeyVersion,
     pub(crate) record: RecordKey,
-    #[allow(dead_code, reason = "read by the backup module")]
     pub(crate) backup: TenantKey,
     pub(crate) usage: Usage,
 }

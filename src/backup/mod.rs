@@ -1,0 +1,393 @@
+//! Encrypted backup streams: a chunked, seekable, parallel STREAM construction over
+//! AES-256-GCM, with a fresh random data key per stream wrapped under the tenant's backup key.
+//!
+//! # Format (version 1)
+//!
+//! A stream is a 186-byte header followed by one or more chunks. All integers are big-endian.
+//!
+//! ## Header
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic = "ATRESTBK" (41 54 52 45 53 54 42 4b)
+//! 8       1     format version = 0x01
+//! 9       1     suite id = 0x02 (AES-256-GCM, for the chunks)
+//! 10      4     chunk size in bytes (65536 ..= 16777216)
+//! 14      32    stream salt (random)
+//! 46      2     master key version            \
+//! 48      2     tenant key generation          |  the only bytes a rewrap changes
+//! 50      24    wrap nonce (random)            |  (offsets 46..122)
+//! 74      48    wrapped data key (32 + tag 16) /
+//! 122     32    key commitment
+//! 154     32    header tag
+//! 186           first chunk
+//! ```
+//!
+//! Bytes `0..46`, `122..154` and `154..186` never change after a stream is written: they are
+//! the *immutable header*. Bytes `46..122` name the key that wraps the data key and hold the
+//! wrapping; [`rewrap_backup_header`] replaces them in place.
+//!
+//! ## Keys
+//!
+//! Each stream has a fresh random 32-byte data key `DK`. With `salt` the stream salt and
+//! `L(x)` = 4-byte length of `x` followed by `x`:
+//!
+//! ```text
+//! prk          = HKDF-Extract(salt, DK)                                  (HKDF-SHA256)
+//! chunk key    = HKDF-Expand(prk, L("atrest/v1/backup") || L("chunk key"), 32)
+//! nonce prefix = HKDF-Expand(prk, L("atrest/v1/backup") || L("nonce prefix"), 32)[0..7]
+//! commitment   = HKDF-Expand(prk, L("atrest/v1/backup") || L("commitment"), 32)
+//! mac key      = HKDF-Expand(prk, L("atrest/v1/backup") || L("header mac"), 32)
+//! header tag   = HMAC-SHA256(mac key, L("atrest/v1/backup/header") || header[0..46] || commitment)
+//! ```
+//!
+//! The data key is wrapped with XAES-256-GCM under the tenant's backup key for the key
+//! version at offset 46, with the random wrap nonce and
+//!
+//! ```text
+//! wrap AAD = L("atrest/v1/backup/wrap") || L(tenant id) || header[0..46]
+//!            || key version (4 bytes, as at offset 46) || commitment || header tag
+//! ```
+//!
+//! The wrap binds the immutable header and the key version, but not the backup context, so
+//! a rewrap touches only header bytes. A reader unwraps the data key, then checks the
+//! commitment (constant time) and the header tag before it opens any chunk.
+//!
+//! ## Chunks
+//!
+//! The plaintext is cut into chunks of `chunk size` bytes; the last chunk holds 1 ..= chunk
+//! size bytes (0 bytes only when the whole plaintext is empty, so every stream has at least
+//! one chunk). Chunk `i` (counting from 0) is at offset `186 + i * (chunk size + 16)` and is
+//! `AES-256-GCM(chunk key, nonce_i, AAD, plaintext_i)` = ciphertext (same length) || 16-byte
+//! tag, where
+//!
+//! ```text
+//! nonce_i = nonce prefix (7) || i as u32 (4) || 0x01 if this is the final chunk else 0x00
+//! AAD     = SHA-256( L("atrest/v1/backup/chunk") || header[0..46] || commitment || header tag
+//!                    || L(tenant id) || L(snapshot id)
+//!                    || 0x00 (no parent) | 0x01 || L(parent snapshot id)
+//!                    || kind (0x01 full, 0x02 incremental) || sequence (u64) )
+//! ```
+//!
+//! computed once per stream. At most 2^32 chunks per stream. The final-chunk flag in the
+//! nonce makes truncation at a chunk boundary and appending after the final chunk
+//! detectable; the index makes reordering, dropping and duplicating detectable; the
+//! per-stream key makes splicing from another stream fail; the AAD binds every chunk to the
+//! tenant, the backup context and the immutable header.
+//!
+//! # Reading
+//!
+//! A chunk's plaintext is released only after its tag verified. Sequential readers learn
+//! which chunk is final from the end of the input (they read one byte ahead), so a stream cut
+//! anywhere fails at its end with [`BackupError::Authentication`], never with a clean end of
+//! file. Seekable readers authenticate the final chunk first; after that the length is
+//! trusted and any offset is reached in O(1).
+
+mod format;
+mod pipeline;
+mod reader;
+mod rewrap;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+pub use format::{BackupInfo, inspect_backup};
+pub use reader::BackupReader;
+pub use rewrap::rewrap_backup_header;
+pub use writer::BackupWriter;
+
+use crate::error::BackupError;
+use crate::keyring::Tenant;
+
+/// The default chunk size: 1 MiB.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// The smallest chunk size: 64 KiB.
+pub const MIN_CHUNK_SIZE: usize = 64 << 10;
+/// The largest chunk size: 16 MiB.
+pub const MAX_CHUNK_SIZE: usize = 16 << 20;
+/// The longest snapshot id (and parent snapshot id), in bytes.
+pub const MAX_SNAPSHOT_ID_LEN: usize = 1024;
+/// The length of a backup stream header, in bytes.
+pub const BACKUP_HEADER_LEN: usize = format::HEADER_LEN;
+
+/// Whether a backup holds everything or only the changes since its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// A complete snapshot.
+    Full,
+    /// The changes since a parent snapshot (which must be named).
+    Incremental,
+}
+
+impl BackupKind {
+    fn id(self) -> u8 {
+        match self {
+            BackupKind::Full => 1,
+            BackupKind::Incremental => 2,
+        }
+    }
+}
+
+/// What a backup stream is bound to: its snapshot id, its parent snapshot id (for an
+/// incremental backup), its kind and its sequence number in a chain.
+///
+/// Every chunk of a stream authenticates the context, so a stream (or any chunk of it) read
+/// with another context fails with [`BackupError::Authentication`]. The context is not stored
+/// in the stream: the application keeps it (in its catalog, or in the file name).
+///
+/// Snapshot ids are public identifiers (they may appear in logs); they must not be secret.
+///
+/// # Example
+/// ```
+/// use atrest::BackupContext;
+/// let full = BackupContext::full("db-2026-05-01");
+/// let incr = BackupContext::incremental("db-2026-05-02", "db-2026-05-01", 1);
+/// assert_ne!(full, incr);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackupContext {
+    snapshot_id: String,
+    parent: Option<String>,
+    kind: BackupKind,
+    sequence: u64,
+}
+
+impl BackupContext {
+    /// A full backup with sequence 0 and no parent.
+    pub fn full(snapshot_id: &str) -> Self {
+        Self::new(snapshot_id, None, BackupKind::Full, 0)
+    }
+
+    /// An incremental backup of `snapshot_id` on top of `parent_snapshot_id`, number
+    /// `sequence` in its chain.
+    pub fn incremental(snapshot_id: &str, parent_snapshot_id: &str, sequence: u64) -> Self {
+        Self::new(snapshot_id, Some(parent_snapshot_id), BackupKind::Incremental, sequence)
+    }
+
+    /// Any combination; checked when a stream is written or read (see [`BackupWriter::new`]).
+    pub fn new(snapshot_id: &str, parent: Option<&str>, kind: BackupKind, sequence: u64) -> Self {
+        Self { snapshot_id: snapshot_id.to_owned(), parent: parent.map(str::to_owned), kind, sequence }
+    }
+
+    /// The snapshot id.
+    pub fn snapshot_id(&self) -> &str {
+        &self.snapshot_id
+    }
+
+    /// The parent snapshot id, if any.
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> BackupKind {
+        self.kind
+    }
+
+    /// The sequence number.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Checks the field lengths and that an incremental backup names its parent.
+    fn validate(&self) -> Result<(), BackupError> {
+        let check = |what: &str, id: &str| {
+            if id.is_empty() {
+                Err(BackupError::InvalidParameter(format!("the {what} is empty")))
+            } else if id.len() > MAX_SNAPSHOT_ID_LEN {
+                Err(BackupError::InvalidParameter(format!("the {what} is longer than {MAX_SNAPSHOT_ID_LEN} bytes")))
+            } else {
+                Ok(())
+            }
+        };
+        check("snapshot id", &self.snapshot_id)?;
+        match (&self.parent, self.kind) {
+            (Some(p), _) => check("parent snapshot id", p),
+            (None, BackupKind::Incremental) => {
+                Err(BackupError::InvalidParameter("an incremental backup must name its parent snapshot".into()))
+            }
+            (None, BackupKind::Full) => Ok(()),
+        }
+    }
+
+    /// The canonical encoding that enters every chunk's associated data (see the format).
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        crate::encoding::put_lp(out, self.snapshot_id.as_bytes());
+        match &self.parent {
+            None => out.push(0),
+            Some(p) => {
+                out.push(1);
+                crate::encoding::put_lp(out, p.as_bytes());
+            }
+        }
+        out.push(self.kind.id());
+        out.extend_from_slice(&self.sequence.to_be_bytes());
+    }
+}
+
+/// Options for writing a backup stream.
+///
+/// Defaults: [`DEFAULT_CHUNK_SIZE`] (1 MiB) chunks, all cores.
+///
+/// # Example
+/// ```
+/// use atrest::BackupOptions;
+/// let opts = BackupOptions::default().chunk_size(4 << 20).threads(2);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupOptions {
+    chunk_size: usize,
+    threads: usize,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        Self { chunk_size: DEFAULT_CHUNK_SIZE, threads: 0 }
+    }
+}
+
+impl BackupOptions {
+    /// The plaintext bytes per chunk, [`MIN_CHUNK_SIZE`] ..= [`MAX_CHUNK_SIZE`] (checked when
+    /// the stream starts). Readers take the chunk size from the header.
+    #[must_use]
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes;
+        self
+    }
+
+    /// How many threads encrypt chunks in parallel; 0 (the default) means all cores (the
+    /// global rayon pool), 1 means the calling thread only, and n >= 2 a pool of n threads
+    /// made for the stream. The output is byte-for-byte the same for any count. Memory in
+    /// flight is about `2 * threads * chunk size` (at most 256 MiB unless one chunk is larger).
+    #[must_use]
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    fn checked_chunk_size(&self) -> Result<usize, BackupError> {
+        if (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            Ok(self.chunk_size)
+        } else {
+            Err(BackupError::InvalidParameter(format!(
+                "chunk size {} is outside {MIN_CHUNK_SIZE} ..= {MAX_CHUNK_SIZE} bytes",
+                self.chunk_size
+            )))
+        }
+    }
+}
+
+/// Encrypts `plaintext` into a complete backup stream in memory (all chunks in parallel).
+///
+/// For data that does not fit in memory, use [`BackupWriter`].
+///
+/// # Errors
+/// [`BackupError::InvalidParameter`] (chunk size, context), [`BackupError::Seal`] (shredded
+/// tenant, unusable primary key), [`BackupError::TooLong`], [`BackupError::Rng`].
+///
+/// # Example
+/// ```
+/// use atrest::{BackupContext, BackupOptions, Keyring, LocalRootKey, decrypt_backup, encrypt_backup};
+/// let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
+/// let acme = keyring.tenant("acme")?;
+/// let ctx = BackupContext::full("nightly-2026-05-01");
+/// let stream = encrypt_backup(&acme, &ctx, b"pg_dump output", BackupOptions::default())?;
+/// assert_eq!(decrypt_backup(&acme, &ctx, &stream)?, b"pg_dump output");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encrypt_backup(
+    tenant: &Tenant,
+    ctx: &BackupContext,
+    plaintext: &[u8],
+    opts: BackupOptions,
+) -> Result<Vec<u8>, BackupError> {
+    let chunk_size = opts.checked_chunk_size()?;
+    ctx.validate()?;
+    let exec = pipeline::Exec::new(opts.threads)?;
+    let (header, cipher) = format::seal_stream(tenant, ctx, chunk_size)?;
+    encrypt_all(header, &cipher, &exec, plaintext)
+}
+
+/// Appends the chunks of `plaintext` to `header` and encrypts them in place.
+fn encrypt_all(
+    header: Vec<u8>,
+    cipher: &format::ChunkCipher,
+    exec: &pipeline::Exec,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, BackupError> {
+    let chunk_size = cipher.chunk_size();
+    let chunks = plaintext.len().div_ceil(chunk_size).max(1);
+    if u64::try_from(chunks).map_or(true, |c| c > format::MAX_CHUNKS) {
+        return Err(BackupError::TooLong);
+    }
+    let header_len = header.len();
+    let mut out = header;
+    out.reserve_exact(plaintext.len() + chunks * format::TAG_LEN);
+    let mut pieces = plaintext.chunks(chunk_size);
+    for _ in 0..chunks {
+        out.extend_from_slice(pieces.next().unwrap_or_default());
+        out.extend_from_slice(&[0u8; format::TAG_LEN]);
+    }
+    let body = out.get_mut(header_len..).unwrap_or_default();
+    exec.for_each_slot(body, cipher.slot_len(), |i, slot| cipher.seal_slot(i as u64, i + 1 == chunks, slot))?;
+    Ok(out)
+}
+
+/// Verifies and decrypts a complete backup stream held in memory (all chunks in parallel).
+///
+/// Returns the plaintext only if every chunk, the final-chunk marker and the header verified;
+/// on any failure nothing is returned.
+///
+/// # Errors
+/// [`BackupError::Authentication`] for any modification, truncation, extension, other
+/// tenant, keyring or context (one opaque error); [`BackupError::NotABackup`],
+/// [`BackupError::UnsupportedFormat`]; [`BackupError::Key`] for a disabled or destroyed key
+/// version or a shredded tenant.
+pub fn decrypt_backup(tenant: &Tenant, ctx: &BackupContext, stream: &[u8]) -> Result<Vec<u8>, BackupError> {
+    ctx.validate()?;
+    let header = format::Header::parse_prefix(stream)?;
+    let cipher = format::open_stream(tenant, ctx, &header)?;
+    let body = stream.get(format::HEADER_LEN..).ok_or(BackupError::Authentication)?;
+    let geo = format::Geometry::from_body_len(u64::try_from(body.len()).unwrap_or(u64::MAX), header.chunk_size)?;
+    let plain_len = usize::try_from(geo.plain_len).map_err(|_| BackupError::TooLong)?;
+    let cs = cipher.chunk_size();
+    let slot_len = cipher.slot_len();
+    let last = geo.chunks - 1;
+    let mut out = vec![0u8; plain_len];
+    if plain_len == 0 {
+        // The empty stream: one chunk with only a tag.
+        let mut empty = [0u8; 0];
+        let tag = body.get(..format::TAG_LEN).ok_or(BackupError::Authentication)?;
+        cipher.open_chunk(0, true, &mut empty, tag)?;
+        return Ok(out);
+    }
+    let exec = pipeline::Exec::new(0)?;
+    let r = exec.for_each_slot(&mut out, cs, |i, plain| {
+        let start = i.checked_mul(slot_len).ok_or(BackupError::Authentication)?;
+        let ct = body.get(start..start + plain.len()).ok_or(BackupError::Authentication)?;
+        let tag = body.get(start + plain.len()..start + plain.len() + format::TAG_LEN);
+        plain.copy_from_slice(ct);
+        cipher.open_chunk(i as u64, i as u64 == last, plain, tag.ok_or(BackupError::Authentication)?)
+    });
+    if let Err(e) = r {
+        zeroize::Zeroize::zeroize(&mut out);
+        return Err(e);
+    }
+    Ok(out)
+}
+
+/// Reads a whole stream, verifying every chunk, and returns the plaintext length. Nothing
+/// is kept: memory stays bounded for any stream length.
+///
+/// # Errors
+/// As [`BackupReader::new`] and reading it: [`BackupError::Authentication`] for any
+/// modification, truncation or extension; [`BackupError::Io`] from `input`.
+pub fn verify_backup<R: std::io::Read>(tenant: &Tenant, ctx: &BackupContext, input: R) -> Result<u64, BackupError> {
+    let mut reader = BackupReader::with_threads(tenant, ctx, input, 0)?;
+    reader.verify_to_end()
+}
