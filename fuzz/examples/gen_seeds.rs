@@ -15,10 +15,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use atrest::{DestroyConfirmation, KeyState, Keyring, LocalRootKey, MasterVersion, RootKey, Suite};
+use atrest::{
+    BACKUP_HEADER_LEN as H, BackupContext, BackupOptions, DestroyConfirmation, KeyState, Keyring, LocalRootKey,
+    MasterVersion, RootKey, Suite, encrypt_backup,
+};
 use atrest_fuzz::{
-    GOLDEN_KEYRING, LONG_PLAINTEXT, RECORDS, TENANT, TEST_ROOT_KEY, TransparentRoot, VALID_KEYRINGS,
-    authentic_keyring_file, record_context,
+    BACKUP_CHUNK_SIZE, BACKUP_PLAINTEXT, BACKUPS, GOLDEN_KEYRING, LONG_PLAINTEXT, RECORDS, TENANT, TEST_ROOT_KEY,
+    TransparentRoot, VALID_KEYRINGS, authentic_keyring_file, backup_contexts, record_context,
 };
 
 fn fuzz_dir() -> PathBuf {
@@ -45,14 +48,24 @@ fn new_fixtures() {
 
     rec("v1g0-xaes.rec", acme.seal(b"alice@example.com", &ctx).unwrap());
     rec("v1g0-xchacha.rec", chacha.seal(b"bob@example.com", &ctx).unwrap());
+    let bctx = backup_contexts();
+    let opts = BackupOptions::default().chunk_size(BACKUP_CHUNK_SIZE).threads(1);
+    let bk = |name: &str, ctx: &BackupContext, plain: &[u8]| {
+        write(&data.join("backups").join(name), &encrypt_backup(&acme, ctx, plain, opts).unwrap());
+    };
+    bk("v1g0-small.atbk", &bctx[0], b"hello, backup");
     k.rotate().unwrap();
     rec("v2g0-destroyed.rec", acme.seal(b"sealed under v2, destroyed", &ctx).unwrap());
     k.rotate().unwrap();
     k.rotate_tenant(TENANT).unwrap();
     rec("v3g1-disabled.rec", acme.seal(b"sealed under v3, disabled", &ctx).unwrap());
+    bk("v3g1-disabled.atbk", &bctx[0], b"sealed under v3, disabled");
     k.rotate().unwrap();
     rec("v4g1-empty.rec", acme.seal(b"", &ctx).unwrap());
     rec("v4g1-long.rec", acme.seal(LONG_PLAINTEXT, &ctx).unwrap());
+    bk("v4g1-two-chunks.atbk", &bctx[0], BACKUP_PLAINTEXT);
+    bk("v4g1-empty-incremental.atbk", &bctx[1], b"");
+    bk("v4g1-small-incremental.atbk", &bctx[1], b"incremental changes");
     k.rotate_tenant("beta").unwrap();
     k.rotate_tenant("beta").unwrap();
     k.shred_tenant("gone").unwrap();
@@ -178,6 +191,95 @@ fn authentic_seeds() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+fn backup(name: &str) -> &'static [u8] {
+    BACKUPS.iter().find(|b| b.name == name).unwrap().stream
+}
+
+fn backup_header_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for b in BACKUPS {
+        out.push((b.name.trim_end_matches(".atbk").to_owned(), b.stream[..H].to_vec()));
+    }
+    let h = &backup("v1g0-small.atbk")[..H];
+    variants(&mut out, "header", h, &[0, 7, 8, 9, 10, 14, 46, H - 1], &[8, 9, 11, 46, 130, H - 1]);
+    for (name, size) in [("min-1", 0xffffu32), ("max", 16 << 20), ("max+1", (16 << 20) + 1), ("u32max", u32::MAX)] {
+        let mut v = h.to_vec();
+        v[10..14].copy_from_slice(&size.to_be_bytes());
+        out.push((format!("header.chunk-size-{name}"), v));
+    }
+    out.push(("not-a-backup".to_owned(), b"PGDMP\x01\x0e\x00 definitely not a backup stream".to_vec()));
+    out
+}
+
+fn backup_read_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for b in BACKUPS {
+        out.push((b.name.trim_end_matches(".atbk").to_owned(), b.stream.to_vec()));
+    }
+    let small = backup("v1g0-small.atbk");
+    let n = small.len();
+    variants(&mut out, "small", small, &[100, H, H + 1, n - 16, n - 1], &[11, 50, 100, 130, 160, H, n - 1]);
+    let two = backup("v4g1-two-chunks.atbk");
+    let slot = BACKUP_CHUNK_SIZE + 16;
+    out.push(("two-chunks.cut-at-boundary".to_owned(), two[..H + slot].to_vec()));
+    let mut flip = two.to_vec();
+    flip[H + slot + 10] ^= 1;
+    out.push(("two-chunks.flip-chunk1".to_owned(), flip));
+    let mut dropped = two[..H].to_vec();
+    dropped.extend_from_slice(&two[H + slot..]);
+    out.push(("two-chunks.drop-chunk0".to_owned(), dropped));
+    let mut spliced = backup("v4g1-small-incremental.atbk")[..H].to_vec();
+    spliced.extend_from_slice(&small[H..]);
+    out.push(("spliced-header".to_owned(), spliced));
+    out
+}
+
+/// An op of the backup_seek target: code (kind | buffer-length index << 3), u64 argument.
+fn op(kind: u8, len_index: u8, arg: u64) -> Vec<u8> {
+    let mut v = vec![kind | (len_index << 3)];
+    v.extend_from_slice(&arg.to_be_bytes());
+    v
+}
+
+fn backup_seek_seeds() -> Vec<(String, Vec<u8>)> {
+    let with_ops = |sequential: bool, ops: &[Vec<u8>], stream: &[u8]| {
+        let mut v = vec![ops.len() as u8 | if sequential { 0x80 } else { 0 }];
+        for o in ops {
+            v.extend_from_slice(o);
+        }
+        v.extend_from_slice(stream);
+        v
+    };
+    let (start, end, cur, read_at, read) = (0, 1, 2, 3, 4);
+    let boundary = BACKUP_CHUNK_SIZE as u64;
+    let ops = vec![
+        op(start, 0, boundary - 50),
+        op(read, 1, 0),         // 74 bytes across the chunk boundary
+        op(read_at, 31, 0),     // everything at once
+        op(read_at, 2, 69_990), // past the end
+        op(end, 0, (-10i64) as u64),
+        op(read, 5, 0),
+        op(cur, 0, (-70_000i64) as u64), // before the start: refused
+        op(start, 0, u64::MAX),          // huge offset
+        op(read, 3, 0),
+        op(read_at, 3, (1u64 << 63) | 12345), // huge read_at
+    ];
+    let two = backup("v4g1-two-chunks.atbk");
+    let small = backup("v1g0-small.atbk");
+    let mut bad0 = two.to_vec();
+    bad0[H + 20] ^= 1; // chunk 0 modified: random access opens, reading chunk 0 fails
+    let seq = vec![op(read, 2, 0), op(start, 0, 3), op(read, 1, 0), op(read_at, 4, 60_000)];
+    vec![
+        ("two-chunks".to_owned(), with_ops(false, &ops, two)),
+        ("two-chunks.sequential-first".to_owned(), with_ops(true, &seq, two)),
+        ("two-chunks.bad-chunk0".to_owned(), with_ops(false, &ops, &bad0)),
+        ("small".to_owned(), with_ops(false, &ops[..6], small)),
+        ("small.sequential-first".to_owned(), with_ops(true, &seq, small)),
+        ("small.truncated".to_owned(), with_ops(true, &seq, &small[..small.len() - 1])),
+        ("empty".to_owned(), with_ops(false, &ops[..4], backup("v4g1-empty-incremental.atbk"))),
+    ]
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--new-fixtures") {
         new_fixtures();
@@ -188,4 +290,7 @@ fn main() {
     write_seeds("record_open", &record_seeds());
     write_seeds("keyring_load", &keyring_seeds());
     write_seeds("keyring_authentic", &authentic_seeds());
+    write_seeds("backup_header", &backup_header_seeds());
+    write_seeds("backup_read", &backup_read_seeds());
+    write_seeds("backup_seek", &backup_seek_seeds());
 }

@@ -10,7 +10,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use atrest::{Context, Keyring, LocalRootKey, RootKey, RootKeyError, RootKeyProvider, SecretBytes};
+use atrest::{
+    BACKUP_HEADER_LEN, BackupContext, Context, Keyring, LocalRootKey, RootKey, RootKeyError, RootKeyProvider,
+    SecretBytes,
+};
 
 /// The fixed root key of every fixture (test only, never a real key).
 pub const TEST_ROOT_KEY: [u8; 32] = *b"atrest fuzz fixture root key v1!";
@@ -53,7 +56,8 @@ impl RootKeyProvider for Impostor {
 }
 
 /// The main keyring fixture: v1 enabled, v2 destroyed, v3 disabled, v4 primary; tenant
-/// `acme` at generation 1, tenant `beta` at generation 2, tenant `gone` shredded.
+/// `acme` at generation 1, tenant `beta` at generation 2, tenant `gone` shredded. The record
+/// and backup fixtures belong to `acme` in it.
 pub const KEYRING: &[u8] = include_bytes!("../data/keyring.atrk");
 /// A freshly created keyring: v1 primary, no tenants.
 pub const KEYRING_FRESH: &[u8] = include_bytes!("../data/keyring-fresh.atrk");
@@ -172,6 +176,7 @@ pub const RECORDS: &[KnownRecord] = &[
 pub static FIXTURE_KEYRING: LazyLock<Keyring> = LazyLock::new(|| {
     let k = Keyring::from_bytes(KEYRING, root()).expect("the committed keyring fixture loads");
     check_record_fixtures(&k);
+    check_backup_fixtures(&k);
     k
 });
 
@@ -194,4 +199,81 @@ pub fn check_record_fixtures(keyring: &Keyring) {
 /// The known record with exactly these bytes, if any.
 pub fn known_record(bytes: &[u8]) -> Option<&'static KnownRecord> {
     RECORDS.iter().find(|r| r.sealed == bytes)
+}
+
+/// The contexts of the backup fixtures: a full backup, and an incremental one on top of it.
+pub fn backup_contexts() -> [BackupContext; 2] {
+    [BackupContext::full("fuzz-snapshot-1"), BackupContext::incremental("fuzz-snapshot-2", "fuzz-snapshot-1", 1)]
+}
+
+/// The chunk size of every backup fixture (the smallest allowed, 64 KiB).
+pub const BACKUP_CHUNK_SIZE: usize = 64 << 10;
+
+/// The plaintext of the two-chunk backup fixture: one full 64 KiB chunk and a short one.
+pub const BACKUP_PLAINTEXT: &[u8; 70_000] = &{
+    let mut a = [0u8; 70_000];
+    let mut i = 0;
+    while i < a.len() {
+        a[i] = ((i % 253) ^ (i >> 8)) as u8;
+        i += 1;
+    }
+    a
+};
+
+/// A committed backup stream of tenant [`TENANT`] under [`KEYRING`].
+pub struct KnownBackup {
+    /// File name under `fuzz/data/backups/`.
+    pub name: &'static str,
+    /// The stream bytes.
+    pub stream: &'static [u8],
+    /// Index into [`backup_contexts`] of the context it was written with.
+    pub context: usize,
+    /// The plaintext, or `None` if it must not open (key version disabled).
+    pub plaintext: Option<&'static [u8]>,
+    /// (master version, generation) its header names.
+    pub version: (u16, u16),
+}
+
+macro_rules! backup {
+    ($name:literal, $ctx:expr, $plain:expr, $version:expr) => {
+        KnownBackup {
+            name: $name,
+            stream: include_bytes!(concat!("../data/backups/", $name)),
+            context: $ctx,
+            plaintext: $plain,
+            version: $version,
+        }
+    };
+}
+
+/// Every committed backup stream (64 KiB chunks).
+pub const BACKUPS: &[KnownBackup] = &[
+    backup!("v1g0-small.atbk", 0, Some(b"hello, backup"), (1, 0)),
+    backup!("v3g1-disabled.atbk", 0, None, (3, 1)),
+    backup!("v4g1-two-chunks.atbk", 0, Some(BACKUP_PLAINTEXT), (4, 1)),
+    backup!("v4g1-empty-incremental.atbk", 1, Some(b""), (4, 1)),
+    backup!("v4g1-small-incremental.atbk", 1, Some(b"incremental changes"), (4, 1)),
+];
+
+/// The committed stream whose 186-byte header starts `bytes`, if any (an authenticated
+/// header identifies its stream).
+pub fn known_backup_by_header(bytes: &[u8]) -> Option<&'static KnownBackup> {
+    let header = bytes.get(..BACKUP_HEADER_LEN)?;
+    BACKUPS.iter().find(|b| &b.stream[..BACKUP_HEADER_LEN] == header)
+}
+
+/// Panics unless every committed backup stream decrypts (or fails) as [`BACKUPS`] says.
+pub fn check_backup_fixtures(keyring: &Keyring) {
+    let t = keyring.tenant(TENANT).unwrap();
+    let ctxs = backup_contexts();
+    for b in BACKUPS {
+        let info = atrest::inspect_backup(b.stream).unwrap();
+        assert_eq!((info.key_version.master.get(), info.key_version.generation), b.version, "{}", b.name);
+        assert_eq!(info.chunk_size as usize, BACKUP_CHUNK_SIZE, "{}", b.name);
+        match (atrest::decrypt_backup(&t, &ctxs[b.context], b.stream), b.plaintext) {
+            (Ok(p), Some(want)) => assert_eq!(p, want, "{}", b.name),
+            (Err(_), None) => {}
+            (got, _) => panic!("backup fixture {} decrypted as {:?}", b.name, got.map(|p| p.len())),
+        }
+    }
 }
