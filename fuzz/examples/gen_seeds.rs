@@ -269,6 +269,9 @@ fn backup_seek_seeds() -> Vec<(String, Vec<u8>)> {
     let mut bad0 = two.to_vec();
     bad0[H + 20] ^= 1; // chunk 0 modified: random access opens, reading chunk 0 fails
     let seq = vec![op(read, 2, 0), op(start, 0, 3), op(read, 1, 0), op(read_at, 4, 60_000)];
+    let twice = vec![op(start, 0, 0), op(start, 0, 0), op(read, 1, 0), op(read_at, 1, 0)];
+    let mut extended = small.to_vec();
+    extended.extend_from_slice(&[0u8; 50]);
     vec![
         ("two-chunks".to_owned(), with_ops(false, &ops, two)),
         ("two-chunks.sequential-first".to_owned(), with_ops(true, &seq, two)),
@@ -277,6 +280,9 @@ fn backup_seek_seeds() -> Vec<(String, Vec<u8>)> {
         ("small.sequential-first".to_owned(), with_ops(true, &seq, small)),
         ("small.truncated".to_owned(), with_ops(true, &seq, &small[..small.len() - 1])),
         ("empty".to_owned(), with_ops(false, &ops[..4], backup("v4g1-empty-incremental.atbk"))),
+        // Regression (found by this target): a second seek after a failed switch to random
+        // access succeeded, and len() reported the unauthenticated length.
+        ("small.extended.seek-twice".to_owned(), with_ops(true, &twice, &extended)),
     ]
 }
 
