@@ -10,7 +10,7 @@
 //! Properties: nothing panics or hangs; opening for random access succeeds only on a
 //! committed stream's header and length; every byte `read` or `read_at` returns is the
 //! committed plaintext at that position, and on an unmodified stream they return everything
-//! up to the end; seeking before the start fails; after a read fails, every read fails.
+//! up to the end; seeking before the start fails; after a failure, every read and seek fails.
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 match r.seek(to) {
                     Ok(p) => {
+                        assert!(!failed, "seek succeeded after a failure");
                         assert_eq!(r.len(), len, "after a seek the length is authenticated");
                         assert_eq!(Some(p), target);
                         pos = p;
