@@ -435,6 +435,37 @@ fn usage_errors_exit_2() {
     assert!(!env.path("b.atrb").exists());
 }
 
+#[cfg(unix)]
+#[test]
+fn interrupted_output_leaves_no_temporary_file() {
+    let env = Env::new();
+    let before = env.files();
+    // stdin stays open and empty, so encryption waits for input with its temporary file open.
+    let mut child = env
+        .cmd()
+        .args(args(&["backup", "encrypt", "-o", "b.atrb"], &CTX))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !env.files().iter().any(|f| f.ends_with(".tmp")) {
+        assert!(std::time::Instant::now() < deadline, "no temporary file appeared: {:?}", env.files());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    // Keep stdin open until the child is gone: EOF would let it finish normally.
+    let stdin = child.stdin.take();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(env.files(), before);
+}
+
 #[cfg(not(feature = "pkcs11"))]
 #[test]
 fn pkcs11_options_without_the_feature_are_a_clear_error() {

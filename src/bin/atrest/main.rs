@@ -30,6 +30,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    stream::delete_temporary_files_on_interrupt();
     // Everything `run` owns (temporary output files in particular) is dropped before exiting.
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::failure::{Doing, Failure};
@@ -45,6 +46,40 @@ impl Read for Input {
     }
 }
 
+/// Temporary output files to delete if the process is interrupted (SIGINT, SIGTERM, SIGHUP).
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// On SIGINT, SIGTERM or SIGHUP: delete pending temporary output files and exit with 130.
+pub fn delete_temporary_files_on_interrupt() {
+    // Failing to install the handler only loses the clean-up on interrupt.
+    let _ = ctrlc::set_handler(|| {
+        for p in PENDING.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            let _ = std::fs::remove_file(p);
+        }
+        if io::stderr().is_terminal() {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("atrest: interrupted");
+        std::process::exit(130);
+    });
+}
+
+/// A temporary file registered for deletion on interrupt while this lives.
+pub struct Pending(PathBuf);
+
+impl Pending {
+    fn new(p: &Path) -> Self {
+        PENDING.lock().unwrap_or_else(PoisonError::into_inner).push(p.to_path_buf());
+        Self(p.to_path_buf())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        PENDING.lock().unwrap_or_else(PoisonError::into_inner).retain(|p| *p != self.0);
+    }
+}
+
 /// Where a stream goes: stdout, or a file that appears only when [`Output::commit`] succeeds.
 pub enum Output {
     /// Standard output.
@@ -55,6 +90,8 @@ pub enum Output {
         tmp: BufWriter<tempfile::NamedTempFile>,
         /// The final name.
         target: PathBuf,
+        /// Deletes the temporary file if the process is interrupted.
+        _pending: Pending,
     },
 }
 
@@ -80,7 +117,8 @@ impl Output {
             .suffix(".tmp")
             .tempfile_in(dir)
             .doing(|| format!("creating a temporary file in {}", dir.display()))?;
-        Ok(Self::File { tmp: BufWriter::with_capacity(BUF, tmp), target: target.to_path_buf() })
+        let pending = Pending::new(tmp.path());
+        Ok(Self::File { tmp: BufWriter::with_capacity(BUF, tmp), target: target.to_path_buf(), _pending: pending })
     }
 
     fn stdout() -> Self {
@@ -104,7 +142,7 @@ impl Output {
     pub fn commit(self) -> Result<(), Failure> {
         match self {
             Self::Stdout(mut w) => w.flush().doing(|| "writing to stdout".into()),
-            Self::File { tmp, target } => {
+            Self::File { tmp, target, _pending } => {
                 let name = target.display().to_string();
                 let tmp =
                     tmp.into_inner().map_err(io::IntoInnerError::into_error).doing(|| format!("writing {name}"))?;
