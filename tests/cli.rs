@@ -453,7 +453,8 @@ fn interrupted_output_leaves_no_temporary_file() {
         assert!(std::time::Instant::now() < deadline, "no temporary file appeared: {:?}", env.files());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    // The shell's builtin kill: no dependency on procps.
+    let kill = Command::new("sh").args(["-c", "kill -TERM \"$0\"", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     // Keep stdin open until the child is gone: EOF would let it finish normally.
     let stdin = child.stdin.take();
