@@ -474,3 +474,122 @@ fn pkcs11_options_without_the_feature_are_a_clear_error() {
     let err = env.fails(&["--pkcs11-module", "/nonexistent.so", "keyring", "status"], 2);
     assert!(err.contains("without PKCS#11 support"), "{err}");
 }
+
+/// The root key in a real SoftHSM2 token: init on the token, file -> HSM migration and back,
+/// PIN from the environment and from a file. Needs SoftHSM2 (`apt-get install softhsm2`);
+/// fails, never skips, without it.
+#[cfg(feature = "pkcs11")]
+#[test]
+fn pkcs11_root_key_init_and_migration() {
+    const TOKEN: &str = "atrest-cli";
+    const PIN: &str = "1234";
+    let module = std::env::var_os("ATREST_TEST_PKCS11_MODULE")
+        .map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+    assert!(module.is_file(), "SoftHSM2 module not found at {}: apt-get install softhsm2", module.display());
+    let module = module.to_str().unwrap().to_owned();
+
+    let env = Env::new();
+    let tokens = env.path("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = env.path("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display()))
+        .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", "5678", "--module", &module])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util (apt-get install softhsm2)");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+
+    // A command whose root key is the token's key `label` (no key file in the environment).
+    let hsm = |label: &str, a: &[&str]| -> Output {
+        let mut c = env.cmd();
+        c.env_remove("ATREST_ROOT_KEY_FILE")
+            .env("SOFTHSM2_CONF", &conf)
+            .env("ATREST_PKCS11_PIN", PIN)
+            .args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", label])
+            .args(a);
+        c.output().unwrap()
+    };
+    let ok = |out: Output, what: &str| -> Vec<u8> {
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+
+    let plain = data(200_000);
+    std::fs::write(env.path("plain"), &plain).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+
+    // File -> HSM: the new key is generated in the token; the PIN falls back to ATREST_PKCS11_PIN.
+    let out = env
+        .cmd()
+        .env("SOFTHSM2_CONF", &conf)
+        .env("ATREST_PKCS11_PIN", PIN)
+        .args(["keyring", "rewrap-root", "--new-pkcs11-module", &module, "--new-pkcs11-token", TOKEN])
+        .args(["--new-pkcs11-key", "root-hsm"])
+        .output()
+        .unwrap();
+    ok(out, "rewrap-root to the token");
+    let err = env.fails(&["keyring", "status"], 1);
+    assert!(err.contains("different root key"), "{err}");
+    let status: Value =
+        serde_json::from_slice(&ok(hsm("root-hsm", &["keyring", "status", "--json"]), "status")).unwrap();
+    assert!(status["root_key_id"].as_str().unwrap().starts_with("pkcs11:"), "{status}");
+    let out = hsm("root-hsm", &args(&["backup", "decrypt", "-i", "b.atrb"], &CTX));
+    assert!(ok(out, "decrypt under the HSM root") == plain);
+
+    // Both a key file and a token: refused.
+    let mut c = env.cmd();
+    c.env("SOFTHSM2_CONF", &conf).env("ATREST_PKCS11_PIN", PIN);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm", "keyring", "status"]);
+    check_failure(&c.output().unwrap(), 2, &"file and token");
+
+    // PIN from a 0600 file; a wrong PIN is a clear failure; no PIN at all too.
+    let pin_file = env.path("pin");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("SOFTHSM2_CONF", &conf);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm"]);
+    c.arg("--pkcs11-pin-file").arg(&pin_file).args(["keyring", "status"]);
+    ok(c.output().unwrap(), "PIN from a file");
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("SOFTHSM2_CONF", &conf).env("ATREST_PKCS11_PIN", "9999");
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm", "keyring", "status"]);
+    let err = check_failure(&c.output().unwrap(), 1, &"wrong PIN");
+    assert!(err.contains("PIN"), "{err}");
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("SOFTHSM2_CONF", &conf);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm", "keyring", "status"]);
+    let err = check_failure(&c.output().unwrap(), 1, &"no PIN");
+    assert!(err.contains("ATREST_PKCS11_PIN"), "{err}");
+
+    // A key that does not exist is not generated by ordinary commands.
+    let err = check_failure(&hsm("missing", &["keyring", "status"]), 1, &"missing key");
+    assert!(err.contains("missing"), "{err}");
+
+    // HSM -> a new key file.
+    env.ok(&["keygen", "--out", "back.key"]);
+    let new_key = env.path("back.key");
+    ok(
+        hsm("root-hsm", &["keyring", "rewrap-root", "--new-root-key-file", new_key.to_str().unwrap()]),
+        "back to a file",
+    );
+    let out = env
+        .cmd()
+        .env("ATREST_ROOT_KEY_FILE", &new_key)
+        .args(args(&["backup", "decrypt", "-i", "b.atrb"], &CTX))
+        .output()
+        .unwrap();
+    assert!(ok(out, "decrypt under the new file root") == plain);
+
+    // A new keyring directly on the token.
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("ATREST_KEYRING", env.path("hsm.atrk")).env("SOFTHSM2_CONF", &conf);
+    c.env("ATREST_PKCS11_PIN", PIN);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-2", "keyring", "init"]);
+    ok(c.output().unwrap(), "keyring init on the token");
+}

@@ -34,12 +34,6 @@ impl Failure {
         Self { class: Class::Usage, what: Some(msg.into()), error: None }
     }
 
-    /// A general failure with a message.
-    #[cfg_attr(not(feature = "pkcs11"), allow(dead_code))]
-    pub fn general(msg: impl Into<String>) -> Self {
-        Self { class: Class::General, what: Some(msg.into()), error: None }
-    }
-
     /// The exit code.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self.class {

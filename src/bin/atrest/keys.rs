@@ -76,7 +76,7 @@ pub fn pkcs11(
         return Err(Failure::usage("a PKCS#11 root key needs all of: a module, a token label and a key label"));
     };
     let pin = match &args.pkcs11_pin_file {
-        Some(p) => read_pin(p)?,
+        Some(p) => Pkcs11Config::pin_from_file(p).doing(|| "reading the PKCS#11 PIN".into())?,
         None => {
             let var = match fallback_pin_env {
                 Some(f) if std::env::var_os(pin_env).is_none() => f,
@@ -92,20 +92,6 @@ pub fn pkcs11(
     }
     .doing(|| format!("opening PKCS#11 key '{key}' in token '{token}'"))?;
     Ok(Arc::new(k))
-}
-
-/// Reads a PIN file (one line; a trailing newline is not part of the PIN).
-#[cfg(feature = "pkcs11")]
-fn read_pin(path: &Path) -> Result<atrest::secrecy::SecretString, Failure> {
-    let mut text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).doing(|| format!("reading the PIN file {}", path.display()))?,
-    );
-    let end = text.trim_end_matches(['\n', '\r']).len();
-    text.truncate(end);
-    if text.is_empty() {
-        return Err(Failure::general(format!("the PIN file {} is empty", path.display())));
-    }
-    Ok(atrest::secrecy::SecretString::from(text.as_str()))
 }
 
 /// Without the `pkcs11` feature: a clear error.
