@@ -111,6 +111,16 @@ fn print_fields(indent: &str, v: &serde_json::Value) {
     let width = map.keys().map(String::len).max().unwrap_or(0);
     for (k, v) in map {
         match v {
+            serde_json::Value::Object(o)
+                if o.len() == 2 && o.contains_key("master") && o.contains_key("generation") =>
+            {
+                // A key version, shown as elsewhere: v2/g0.
+                let (m, g) = (
+                    o.get("master").unwrap_or(&serde_json::Value::Null),
+                    o.get("generation").unwrap_or(&serde_json::Value::Null),
+                );
+                println!("{indent}{k:<width$}  v{m}/g{g}");
+            }
             serde_json::Value::Object(_) => {
                 println!("{indent}{k}:");
                 print_fields(&format!("{indent}  "), v);
