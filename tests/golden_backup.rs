@@ -871,6 +871,9 @@ fn backup_secrets_never_print() {
     k2.set_state(MasterVersion::new(2), KeyState::Disabled).unwrap();
     errors.push(decrypt_backup(&acme_of(&k2), &ctx, &main).unwrap_err());
     assert!(matches!(errors[4], BackupError::Key(OpenError::KeyDisabled(_))));
+    // Without a key, a cut-off header is named as such.
+    errors.push(inspect_backup(&main[..100]).unwrap_err());
+    assert!(matches!(errors[5], BackupError::MalformedHeader), "{:?}", errors[5]);
     for e in &errors {
         out.extend([format!("{e}"), format!("{e:?}"), format!("{e:#?}"), format!("{}", io::Error::from(e_clone(e)))]);
     }
@@ -893,6 +896,7 @@ fn e_clone(e: &BackupError) -> BackupError {
     match e {
         BackupError::Authentication => BackupError::Authentication,
         BackupError::NotABackup => BackupError::NotABackup,
+        BackupError::MalformedHeader => BackupError::MalformedHeader,
         BackupError::UnsupportedFormat(v) => BackupError::UnsupportedFormat(*v),
         BackupError::InvalidParameter(s) => BackupError::InvalidParameter(s.clone()),
         BackupError::Key(OpenError::KeyDisabled(v)) => BackupError::Key(OpenError::KeyDisabled(*v)),
