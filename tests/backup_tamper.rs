@@ -397,6 +397,11 @@ fn not_a_backup_and_inspect() {
     assert!(matches!(BackupReader::new(&f.tenant, &f.ctx, &[][..]), Err(BackupError::NotABackup)));
     assert!(matches!(BackupReader::new(&f.tenant, &f.ctx, &b"PGDMP\x01\x0e"[..]), Err(BackupError::NotABackup)));
     assert!(matches!(inspect_backup(&b"hello"[..]), Err(BackupError::NotABackup)));
+    // A header cut short is named as such by the keyless inspect, at every length.
+    let full = enc(&f, &data(10, 9));
+    for cut in 8..BACKUP_HEADER_LEN {
+        assert!(matches!(inspect_backup(&full[..cut]), Err(BackupError::MalformedHeader)), "cut {cut}");
+    }
     let stream = enc(&f, &data(10, 9));
     let info = inspect_backup(&stream[..]).unwrap();
     assert_eq!(info.format_version, 1);
