@@ -137,7 +137,8 @@ fn record_seeds() -> Vec<(String, Vec<u8>)> {
     }
     // The crate's golden records (another keyring: they reach the authentication failure).
     for e in golden_files() {
-        if e.extension().is_some_and(|x| x == "bin") {
+        let name = e.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".bin") && name.contains("record") {
             out.push((format!("golden-{}", e.file_name().unwrap().to_string_lossy()), fs::read(&e).unwrap()));
         }
     }
@@ -207,6 +208,14 @@ fn backup_header_seeds() -> Vec<(String, Vec<u8>)> {
         v[10..14].copy_from_slice(&size.to_be_bytes());
         out.push((format!("header.chunk-size-{name}"), v));
     }
+    // The crate's golden streams (another keyring): their headers.
+    for e in golden_files() {
+        let name = e.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".bin") && name.contains("backup") {
+            let bytes = fs::read(&e).unwrap();
+            out.push((format!("golden-{name}"), bytes[..bytes.len().min(H)].to_vec()));
+        }
+    }
     out.push(("not-a-backup".to_owned(), b"PGDMP\x01\x0e\x00 definitely not a backup stream".to_vec()));
     out
 }
@@ -228,6 +237,14 @@ fn backup_read_seeds() -> Vec<(String, Vec<u8>)> {
     let mut dropped = two[..H].to_vec();
     dropped.extend_from_slice(&two[H + slot..]);
     out.push(("two-chunks.drop-chunk0".to_owned(), dropped));
+    // The crate's small golden streams (another keyring: they fail at the key unwrap).
+    for e in golden_files() {
+        let name = e.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = fs::read(&e).unwrap();
+        if name.ends_with(".bin") && name.contains("backup") && bytes.len() < 1024 {
+            out.push((format!("golden-{name}"), bytes));
+        }
+    }
     let mut spliced = backup("v4g1-small-incremental.atbk")[..H].to_vec();
     spliced.extend_from_slice(&small[H..]);
     out.push(("spliced-header".to_owned(), spliced));
