@@ -428,7 +428,10 @@ fn not_a_backup_and_inspect() {
 #[test]
 fn an_unfinished_writer_leaves_a_stream_that_never_verifies() {
     let f = fx();
-    let pt = data(5 * CS + 7, 10);
+    // The writer holds one encrypted batch back (it is written while the next one is
+    // encrypted): 17 chunks and a bit make at least one batch (of up to eight chunks, on two
+    // threads) reach the output before the drop.
+    let pt = data(17 * CS + 7, 10);
     for threads in [1, 2] {
         let mut out = Vec::new();
         {

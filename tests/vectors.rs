@@ -1,9 +1,11 @@
 //! Known-answer tests from third-party vectors, run through the crate's own code paths:
 //!
-//! - Wycheproof AES-GCM and XChaCha20-Poly1305 through [`SuiteCipher`];
+//! - Wycheproof AES-GCM and XChaCha20-Poly1305 through [`SuiteCipher`], on every AES-GCM
+//!   [`Backend`] compiled in (RustCrypto always, AWS-LC with the `aws-lc` feature);
 //! - Wycheproof HKDF-SHA256 through [`hkdf_sha256`];
 //! - the XAES-256-GCM specification vectors through [`XAes256Gcm`] (the `aead` traits) and
-//!   [`SuiteCipher`], plus the spec's 10,000-iteration accumulated randomized test.
+//!   [`SuiteCipher`] on every backend, plus the spec's 10,000-iteration accumulated
+//!   randomized test (on every backend).
 //!
 //! The vectors live in `tests/data/vectors/` (see `PROVENANCE.md` there). Every test counts
 //! what it checked and asserts the counts are what the files hold, so a vector file that
@@ -14,7 +16,7 @@ use std::path::PathBuf;
 
 use atrest::Suite;
 use atrest::aead::{Aead, KeyInit, Payload};
-use atrest::hazmat::{SuiteCipher, XAes256Gcm, hkdf_sha256};
+use atrest::hazmat::{Backend, SuiteCipher, XAes256Gcm, hkdf_sha256};
 use serde_json::Value;
 use shake::{ExtendableOutput, Shake128, Update, XofReader};
 
@@ -81,8 +83,8 @@ struct AeadCounts {
     not_expressible: usize,
 }
 
-/// Runs every case of a Wycheproof AEAD file through `SuiteCipher::new(suite, ..)`.
-fn run_wycheproof_aead(file: &str, suite: Suite) -> AeadCounts {
+/// Runs every case of a Wycheproof AEAD file through `SuiteCipher::with_backend(suite, .., backend)`.
+fn run_wycheproof_aead(file: &str, suite: Suite, backend: Backend) -> AeadCounts {
     let doc = load_json(file);
     let mut n = AeadCounts::default();
     let mut total = 0;
@@ -97,7 +99,8 @@ fn run_wycheproof_aead(file: &str, suite: Suite) -> AeadCounts {
                 n.not_expressible += 1;
                 continue;
             };
-            let cipher = SuiteCipher::new(suite, &key);
+            let cipher = SuiteCipher::with_backend(suite, &key, backend).unwrap();
+            assert_eq!(cipher.backend(), backend);
             let applicable = iv_bits == 8 * suite.nonce_len() as u64 && tag_bits == 128;
             if applicable {
                 check_applicable(&cipher, &c, &mut n);
@@ -160,10 +163,9 @@ fn check_applicable(cipher: &SuiteCipher, c: &AeadCase, n: &mut AeadCounts) {
     }
 }
 
-#[test]
-fn wycheproof_aes_256_gcm() {
-    let n = run_wycheproof_aead("aes_gcm_test.json", Suite::Aes256Gcm);
-    println!("wycheproof AES-GCM through SuiteCipher(Aes256Gcm): {n:?}");
+fn wycheproof_aes_256_gcm_on(backend: Backend) {
+    let n = run_wycheproof_aead("aes_gcm_test.json", Suite::Aes256Gcm, backend);
+    println!("wycheproof AES-GCM through SuiteCipher(Aes256Gcm, {backend}): {n:?}");
     // The 256/96/128 group of this file: 66 cases.
     assert_eq!(n.applicable_valid + n.applicable_invalid, 66);
     assert!(n.applicable_valid > 0 && n.applicable_invalid > 0);
@@ -175,8 +177,24 @@ fn wycheproof_aes_256_gcm() {
 }
 
 #[test]
+fn wycheproof_aes_256_gcm_rustcrypto() {
+    wycheproof_aes_256_gcm_on(Backend::RustCrypto);
+}
+
+/// With the `aws-lc` feature the same vectors run through AWS-LC; without it, the backend
+/// must be refused (so this test cannot pass vacuously either way).
+#[test]
+fn wycheproof_aes_256_gcm_aws_lc() {
+    if cfg!(feature = "aws-lc") {
+        wycheproof_aes_256_gcm_on(Backend::AwsLc);
+    } else {
+        assert!(SuiteCipher::with_backend(Suite::Aes256Gcm, &[0; 32], Backend::AwsLc).is_err());
+    }
+}
+
+#[test]
 fn wycheproof_xchacha20_poly1305() {
-    let n = run_wycheproof_aead("xchacha20_poly1305_test.json", Suite::XChaCha20Poly1305);
+    let n = run_wycheproof_aead("xchacha20_poly1305_test.json", Suite::XChaCha20Poly1305, Backend::RustCrypto);
     println!("wycheproof XChaCha20-Poly1305 through SuiteCipher(XChaCha20Poly1305): {n:?}");
     assert_eq!(n.applicable_valid + n.applicable_invalid, 306);
     assert!(n.applicable_valid > 0 && n.applicable_invalid > 0);
@@ -287,10 +305,15 @@ fn xaes_256_gcm_spec_vectors() {
         let pt = x.decrypt(&v.nonce.into(), Payload { msg: &ct, aad: &v.aad }).unwrap();
         assert_eq!(pt, v.plaintext, "vector {}: XAes256Gcm decrypt", i + 1);
 
-        // Through the crate's suite dispatcher.
+        // Through the crate's suite dispatcher, on every backend.
+        for backend in Backend::available() {
+            let c = SuiteCipher::with_backend(Suite::XAes256Gcm, &v.key, *backend).unwrap();
+            let what = format!("vector {}: SuiteCipher on {backend}", i + 1);
+            assert_eq!(c.seal(&v.nonce, &v.aad, &v.plaintext).unwrap(), v.ciphertext, "{what}");
+            assert_eq!(c.open(&v.nonce, &v.aad, &v.ciphertext).unwrap(), v.plaintext, "{what}");
+        }
         let c = SuiteCipher::new(Suite::XAes256Gcm, &v.key);
-        assert_eq!(c.seal(&v.nonce, &v.aad, &v.plaintext).unwrap(), v.ciphertext, "vector {}: SuiteCipher", i + 1);
-        assert_eq!(c.open(&v.nonce, &v.aad, &v.ciphertext).unwrap(), v.plaintext);
+        assert_eq!(c.seal(&v.nonce, &v.aad, &v.plaintext).unwrap(), v.ciphertext);
 
         // Every single-bit change of ciphertext, nonce or AAD, and every truncation, fails.
         for bit in 0..v.ciphertext.len() * 8 {
@@ -320,7 +343,7 @@ fn xaes_256_gcm_spec_vectors() {
 /// The specification's accumulated randomized test: SHAKE-128 of the empty string is the
 /// deterministic source of keys, nonces, plaintexts and AADs; every ciphertext (with its
 /// tag) is absorbed into a second SHAKE-128, whose first 32 output bytes are compared.
-fn xaes_accumulated(iterations: usize) -> Vec<u8> {
+fn xaes_accumulated(iterations: usize, backend: Backend) -> Vec<u8> {
     let mut source = Shake128::default().finalize_xof();
     let mut sink = Shake128::default();
     let mut byte = [0u8; 1];
@@ -336,7 +359,7 @@ fn xaes_accumulated(iterations: usize) -> Vec<u8> {
         let mut aad = vec![0u8; usize::from(byte[0])];
         source.read(&mut aad);
 
-        let c = SuiteCipher::new(Suite::XAes256Gcm, &key);
+        let c = SuiteCipher::with_backend(Suite::XAes256Gcm, &key, backend).unwrap();
         let ct = c.seal(&nonce, &aad, &plaintext).unwrap();
         assert_eq!(c.open(&nonce, &aad, &ct).unwrap(), plaintext);
         sink.update(&ct);
@@ -355,10 +378,12 @@ fn xaes_256_gcm_accumulated_randomized() {
 
     let (_, accumulated) = xaes_spec();
     let (iterations, expected) = accumulated.iter().find(|(n, _)| *n == 10_000).expect("10,000-iteration hash");
-    let started = std::time::Instant::now();
-    let got = xaes_accumulated(*iterations);
-    println!("XAES-256-GCM accumulated test: {iterations} iterations in {:?}", started.elapsed());
-    assert_eq!(hex::encode(&got), hex::encode(expected));
+    for backend in Backend::available() {
+        let started = std::time::Instant::now();
+        let got = xaes_accumulated(*iterations, *backend);
+        println!("XAES-256-GCM accumulated test on {backend}: {iterations} iterations in {:?}", started.elapsed());
+        assert_eq!(hex::encode(&got), hex::encode(expected), "{backend}");
+    }
     // And the comparison can fail: a shorter run gives another hash.
-    assert_ne!(xaes_accumulated(10), *expected);
+    assert_ne!(xaes_accumulated(10, Backend::default()), *expected);
 }

@@ -14,7 +14,7 @@ use crate::Suite;
 use crate::context::TenantId;
 use crate::encoding::put_lp;
 use crate::error::{BackupError, OpenError};
-use crate::hazmat::{SuiteCipher, expand32, extract};
+use crate::hazmat::{Backend, Gcm, SuiteCipher, expand32, extract};
 use crate::keyring::{KeyVersion, MasterVersion, Tenant, TenantKeys};
 use crate::secret::{DataKey, TenantKey, random_array};
 
@@ -291,13 +291,21 @@ impl StreamKeys {
         self.header_mac(header)?.verify_slice(&header.tag).map_err(|_| BackupError::Authentication)
     }
 
-    fn chunk_cipher(&self, header: &Header, tenant: &TenantId, ctx: &BackupContext) -> ChunkCipher {
-        ChunkCipher {
-            cipher: SuiteCipher::new(CHUNK_SUITE, &self.chunk_key),
+    fn chunk_cipher(
+        &self,
+        header: &Header,
+        tenant: &TenantId,
+        ctx: &BackupContext,
+        backend: Backend,
+    ) -> Result<ChunkCipher, BackupError> {
+        Ok(ChunkCipher {
+            gcm: Gcm::new(backend, &self.chunk_key).ok_or_else(|| {
+                BackupError::InvalidParameter(format!("the {backend} backend is not available in this build"))
+            })?,
             nonce_prefix: self.nonce_prefix,
             aad: header.chunk_aad(tenant, ctx),
             chunk_size: header.chunk_size as usize,
-        }
+        })
     }
 }
 
@@ -368,9 +376,10 @@ pub(crate) fn seal_stream(
     tenant: &Tenant,
     ctx: &BackupContext,
     chunk_size: usize,
+    backend: Backend,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let keys = tenant.keys_for_seal()?;
-    build_stream(&keys.backup, keys.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?)
+    build_stream(&keys.backup, keys.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend)
 }
 
 /// [`seal_stream`] with given key and random values (deterministic, for known-answer tests).
@@ -381,6 +390,7 @@ pub(crate) fn build_stream(
     ctx: &BackupContext,
     chunk_size: usize,
     secrets: StreamSecrets,
+    backend: Backend,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let chunk_size =
         u32::try_from(chunk_size).map_err(|_| BackupError::InvalidParameter("chunk size too large".into()))?;
@@ -397,13 +407,18 @@ pub(crate) fn build_stream(
     header.commitment = stream.commitment;
     header.tag = stream.header_mac(&header)?.finalize().into_bytes().into();
     wrap_data_key(backup_key, version, tenant, &mut header, &secrets.data_key, secrets.wrap_nonce)?;
-    Ok((header.encode(), stream.chunk_cipher(&header, tenant, ctx)))
+    Ok((header.encode(), stream.chunk_cipher(&header, tenant, ctx, backend)?))
 }
 
 /// Opens an existing stream's header for reading with `ctx`.
-pub(crate) fn open_stream(tenant: &Tenant, ctx: &BackupContext, header: &Header) -> Result<ChunkCipher, BackupError> {
+pub(crate) fn open_stream(
+    tenant: &Tenant,
+    ctx: &BackupContext,
+    header: &Header,
+    backend: Backend,
+) -> Result<ChunkCipher, BackupError> {
     let (_, stream) = open_data_key(tenant, header)?;
-    Ok(stream.chunk_cipher(header, tenant.id(), ctx))
+    stream.chunk_cipher(header, tenant.id(), ctx, backend)
 }
 
 /// Re-wraps the data key of `header` (opened under the version it names) under the tenant's
@@ -459,9 +474,10 @@ impl Geometry {
     }
 }
 
-/// Seals and opens the chunks of one stream (AES-256-GCM under the stream's chunk key).
+/// Seals and opens the chunks of one stream (AES-256-GCM under the stream's chunk key,
+/// keyed once per stream).
 pub(crate) struct ChunkCipher {
-    cipher: SuiteCipher,
+    gcm: Gcm,
     nonce_prefix: [u8; NONCE_PREFIX_LEN],
     aad: [u8; 32],
     chunk_size: usize,
@@ -495,8 +511,30 @@ impl ChunkCipher {
         let pt_len = slot.len().checked_sub(TAG_LEN).ok_or(BackupError::InvalidParameter("empty slot".into()))?;
         let (pt, tag) = slot.split_at_mut(pt_len);
         let t = self
-            .cipher
-            .encrypt_detached(&nonce, &self.aad, pt)
+            .gcm
+            .seal(&nonce, &self.aad, pt)
+            .map_err(|_| BackupError::InvalidParameter("chunk encryption failed".into()))?;
+        tag.copy_from_slice(&t);
+        Ok(())
+    }
+
+    /// Encrypts `plain` into `slot` (`plain.len() + 16` bytes: ciphertext, then tag), reading
+    /// the plaintext where it is instead of copying it first.
+    pub(crate) fn seal_slot_from(
+        &self,
+        index: u64,
+        last: bool,
+        plain: &[u8],
+        slot: &mut [u8],
+    ) -> Result<(), BackupError> {
+        let nonce = self.nonce(index, last).ok_or(BackupError::TooLong)?;
+        let (ct, tag) = slot
+            .split_at_mut_checked(plain.len())
+            .filter(|(_, t)| t.len() == TAG_LEN)
+            .ok_or(BackupError::InvalidParameter("slot length".into()))?;
+        let t = self
+            .gcm
+            .seal_to(&nonce, &self.aad, plain, ct)
             .map_err(|_| BackupError::InvalidParameter("chunk encryption failed".into()))?;
         tag.copy_from_slice(&t);
         Ok(())
@@ -517,13 +555,28 @@ impl ChunkCipher {
         r
     }
 
+    /// Verifies `slot` (ciphertext, then tag) and decrypts it into `out` (`slot.len() - 16`
+    /// bytes). On failure `out` is zeroed.
+    pub(crate) fn open_slot_to(&self, index: u64, last: bool, slot: &[u8], out: &mut [u8]) -> Result<(), BackupError> {
+        let r = match (self.nonce(index, last), slot.split_at_checked(out.len())) {
+            (Some(nonce), Some((ct, tag))) => {
+                self.gcm.open_to(&nonce, &self.aad, ct, tag, out).map_err(|_| BackupError::Authentication)
+            }
+            _ => Err(BackupError::Authentication),
+        };
+        if r.is_err() {
+            out.fill(0);
+        }
+        r
+    }
+
     /// Verifies `tag` and only then decrypts `buf` in place. On failure `buf` is zeroed.
     pub(crate) fn open_chunk(&self, index: u64, last: bool, buf: &mut [u8], tag: &[u8]) -> Result<(), BackupError> {
         let Some(nonce) = self.nonce(index, last) else {
             buf.fill(0);
             return Err(BackupError::Authentication);
         };
-        self.cipher.decrypt_detached(&nonce, &self.aad, buf, tag).map_err(|_| BackupError::Authentication)
+        self.gcm.open(&nonce, &self.aad, buf, tag).map_err(|_| BackupError::Authentication)
     }
 }
 
@@ -624,12 +677,8 @@ mod tests {
 
     #[test]
     fn nonce_layout_and_index_limit() {
-        let c = ChunkCipher {
-            cipher: SuiteCipher::new(Suite::Aes256Gcm, &[0; 32]),
-            nonce_prefix: [9; 7],
-            aad: [0; 32],
-            chunk_size: 1 << 16,
-        };
+        let c =
+            ChunkCipher { gcm: Gcm::new_default(&[0; 32]), nonce_prefix: [9; 7], aad: [0; 32], chunk_size: 1 << 16 };
         assert_eq!(c.nonce(0x0102_0304, true).unwrap(), [9, 9, 9, 9, 9, 9, 9, 1, 2, 3, 4, 1]);
         assert_eq!(c.nonce(u64::from(u32::MAX), false).unwrap()[7..], [0xff, 0xff, 0xff, 0xff, 0]);
         assert!(c.nonce(1 << 32, false).is_none());

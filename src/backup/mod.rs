@@ -100,6 +100,7 @@ pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
 
 use crate::error::BackupError;
+use crate::hazmat::Backend;
 use crate::keyring::Tenant;
 
 /// The default chunk size: 1 MiB.
@@ -229,9 +230,10 @@ impl BackupContext {
     }
 }
 
-/// Options for writing a backup stream.
+/// Options for writing (and, for the thread count and backend, reading) a backup stream.
 ///
-/// Defaults: [`DEFAULT_CHUNK_SIZE`] (1 MiB) chunks, all cores.
+/// Defaults: [`DEFAULT_CHUNK_SIZE`] (1 MiB) chunks, all cores, the default AES-256-GCM
+/// [`Backend`].
 ///
 /// # Example
 /// ```
@@ -243,11 +245,12 @@ impl BackupContext {
 pub struct BackupOptions {
     chunk_size: usize,
     threads: usize,
+    backend: Backend,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        Self { chunk_size: DEFAULT_CHUNK_SIZE, threads: 0 }
+        Self { chunk_size: DEFAULT_CHUNK_SIZE, threads: 0, backend: Backend::default() }
     }
 }
 
@@ -262,11 +265,22 @@ impl BackupOptions {
 
     /// How many threads encrypt chunks in parallel; 0 (the default) means all cores (the
     /// global rayon pool), 1 means the calling thread only, and n >= 2 a pool of n threads
-    /// made for the stream. The output is byte-for-byte the same for any count. Memory in
-    /// flight is about `2 * threads * chunk size` (at most 256 MiB unless one chunk is larger).
+    /// made for the stream. The output is byte-for-byte the same for any count. The
+    /// streaming writer and reader hold two batches of four chunks per thread (one chunk each
+    /// on a single thread): memory in flight is about `8 * threads * chunk size` (at most
+    /// 512 MiB unless one chunk is larger), allocated once per stream.
     #[must_use]
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
+        self
+    }
+
+    /// The AES-256-GCM implementation for the chunks (default: [`Backend::default()`]). The
+    /// stream's bytes do not depend on it. A backend not compiled into this build makes the
+    /// stream fail to start with [`BackupError::InvalidParameter`].
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
         self
     }
 
@@ -309,11 +323,12 @@ pub fn encrypt_backup(
     let chunk_size = opts.checked_chunk_size()?;
     ctx.validate()?;
     let exec = pipeline::Exec::new(opts.threads)?;
-    let (header, cipher) = format::seal_stream(tenant, ctx, chunk_size)?;
+    let (header, cipher) = format::seal_stream(tenant, ctx, chunk_size, opts.backend)?;
     encrypt_all(header, &cipher, &exec, plaintext)
 }
 
-/// Appends the chunks of `plaintext` to `header` and encrypts them in place.
+/// Appends the chunks of `plaintext`, encrypted, to `header`: each chunk is encrypted from
+/// `plaintext` straight into its slot, in parallel (no copy first).
 fn encrypt_all(
     header: Vec<u8>,
     cipher: &format::ChunkCipher,
@@ -327,14 +342,15 @@ fn encrypt_all(
     }
     let header_len = header.len();
     let mut out = header;
-    out.reserve_exact(plaintext.len() + chunks * format::TAG_LEN);
-    let mut pieces = plaintext.chunks(chunk_size);
-    for _ in 0..chunks {
-        out.extend_from_slice(pieces.next().unwrap_or_default());
-        out.extend_from_slice(&[0u8; format::TAG_LEN]);
-    }
+    out.resize(header_len + plaintext.len() + chunks * format::TAG_LEN, 0);
     let body = out.get_mut(header_len..).unwrap_or_default();
-    exec.for_each_slot(body, cipher.slot_len(), |i, slot| cipher.seal_slot(i as u64, i + 1 == chunks, slot))?;
+    exec.for_each_pair(plaintext, chunk_size, body, cipher.slot_len(), |i, plain, slot| {
+        cipher.seal_slot_from(i as u64, i + 1 == chunks, plain, slot)
+    })?;
+    if plaintext.is_empty() {
+        // The empty stream: one chunk holding only a tag.
+        cipher.seal_slot(0, true, body)?;
+    }
     Ok(out)
 }
 
@@ -349,14 +365,26 @@ fn encrypt_all(
 /// [`BackupError::UnsupportedFormat`]; [`BackupError::Key`] for a disabled or destroyed key
 /// version or a shredded tenant.
 pub fn decrypt_backup(tenant: &Tenant, ctx: &BackupContext, stream: &[u8]) -> Result<Vec<u8>, BackupError> {
+    decrypt_backup_with(tenant, ctx, stream, BackupOptions::default())
+}
+
+/// [`decrypt_backup`] with a thread count and backend from `opts` (its chunk size is
+/// ignored: the stream names its own).
+///
+/// # Errors
+/// As [`decrypt_backup`]; [`BackupError::InvalidParameter`] for a backend not compiled in.
+pub fn decrypt_backup_with(
+    tenant: &Tenant,
+    ctx: &BackupContext,
+    stream: &[u8],
+    opts: BackupOptions,
+) -> Result<Vec<u8>, BackupError> {
     ctx.validate()?;
     let header = format::Header::parse_prefix(stream)?;
-    let cipher = format::open_stream(tenant, ctx, &header)?;
+    let cipher = format::open_stream(tenant, ctx, &header, opts.backend)?;
     let body = stream.get(format::HEADER_LEN..).ok_or(BackupError::Authentication)?;
     let geo = format::Geometry::from_body_len(u64::try_from(body.len()).unwrap_or(u64::MAX), header.chunk_size)?;
     let plain_len = usize::try_from(geo.plain_len).map_err(|_| BackupError::TooLong)?;
-    let cs = cipher.chunk_size();
-    let slot_len = cipher.slot_len();
     let last = geo.chunks - 1;
     let mut out = vec![0u8; plain_len];
     if plain_len == 0 {
@@ -366,13 +394,9 @@ pub fn decrypt_backup(tenant: &Tenant, ctx: &BackupContext, stream: &[u8]) -> Re
         cipher.open_chunk(0, true, &mut empty, tag)?;
         return Ok(out);
     }
-    let exec = pipeline::Exec::new(0)?;
-    let r = exec.for_each_slot(&mut out, cs, |i, plain| {
-        let start = i.checked_mul(slot_len).ok_or(BackupError::Authentication)?;
-        let ct = body.get(start..start + plain.len()).ok_or(BackupError::Authentication)?;
-        let tag = body.get(start + plain.len()..start + plain.len() + format::TAG_LEN);
-        plain.copy_from_slice(ct);
-        cipher.open_chunk(i as u64, i as u64 == last, plain, tag.ok_or(BackupError::Authentication)?)
+    let exec = pipeline::Exec::new(opts.threads)?;
+    let r = exec.for_each_pair(body, cipher.slot_len(), &mut out, cipher.chunk_size(), |i, slot, plain| {
+        cipher.open_slot_to(i as u64, i as u64 == last, slot, plain)
     });
     if let Err(e) = r {
         zeroize::Zeroize::zeroize(&mut out);

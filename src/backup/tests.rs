@@ -14,7 +14,7 @@ use super::format::{MAX_CHUNKS, StreamSecrets, build_stream};
 use super::pipeline::Exec;
 use super::*;
 use crate::context::TenantId;
-use crate::hazmat::XAes256Gcm;
+use crate::hazmat::{Backend, XAes256Gcm};
 use crate::keyring::{KeyVersion, MasterVersion};
 use crate::secret::{DataKey, TenantKey};
 
@@ -34,13 +34,13 @@ fn plaintext() -> Vec<u8> {
 }
 
 /// The stream the writer produces for fixed secrets, with `threads` threads.
-fn written(threads: usize) -> Vec<u8> {
+fn written(threads: usize, backend: Backend) -> Vec<u8> {
     let version = KeyVersion { master: MasterVersion::new(3), generation: 2 };
     let ctx = BackupContext::incremental("snap-2", "snap-1", 7);
     let secrets = StreamSecrets { data_key: DataKey::from_bytes(DATA_KEY), salt: SALT, wrap_nonce: WRAP_NONCE };
     let tenant = TenantId::new("acme").unwrap();
     let (header, cipher) =
-        build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, 65536, secrets).unwrap();
+        build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, 65536, secrets, backend).unwrap();
     let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
     // Odd write sizes, so chunk boundaries fall inside writes.
     for piece in plaintext().chunks(10_007) {
@@ -115,9 +115,11 @@ fn from_spec() -> Vec<u8> {
 #[test]
 fn writer_output_matches_the_documented_format() {
     let spec = from_spec();
-    assert_eq!(written(1), spec);
-    assert_eq!(written(2), spec);
-    assert_eq!(written(3), spec);
+    for backend in Backend::available() {
+        for threads in [1, 2, 3] {
+            assert!(written(threads, *backend) == spec, "{backend}, {threads} threads");
+        }
+    }
     // Pinned: any change to the format shows up here and must be deliberate.
     assert_eq!(hex::encode(Sha256::digest(&spec)), "1dbb4739005cf094baa6fd3d9f0f8f2fea2d5e5701153b7b464b09b056e9c1ca");
 }
@@ -130,7 +132,8 @@ fn chunk_count_limit() {
     let version = KeyVersion { master: MasterVersion::new(1), generation: 0 };
     let tenant = TenantId::new("acme").unwrap();
     let make = || {
-        let (header, cipher) = build_stream(&key, version, &tenant, &ctx, MIN_CHUNK_SIZE, secrets()).unwrap();
+        let (header, cipher) =
+            build_stream(&key, version, &tenant, &ctx, MIN_CHUNK_SIZE, secrets(), Backend::default()).unwrap();
         BackupWriter::from_parts(cipher, Exec::new(1).unwrap(), header)
     };
     // The last chunk index, 2^32 - 1, is still allowed.
@@ -152,11 +155,15 @@ fn chunk_count_limit() {
 
 /// The header and chunk cipher of a stream with fixed secrets.
 fn fixed_stream(chunk_size: usize) -> (Vec<u8>, super::format::ChunkCipher) {
+    fixed_stream_on(chunk_size, Backend::default())
+}
+
+fn fixed_stream_on(chunk_size: usize, backend: Backend) -> (Vec<u8>, super::format::ChunkCipher) {
     let secrets = StreamSecrets { data_key: DataKey::from_bytes(DATA_KEY), salt: SALT, wrap_nonce: WRAP_NONCE };
     let version = KeyVersion { master: MasterVersion::new(1), generation: 0 };
     let tenant = TenantId::new("acme").unwrap();
     let ctx = BackupContext::full("s");
-    build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, chunk_size, secrets).unwrap()
+    build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, chunk_size, secrets, backend).unwrap()
 }
 
 /// The stream for fixed secrets, `pt` written in `piece`-byte writes with `threads` threads.
@@ -188,5 +195,197 @@ proptest::proptest! {
             let all = encrypt_all(header, &cipher, &Exec::new(threads).unwrap(), &pt).unwrap();
             proptest::prop_assert_eq!(&all, &one);
         }
+    }
+}
+
+/// The writer's three paths (gathered small writes, writes of more than a batch encrypted
+/// in place from the caller's buffer, `copy_from` a reader) and the one-shot path give the
+/// same bytes on every backend and thread count; the reader's `Read`, `copy_to` and
+/// `verify` paths give the plaintext back.
+#[test]
+fn every_write_and_read_path_agrees() {
+    let cs = 64 << 10;
+    // 7 full batches of 4 chunks and a bit: batch boundaries, chunk boundaries, a short tail.
+    let pt: Vec<u8> = (0..(28 * cs + 12_345)).map(|i| (i * 7 % 253) as u8).collect();
+    let reference = written_with(&pt, cs, 1, 1000);
+    for backend in Backend::available() {
+        for threads in [1, 2, 3] {
+            let what = format!("{backend}, {threads} threads");
+            for piece in [1000, cs - 1, 4 * cs, 4 * cs + 1, 9 * cs, pt.len()] {
+                let (header, cipher) = fixed_stream_on(cs, *backend);
+                let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
+                for p in pt.chunks(piece) {
+                    w.write_all(p).unwrap();
+                }
+                assert!(w.finish().unwrap() == reference, "{what}, writes of {piece}");
+            }
+            for len in [0, 1, cs, 4 * cs, 8 * cs, 8 * cs + 1, pt.len()] {
+                let (header, cipher) = fixed_stream_on(cs, *backend);
+                let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
+                // A reader that returns short reads, so batches are filled from several reads.
+                let mut input = ShortReads(&pt[..len]);
+                assert_eq!(w.copy_from(&mut input).unwrap(), len as u64);
+                let stream = w.finish().unwrap();
+                assert!(stream == written_with(&pt[..len], cs, 1, len.max(1)), "{what}, copy_from {len}");
+                if len == pt.len() {
+                    assert!(stream == reference);
+                }
+            }
+            let (header, cipher) = fixed_stream_on(cs, *backend);
+            let all = encrypt_all(header, &cipher, &Exec::new(threads).unwrap(), &pt).unwrap();
+            assert!(all == reference, "{what}, one shot");
+        }
+    }
+}
+
+/// A reader that hands out at most 5000 bytes per call.
+struct ShortReads<'a>(&'a [u8]);
+
+impl std::io::Read for ShortReads<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len()).min(5000);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn writer_flush_writes_the_encrypted_batch() {
+    let cs = 64 << 10;
+    let (header, cipher) = fixed_stream(cs);
+    let header_len = header.len();
+    let mut w = BackupWriter::from_parts(cipher, Exec::new(1).unwrap(), header);
+    w.write_all(&vec![5u8; cs + 10]).unwrap();
+    w.flush().unwrap();
+    // One chunk is complete and non-final, so it was encrypted; flush wrote it.
+    assert_eq!(w.out.as_ref().unwrap().len(), header_len + cs + format::TAG_LEN);
+    let stream = w.finish().unwrap();
+    assert!(stream == written_with(&vec![5u8; cs + 10], cs, 1, 1));
+}
+
+/// The reader's paths on every backend and thread count: `Read` with small buffers,
+/// `copy_to` from the start, `copy_to` after a partial read, `verify_to_end`, and a cut
+/// stream failing through every path.
+#[test]
+fn every_read_path_agrees() {
+    use std::io::Read;
+    let keyring = crate::Keyring::in_memory(crate::LocalRootKey::generate().unwrap()).unwrap();
+    let tenant = keyring.tenant("acme").unwrap();
+    let ctx = BackupContext::full("s");
+    let cs = 64 << 10;
+    for len in [0usize, 1, cs, 4 * cs + 7, 30 * cs + 5] {
+        let pt: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+        let stream = encrypt_backup(&tenant, &ctx, &pt, BackupOptions::default().chunk_size(cs)).unwrap();
+        for backend in Backend::available() {
+            for threads in [1, 2, 3] {
+                let what = format!("{backend}, {threads} threads, {len} bytes");
+                let opts = BackupOptions::default().threads(threads).backend(*backend);
+                let open = |s: &[u8]| BackupReader::with_options(&tenant, &ctx, std::io::Cursor::new(s.to_vec()), opts);
+
+                let mut r = open(&stream).unwrap();
+                let mut got = Vec::new();
+                let mut small = [0u8; 7777];
+                loop {
+                    let n = r.read(&mut small).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&small[..n]);
+                }
+                assert!(got == pt, "{what}: read");
+
+                let mut got = Vec::new();
+                assert_eq!(open(&stream).unwrap().copy_to(&mut got).unwrap(), len as u64, "{what}");
+                assert!(got == pt, "{what}: copy_to");
+
+                let mut r = open(&stream).unwrap();
+                let mut head = vec![0u8; len / 3];
+                r.read_exact(&mut head).unwrap();
+                let mut rest = Vec::new();
+                assert_eq!(r.copy_to(&mut rest).unwrap(), (len - len / 3) as u64);
+                head.extend(rest);
+                assert!(head == pt, "{what}: read then copy_to");
+
+                assert_eq!(open(&stream).unwrap().verify_to_end().unwrap(), len as u64, "{what}");
+                assert!(decrypt_backup_with(&tenant, &ctx, &stream, opts).unwrap() == pt, "{what}: one shot");
+
+                // Cut inside the final chunk, or at a chunk boundary: every path fails.
+                for cut in [stream.len() - 1, BACKUP_HEADER_LEN + cs + 16] {
+                    if cut >= stream.len() || (len == 0 && cut != stream.len() - 1) {
+                        continue;
+                    }
+                    let short = &stream[..cut];
+                    let mut sink = Vec::new();
+                    assert!(matches!(open(short).unwrap().copy_to(&mut sink), Err(BackupError::Authentication)));
+                    assert!(sink.len() < len.max(1), "{what}: cut at {cut}");
+                    assert!(open(short).unwrap().read_to_end(&mut Vec::new()).is_err(), "{what}: cut at {cut}");
+                    assert!(open(short).unwrap().verify_to_end().is_err());
+                    assert!(decrypt_backup_with(&tenant, &ctx, short, opts).is_err());
+                }
+            }
+        }
+    }
+}
+
+/// Buffers kept for the next stream never hold plaintext: after every way a writer or reader
+/// can end (finished, dropped unfinished, read to the end, dropped mid-stream, random access,
+/// failed), no kept buffer contains the plaintext marker. A chunk size no other test uses
+/// keeps other tests' buffers apart.
+#[test]
+fn kept_buffers_hold_no_plaintext() {
+    use std::io::{Read, Seek, SeekFrom};
+    let keyring = crate::Keyring::in_memory(crate::LocalRootKey::generate().unwrap()).unwrap();
+    let tenant = keyring.tenant("acme").unwrap();
+    let ctx = BackupContext::full("s");
+    let cs = MIN_CHUNK_SIZE + 3 * 4096;
+    let marker = b"PLAINTEXT-MARKER";
+    let pt: Vec<u8> = marker.iter().copied().cycle().take(21 * cs + 777).collect();
+    for threads in [1, 2] {
+        let opts = BackupOptions::default().chunk_size(cs).threads(threads);
+        let len = pipeline::Exec::new(threads).unwrap().batch_chunks(cs + 16) * (cs + 16);
+        let clean = |what: &str| assert!(!pipeline::spare_contains(len, marker), "{threads} threads: {what}");
+
+        let mut w = BackupWriter::new(&tenant, &ctx, opts, Vec::new()).unwrap();
+        for p in pt.chunks(5000) {
+            w.write_all(p).unwrap();
+        }
+        let stream = w.finish().unwrap();
+        clean("finished writer");
+        let mut w = BackupWriter::new(&tenant, &ctx, opts, Vec::new()).unwrap();
+        w.write_all(&pt[..3 * cs + 5]).unwrap();
+        drop(w);
+        clean("unfinished writer");
+
+        let mut r = BackupReader::with_options(&tenant, &ctx, &stream[..], opts).unwrap();
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert!(all == pt);
+        drop(r);
+        clean("reader read to the end");
+        let mut r = BackupReader::with_options(&tenant, &ctx, &stream[..], opts).unwrap();
+        r.read_exact(&mut [0u8; 100]).unwrap();
+        drop(r);
+        clean("reader dropped mid-stream");
+        r = BackupReader::with_options(&tenant, &ctx, &stream[..], opts).unwrap();
+        r.copy_to(std::io::sink()).unwrap();
+        drop(r);
+        clean("copy_to");
+        let mut r = BackupReader::with_options(&tenant, &ctx, std::io::Cursor::new(&stream), opts).unwrap();
+        r.read_exact(&mut [0u8; 100]).unwrap();
+        for at in [20 * cs as u64, 0, 9 * cs as u64 + 3] {
+            r.seek(SeekFrom::Start(at)).unwrap();
+            r.read_exact(&mut [0u8; 10]).unwrap();
+        }
+        drop(r);
+        clean("random access");
+        let mut bad = stream.clone();
+        let n = bad.len();
+        bad[n - 3] ^= 1;
+        let mut r = BackupReader::with_options(&tenant, &ctx, &bad[..], opts).unwrap();
+        assert!(r.read_to_end(&mut Vec::new()).is_err());
+        drop(r);
+        clean("failed reader");
+        assert!(pipeline::spare_count(len) > 0, "the buffers were kept (else this test checks nothing)");
     }
 }

@@ -15,6 +15,9 @@
 //! nonce prefix (this is how the record sealer reaches pre-keyed AES-GCM speed).
 
 use aead::consts::{U12, U16, U24, U32};
+use zeroize::Zeroizing;
+
+use super::gcm::{Backend, Gcm};
 use aead::{AeadCore, AeadInOut, Key, KeyInit, KeySizeUser, Nonce, Tag, TagPosition, inout::InOutBuf};
 use aes::Aes256;
 use aes::cipher::{Array, BlockCipherEncrypt};
@@ -49,14 +52,18 @@ impl XAes256Gcm {
     /// Derives the AES-256-GCM key for a 96-bit nonce prefix (`N[0..12]`). The same instance
     /// then encrypts with the nonce suffix `N[12..24]` as its 96-bit GCM nonce.
     pub fn derive(&self, prefix: &[u8; 12]) -> Aes256Gcm {
-        let mut kx = self.derive_key_bytes(prefix);
-        let gcm = Aes256Gcm::new(&kx);
-        kx.zeroize();
-        gcm
+        let kx = self.derive_key(prefix);
+        Aes256Gcm::new((&*kx).into())
     }
 
-    fn derive_key_bytes(&self, prefix: &[u8; 12]) -> Array<u8, U32> {
-        let mut kx = Array::<u8, U32>::default();
+    /// [`XAes256Gcm::derive`] on a chosen backend; [`None`] if it is not compiled in.
+    pub(crate) fn derive_gcm(&self, prefix: &[u8; 12], backend: Backend) -> Option<Gcm> {
+        Gcm::new(backend, &self.derive_key(prefix))
+    }
+
+    /// The derived AES-256-GCM key for a nonce prefix, zeroized on drop.
+    pub(crate) fn derive_key(&self, prefix: &[u8; 12]) -> Zeroizing<[u8; 32]> {
+        let mut kx = Zeroizing::new([0u8; 32]);
         let (b1, b2) = kx.split_at_mut(16);
         for (counter, half) in [(1u8, b1), (2u8, b2)] {
             let mut m = Array::<u8, U16>::default();
@@ -173,7 +180,7 @@ mod tests {
             let x = XAes256Gcm::new(&key.into());
             assert_eq!(x.k1.to_vec(), h(k1));
             let prefix: [u8; 12] = *b"ABCDEFGHIJKL";
-            assert_eq!(x.derive_key_bytes(&prefix).to_vec(), h(kx));
+            assert_eq!(x.derive_key(&prefix).to_vec(), h(kx));
         }
     }
 

@@ -40,21 +40,47 @@ pub(crate) fn header(suite: Suite, v: KeyVersion) -> [u8; HEADER_LEN] {
     [FORMAT_VERSION, suite.id(), m[0], m[1], g[0], g[1]]
 }
 
-/// Associated data; kept on the stack for typical tenant ids and contexts.
-pub(crate) type Aad = smallvec::SmallVec<[u8; 256]>;
+/// The most associated data kept on the stack; longer tenant ids and contexts spill to the
+/// heap.
+const AAD_INLINE: usize = 256;
+
+/// Associated data, built once per record without an allocation for typical tenant ids
+/// and contexts.
+#[allow(clippy::large_enum_variant, reason = "the inline variant is the point: no allocation per record")]
+pub(crate) enum Aad {
+    Inline([u8; AAD_INLINE], usize),
+    Heap(Vec<u8>),
+}
+
+impl core::ops::Deref for Aad {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Aad::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
+            Aad::Heap(v) => v,
+        }
+    }
+}
 
 pub(crate) fn aad(header: &[u8; HEADER_LEN], tenant: &TenantId, context: &Context) -> Aad {
     let tenant = tenant.as_str().as_bytes();
-    let mut aad = Aad::new();
-    let label_len = u32::try_from(AAD_LABEL.len()).unwrap_or(u32::MAX);
-    let tenant_len = u32::try_from(tenant.len()).unwrap_or(u32::MAX);
-    aad.extend_from_slice(&label_len.to_be_bytes());
-    aad.extend_from_slice(AAD_LABEL);
-    aad.extend_from_slice(header);
-    aad.extend_from_slice(&tenant_len.to_be_bytes());
-    aad.extend_from_slice(tenant);
-    aad.extend_from_slice(context.canonical_bytes());
-    aad
+    let label_len = u32::try_from(AAD_LABEL.len()).unwrap_or(u32::MAX).to_be_bytes();
+    let tenant_len = u32::try_from(tenant.len()).unwrap_or(u32::MAX).to_be_bytes();
+    let parts: [&[u8]; 6] = [&label_len, AAD_LABEL, header, &tenant_len, tenant, context.canonical_bytes()];
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total <= AAD_INLINE {
+        let mut buf = [0u8; AAD_INLINE];
+        let mut at = 0;
+        for p in parts {
+            if let Some(dst) = buf.get_mut(at..at + p.len()) {
+                dst.copy_from_slice(p);
+            }
+            at += p.len();
+        }
+        Aad::Inline(buf, total)
+    } else {
+        Aad::Heap(parts.concat())
+    }
 }
 
 pub(crate) fn parse(sealed: &[u8]) -> Result<Parsed<'_>, OpenError> {

@@ -33,8 +33,14 @@
 //! keeps one random 96-bit prefix (from the OS RNG) and its derived AES-256-GCM instance,
 //! and draws the other 96 bits of each nonce from a CSPRNG (`rand::rng()`, ChaCha seeded by
 //! the OS). The output is standard XAES-256-GCM with uniformly random suffixes. The prefix
-//! is replaced after 2^28 records and in any process whose id differs from the one that
-//! drew it (a forked child never reuses its parent's prefix and RNG stream together). With
+//! is replaced after 2^28 records and in any process forked from the one that drew it: a
+//! forked child never reuses its parent's prefix and RNG stream together (the thread RNG is
+//! copied by `fork`). Forks are detected without a system call per record: a
+//! `pthread_atfork` child handler (crate `forkguard`) bumps a counter inside `fork()`, before
+//! the child runs any code of its own, and each seal compares that counter; if the handler
+//! cannot be registered the sealer compares process ids instead. A process made by a raw
+//! `clone(2)` system call or glibc's `_Fork()` skips `pthread_atfork` handlers: such a child
+//! must not seal records with keys inherited from its parent. With
 //! at most q = 2^28 random 96-bit nonces per derived key, the chance of any nonce repeating
 //! under one derived key is at most q^2 / 2^97 = 2^-41; distinct prefixes give independent
 //! keys (prefix collisions are a 96-bit birthday event). There is therefore no practical
@@ -93,19 +99,19 @@ impl Tenant {
             return Err(SealError::TooLarge { len: plaintext.len(), limit: MAX_RECORD_LEN });
         }
         let keys = self.keys_for_seal()?;
-        let start = out.len();
-        out.reserve(plaintext.len() + format::OVERHEAD);
         let header = format::header(self.suite(), keys.version);
-        out.extend_from_slice(&header);
-        let nonce_at = out.len();
-        out.resize(nonce_at + format::NONCE_LEN, 0);
-        out.extend_from_slice(plaintext);
         let aad = format::aad(&header, self.id(), context);
-        let (nonce, body) = out.split_at_mut(nonce_at + format::NONCE_LEN);
-        let nonce = nonce.get_mut(nonce_at..).unwrap_or_default();
-        match keys.record.seal_detached(self.suite(), nonce, &aad, body.get_mut(..).unwrap_or_default()) {
+        let start = out.len();
+        // The record's bytes, then the plaintext is encrypted straight into the body.
+        out.resize(start + plaintext.len() + format::OVERHEAD, 0);
+        let record = out.get_mut(start..).unwrap_or_default();
+        let (head, rest) = record.split_at_mut(format::HEADER_LEN);
+        head.copy_from_slice(&header);
+        let (nonce, rest) = rest.split_at_mut(format::NONCE_LEN);
+        let (body, tag_out) = rest.split_at_mut(plaintext.len());
+        match keys.record.seal_detached(self.suite(), nonce, &aad, plaintext, body) {
             Ok(tag) => {
-                out.extend_from_slice(&tag);
+                tag_out.copy_from_slice(&tag);
                 keys.count(self.id(), "seal");
                 Ok(())
             }
@@ -151,15 +157,16 @@ impl Tenant {
         let keys = self.keys_for_open(parsed.info.key_version)?;
         let aad = format::aad(parsed.header, self.id(), context);
         let start = out.len();
-        out.extend_from_slice(parsed.ciphertext);
+        out.resize(start + parsed.ciphertext.len(), 0);
         let body = out.get_mut(start..).unwrap_or_default();
-        match keys.record.open_detached(parsed.info.suite, parsed.nonce, &aad, body, parsed.tag) {
+        let info = parsed.info;
+        match keys.record.open_detached(info.suite, parsed.nonce, &aad, parsed.ciphertext, parsed.tag, body) {
             Ok(()) => {
                 keys.count(self.id(), "open");
                 Ok(())
             }
             Err(e) => {
-                // decrypt_detached already zeroed the bytes; drop them too.
+                // open_detached already zeroed the bytes; drop them too.
                 out.truncate(start);
                 Err(e)
             }
