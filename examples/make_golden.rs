@@ -9,15 +9,28 @@
 //!
 //! Without `--force` it refuses to overwrite existing golden files. The committed test root
 //! key (`root.key`) is reused if present, so records stay tied to the same public test key.
+//!
+//! To add golden files that the spec (`tests/golden_spec/mod.rs`) lists but the folder does
+//! not hold yet, without touching any existing file:
+//!
+//! ```text
+//! cargo run --example make_golden -- --only-new
+//! ```
+//!
+//! That mode loads the committed keyring, creates only missing files (a file that exists is
+//! never opened for writing), and derives missing `fail_*` files from the committed valid
+//! ones. The backup streams were added this way after the keyring and records.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 #[path = "../tests/golden_spec/mod.rs"]
 mod golden_spec;
 
 use std::error::Error;
+use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
-use atrest::{Keyring, LocalRootKey, RootKey, Suite};
+use atrest::{BackupOptions, Keyring, LocalRootKey, RootKey, Suite, encrypt_backup};
 use golden_spec as g;
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Box<dyn Error>> {
@@ -26,12 +39,114 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// How files are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every file is (re)written.
+    All,
+    /// Only missing files are created; existing ones are kept as they are.
+    OnlyNew,
+}
+
+/// Writes `name`, or in [`Mode::OnlyNew`] creates it only if it does not exist (never
+/// truncating an existing file). Returns whether it was written.
+fn put(dir: &Path, mode: Mode, name: &str, bytes: &[u8]) -> Result<bool, Box<dyn Error>> {
+    match mode {
+        Mode::All => write(dir, name, bytes)?,
+        Mode::OnlyNew => {
+            let path = dir.join(name);
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(bytes)?;
+                    f.sync_all()?;
+                    println!("added {name} ({} bytes)", bytes.len());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    println!("kept {name}");
+                    return Ok(false);
+                }
+                Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// A golden stream: the committed one in [`Mode::OnlyNew`] if it exists, otherwise a new one
+/// (written).
+fn backup_stream(dir: &Path, mode: Mode, keyring: &Keyring, b: &g::GoldenBackup) -> Result<Vec<u8>, Box<dyn Error>> {
+    if mode == Mode::OnlyNew && dir.join(b.file).exists() {
+        println!("kept {}", b.file);
+        return Ok(g::read(b.file));
+    }
+    let tenant = keyring.tenant(b.tenant)?;
+    let version = tenant.key_version();
+    assert_eq!((version.master.get(), version.generation), (b.master, b.generation), "{}", b.file);
+    let opts = BackupOptions::default().chunk_size(b.chunk_size).threads(1);
+    let stream = encrypt_backup(&tenant, &(b.context)(), &g::backup_plaintext(b.plaintext_len), opts)?;
+    assert_eq!(stream.len(), g::BACKUP_HEADER_LEN + b.plaintext_len + 16 * b.chunks, "{}", b.file);
+    put(dir, mode, b.file, &stream)?;
+    Ok(stream)
+}
+
+/// The golden backup streams and their `fail_*` files.
+fn make_backups(dir: &Path, mode: Mode, keyring: &Keyring) -> Result<(), Box<dyn Error>> {
+    let mut streams = Vec::new();
+    for b in g::BACKUPS {
+        streams.push(backup_stream(dir, mode, keyring, b)?);
+    }
+    let (main, tiny) = (&streams[0], &streams[1]);
+    assert_eq!(g::BACKUPS[0].file, g::BACKUP_MAIN.file);
+    assert_eq!(g::BACKUPS[1].file, g::BACKUP_TINY.file);
+    let (h, slot) = (g::BACKUP_HEADER_LEN, g::BACKUP_SLOT);
+    assert_eq!(g::BACKUP_MAIN.chunks, 3);
+
+    let mut flipped = main.clone();
+    flipped[g::BACKUP_HEADER_BITFLIP_AT.0] ^= g::BACKUP_HEADER_BITFLIP_AT.1;
+    put(dir, mode, g::FAIL_BACKUP_HEADER_BITFLIP, &flipped)?;
+
+    let mut flipped = main.clone();
+    flipped[g::BACKUP_CHUNK_BITFLIP_AT.0] ^= g::BACKUP_CHUNK_BITFLIP_AT.1;
+    put(dir, mode, g::FAIL_BACKUP_CHUNK_BITFLIP, &flipped)?;
+
+    put(dir, mode, g::FAIL_BACKUP_TRUNCATED_BOUNDARY, &main[..h + 2 * slot])?;
+    put(dir, mode, g::FAIL_BACKUP_TRUNCATED_MID, &main[..g::BACKUP_TRUNCATED_MID_LEN])?;
+
+    let swapped = [&main[..h], &main[h + slot..h + 2 * slot], &main[h..h + slot], &main[h + 2 * slot..]].concat();
+    put(dir, mode, g::FAIL_BACKUP_SWAPPED, &swapped)?;
+
+    put(dir, mode, g::FAIL_BACKUP_APPENDED, &[main.as_slice(), g::BACKUP_APPENDED].concat())?;
+    put(dir, mode, g::FAIL_BACKUP_SPLICED_HEADER, &[&tiny[..h], &main[h..]].concat())?;
+
+    for (b, s) in g::BACKUPS.iter().zip(&streams) {
+        let info = atrest::inspect_backup(&s[..])?;
+        println!("{}: stream_id {} sha256 {}", b.file, info.stream_id, sha256_hex(s));
+    }
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let force = std::env::args().any(|a| a == "--force");
+    let only_new = std::env::args().any(|a| a == "--only-new");
     let dir = g::dir();
     std::fs::create_dir_all(&dir)?;
+    if only_new {
+        if force {
+            return Err("--only-new and --force exclude each other".into());
+        }
+        // Everything new is made under the committed keyring and root key, which are only read.
+        let keyring = Keyring::from_bytes(&g::read(g::KEYRING_FILE), Arc::new(g::root()))?;
+        return make_backups(&dir, Mode::OnlyNew, &keyring);
+    }
     if dir.join(g::KEYRING_FILE).exists() && !force {
-        return Err("golden files exist: they are meant to be made once (pass --force for a deliberate change)".into());
+        return Err("golden files exist: they are meant to be made once (pass --only-new to add missing files, \
+                    --force for a deliberate change)"
+            .into());
     }
 
     // The public test root key: reuse the committed one, or make it the first time.
@@ -88,5 +203,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut names_v2 = v1_record;
     names_v2[2..4].copy_from_slice(&2u16.to_be_bytes());
     write(&dir, g::FAIL_RECORD_NAMES_V2, &names_v2)?;
-    Ok(())
+
+    make_backups(&dir, Mode::All, &keyring)
 }

@@ -252,6 +252,10 @@ pub enum BackupError {
     /// The input is not an atrest backup stream.
     #[error("not an atrest backup stream")]
     NotABackup,
+    /// Read without a key ([`inspect_backup`](crate::inspect_backup)): the header is cut off
+    /// or its fields are out of range. Keyed operations report this as `Authentication`.
+    #[error("the backup header is truncated or malformed")]
+    MalformedHeader,
     /// The stream uses a format version this build does not know.
     #[error("backup format version {0} is not supported by this build of atrest")]
     UnsupportedFormat(u8),

@@ -397,6 +397,11 @@ fn not_a_backup_and_inspect() {
     assert!(matches!(BackupReader::new(&f.tenant, &f.ctx, &[][..]), Err(BackupError::NotABackup)));
     assert!(matches!(BackupReader::new(&f.tenant, &f.ctx, &b"PGDMP\x01\x0e"[..]), Err(BackupError::NotABackup)));
     assert!(matches!(inspect_backup(&b"hello"[..]), Err(BackupError::NotABackup)));
+    // A header cut short is named as such by the keyless inspect, at every length.
+    let full = enc(&f, &data(10, 9));
+    for cut in 8..BACKUP_HEADER_LEN {
+        assert!(matches!(inspect_backup(&full[..cut]), Err(BackupError::MalformedHeader)), "cut {cut}");
+    }
     let stream = enc(&f, &data(10, 9));
     let info = inspect_backup(&stream[..]).unwrap();
     assert_eq!(info.format_version, 1);
@@ -645,4 +650,21 @@ fn a_failed_seek_on_an_unseekable_input_leaves_sequential_reading_intact() {
     r.read_to_end(&mut rest).unwrap();
     first.extend(rest);
     assert_eq!(first, pt);
+}
+
+#[test]
+fn a_failed_switch_to_random_access_is_final() {
+    // Found by the backup_seek fuzz target: after the first seek failed to authenticate the
+    // final chunk, a second seek succeeded and `len()` reported the unauthenticated length.
+    let f = fx();
+    let pt = data(100, 16);
+    let mut stream = enc(&f, &pt);
+    stream.extend_from_slice(&[0u8; 50]);
+    let mut r = BackupReader::new(&f.tenant, &f.ctx, Cursor::new(&stream)).unwrap();
+    assert!(r.seek(SeekFrom::Start(0)).is_err());
+    assert!(r.seek(SeekFrom::Start(0)).is_err(), "refuses after a failure");
+    assert!(r.seek(SeekFrom::End(0)).is_err());
+    assert!(r.read_at(0, &mut [0u8; 8]).is_err());
+    assert_eq!(r.len(), 0, "no unauthenticated length");
+    assert!(r.read(&mut [0u8; 8]).is_err());
 }

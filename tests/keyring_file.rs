@@ -99,6 +99,9 @@ fn the_secret_check_can_fail() {
     assert!(find_secret(&hex::encode([0x5a; 32])).is_none());
 }
 
+// The backup types (`BackupWriter`, `BackupReader`, `BackupContext`, `BackupInfo`) and every
+// `BackupError` of the tamper cases are checked against the real keys of the golden streams
+// in `tests/golden_backup.rs` (`backup_secrets_never_print`).
 #[test]
 fn secrets_never_print() {
     let hex_key = hex::encode(TEST_KEY);

@@ -219,7 +219,11 @@ fn suite_name<S: Serializer>(suite: &Suite, s: S) -> Result<S::Ok, S::Error> {
 /// Nothing is authenticated here: the facts are only as trustworthy as the file until the
 /// stream is opened with its key.
 pub fn inspect_backup<R: Read>(mut input: R) -> Result<BackupInfo, BackupError> {
-    Header::read_from(&mut input).map(|h| h.info())
+    // Without a key nothing is authenticated here, so structural failures are named as such.
+    Header::read_from(&mut input).map(|h| h.info()).map_err(|e| match e {
+        BackupError::Authentication => BackupError::MalformedHeader,
+        other => other,
+    })
 }
 
 /// Reads until `buf` is full or the input ends; returns how many bytes were read.

@@ -590,10 +590,12 @@ impl<R: Read + Seek> BackupReader<R> {
 
     /// Switches to random access (once): authenticates the final chunk.
     fn ensure_random(&mut self) -> Result<(), BackupError> {
+        // Refuses after any failure, including a failed switch below: `random` may then hold
+        // a geometry whose final chunk did not verify.
+        self.check()?;
         if self.random.is_some() {
             return Ok(());
         }
-        self.check()?;
         // An input that cannot seek (a pipe) fails here, before anything moved: the reader
         // stays usable sequentially.
         let here = self.input.stream_position()?;
@@ -610,7 +612,11 @@ impl<R: Read + Seek> BackupReader<R> {
             self.ahead = None;
             self.load_at(geo.chunks - 1)
         })();
-        r.map_err(|e| self.fail(e))
+        r.map_err(|e| {
+            // The length was not authenticated: `len()` must not report it.
+            self.random = None;
+            self.fail(e)
+        })
     }
 
     /// The plaintext length, authenticated.

@@ -135,8 +135,14 @@ struct FileLock(File);
 impl FileLock {
     fn acquire(path: &Path) -> Result<Self, KeyringError> {
         let lp = lock_path(path);
-        let f =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lp).map_err(io_err(&lp))?;
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let f = opts.open(&lp).map_err(io_err(&lp))?;
         f.lock().map_err(io_err(&lp))?;
         Ok(Self(f))
     }

@@ -109,3 +109,23 @@ fn destroyed_material_is_gone_from_file_bytes() {
     let k2 = Keyring::open_shared(&p, root).unwrap();
     assert_eq!(k2.status().masters[0].state, KeyState::Destroyed);
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Keyring>();
+    assert_send_sync::<Tenant>();
+    assert_send_sync::<LocalRootKey>();
+    // Readers keep working on their snapshot while another thread rotates.
+    let k = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
+    let t = k.tenant("acme").unwrap();
+    let sealed = t.seal(b"x", &ctx()).unwrap();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| (0..2000).all(|_| t.open(&sealed, &ctx()).is_ok()));
+        for _ in 0..20 {
+            k.rotate().unwrap();
+        }
+        assert!(reader.join().unwrap());
+    });
+    assert_eq!(k.primary(), MasterVersion::new(21));
+}

@@ -1,5 +1,6 @@
 //! What the committed golden files in `tests/data/golden/` contain: shared by the checks in
-//! `tests/golden.rs` and by the generator `examples/make_golden.rs`, which made them once.
+//! `tests/golden.rs` and `tests/golden_backup.rs` and by the generator
+//! `examples/make_golden.rs`, which made them once.
 //!
 //! Changing anything here (or the record or keyring format) makes `tests/golden.rs` fail
 //! until the files are deliberately regenerated, which is the point.
@@ -7,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use atrest::{Context, LocalRootKey, RootKey};
+use atrest::{BackupContext, Context, LocalRootKey, RootKey};
 
 /// The folder holding the golden files.
 pub fn dir() -> PathBuf {
@@ -132,8 +133,148 @@ pub fn all_files() -> Vec<&'static str> {
         FAIL_RECORD_NAMES_V2,
     ];
     v.extend(RECORDS.iter().map(|r| r.file));
+    v.extend(BACKUPS.iter().map(|b| b.file));
+    v.extend(FAIL_BACKUPS);
     v
 }
+
+// ---------------------------------------------------------------------------------------
+// Backup streams (added after the keyring and records, by `make_golden -- --only-new`).
+
+/// The chunk size of [`BACKUP_MAIN`] and [`BACKUP_TINY`]: the smallest allowed (64 KiB).
+pub const BACKUP_CHUNK_SIZE: usize = 64 << 10;
+
+/// The known plaintext of every golden backup: byte `i` is `i mod 251`. 251 is prime and
+/// does not divide the chunk size, so no two chunks hold the same bytes.
+pub fn backup_plaintext(len: usize) -> Vec<u8> {
+    (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect()
+}
+
+/// The context of [`BACKUP_MAIN`].
+pub fn backup_context() -> BackupContext {
+    BackupContext::incremental("snap-2", "snap-1", 2)
+}
+
+/// The context of [`BACKUP_TINY`].
+pub fn backup_tiny_context() -> BackupContext {
+    BackupContext::full("snap-tiny")
+}
+
+/// The context of [`BACKUP_EMPTY`].
+pub fn backup_empty_context() -> BackupContext {
+    BackupContext::full("snap-empty")
+}
+
+/// A golden backup stream that must decrypt.
+pub struct GoldenBackup {
+    /// File name.
+    pub file: &'static str,
+    /// Tenant it opens for.
+    pub tenant: &'static str,
+    /// The backup context it is bound to.
+    pub context: fn() -> BackupContext,
+    /// Plaintext bytes per chunk, as the header says.
+    pub chunk_size: usize,
+    /// The plaintext is [`backup_plaintext`] of this length.
+    pub plaintext_len: usize,
+    /// Number of chunks.
+    pub chunks: usize,
+    /// Master version in the header.
+    pub master: u16,
+    /// Tenant generation in the header.
+    pub generation: u16,
+    /// The stream id `inspect_backup` reports (hex of the first 16 salt bytes).
+    pub stream_id: &'static str,
+    /// SHA-256 of the whole file: the committed bytes never change.
+    pub sha256: &'static str,
+}
+
+/// Tenant `acme`, 150,000 bytes in 64 KiB chunks: two full chunks and a short final one.
+pub const BACKUP_MAIN: &GoldenBackup = &GoldenBackup {
+    file: "backup_v2_acme_incremental.bin",
+    tenant: TENANT,
+    context: backup_context,
+    chunk_size: BACKUP_CHUNK_SIZE,
+    plaintext_len: 150_000,
+    chunks: 3,
+    master: 2,
+    generation: 0,
+    stream_id: "a55e1c249a2a3c3d2fb12cce4e0d21af",
+    sha256: "db25a77d7f21ed650089b3b2f4ae5482e01aeed1a26bde302dac775f641fd2c9",
+};
+
+/// Tenant `acme`, a full backup of 100 bytes: one short chunk.
+pub const BACKUP_TINY: &GoldenBackup = &GoldenBackup {
+    file: "backup_v2_acme_tiny.bin",
+    tenant: TENANT,
+    context: backup_tiny_context,
+    chunk_size: BACKUP_CHUNK_SIZE,
+    plaintext_len: 100,
+    chunks: 1,
+    master: 2,
+    generation: 0,
+    stream_id: "f70ed980787d84156385ef240385c428",
+    sha256: "b83b1bc17db4828eff086f465c0217ffe9cd4c2567f5d9cd4086c603b5d5fac2",
+};
+
+/// Tenant `acme`, a full backup of the empty plaintext (1 MiB chunks): one chunk holding only
+/// a tag.
+pub const BACKUP_EMPTY: &GoldenBackup = &GoldenBackup {
+    file: "backup_v2_acme_empty.bin",
+    tenant: TENANT,
+    context: backup_empty_context,
+    chunk_size: 1 << 20,
+    plaintext_len: 0,
+    chunks: 1,
+    master: 2,
+    generation: 0,
+    stream_id: "fdb3e98ae80787d71de49ec84fa5a984",
+    sha256: "d55f02399a39352d53c2e32205979d668ce4b76d691a38f048f87b18c1f8b9be",
+};
+
+/// Every golden backup stream that must decrypt.
+pub const BACKUPS: &[&GoldenBackup] = &[BACKUP_MAIN, BACKUP_TINY, BACKUP_EMPTY];
+
+/// [`BACKUP_MAIN`] with one bit of its header flipped ([`BACKUP_HEADER_BITFLIP_AT`]).
+pub const FAIL_BACKUP_HEADER_BITFLIP: &str = "fail_backup_header_bitflip.bin";
+/// [`BACKUP_MAIN`] with one bit of chunk 1's ciphertext flipped ([`BACKUP_CHUNK_BITFLIP_AT`]).
+pub const FAIL_BACKUP_CHUNK_BITFLIP: &str = "fail_backup_chunk_bitflip.bin";
+/// [`BACKUP_MAIN`] without its final chunk (cut at a chunk boundary).
+pub const FAIL_BACKUP_TRUNCATED_BOUNDARY: &str = "fail_backup_truncated_boundary.bin";
+/// [`BACKUP_MAIN`] cut inside chunk 1, [`BACKUP_TRUNCATED_MID_LEN`] bytes long.
+pub const FAIL_BACKUP_TRUNCATED_MID: &str = "fail_backup_truncated_mid.bin";
+/// [`BACKUP_MAIN`] with chunks 0 and 1 swapped.
+pub const FAIL_BACKUP_SWAPPED: &str = "fail_backup_chunks_swapped.bin";
+/// [`BACKUP_MAIN`] followed by [`BACKUP_APPENDED`].
+pub const FAIL_BACKUP_APPENDED: &str = "fail_backup_appended.bin";
+/// The header of [`BACKUP_TINY`] followed by the chunks of [`BACKUP_MAIN`].
+pub const FAIL_BACKUP_SPLICED_HEADER: &str = "fail_backup_spliced_header.bin";
+
+/// Every backup stream that must be rejected with `BackupError::Authentication`.
+pub const FAIL_BACKUPS: [&str; 7] = [
+    FAIL_BACKUP_HEADER_BITFLIP,
+    FAIL_BACKUP_CHUNK_BITFLIP,
+    FAIL_BACKUP_TRUNCATED_BOUNDARY,
+    FAIL_BACKUP_TRUNCATED_MID,
+    FAIL_BACKUP_SWAPPED,
+    FAIL_BACKUP_APPENDED,
+    FAIL_BACKUP_SPLICED_HEADER,
+];
+
+/// The header length of a backup stream.
+pub const BACKUP_HEADER_LEN: usize = 186;
+/// One chunk on disk in [`BACKUP_MAIN`]: plaintext and a 16-byte tag.
+pub const BACKUP_SLOT: usize = BACKUP_CHUNK_SIZE + 16;
+/// The byte of [`BACKUP_MAIN`] flipped in [`FAIL_BACKUP_HEADER_BITFLIP`] (in the stream salt)
+/// and the mask.
+pub const BACKUP_HEADER_BITFLIP_AT: (usize, u8) = (30, 0x10);
+/// The byte of [`BACKUP_MAIN`] flipped in [`FAIL_BACKUP_CHUNK_BITFLIP`] (chunk 1's
+/// ciphertext) and the mask.
+pub const BACKUP_CHUNK_BITFLIP_AT: (usize, u8) = (BACKUP_HEADER_LEN + BACKUP_SLOT + 1000, 0x01);
+/// The length of [`FAIL_BACKUP_TRUNCATED_MID`]: header, chunk 0, and 30,000 bytes of chunk 1.
+pub const BACKUP_TRUNCATED_MID_LEN: usize = BACKUP_HEADER_LEN + BACKUP_SLOT + 30_000;
+/// What [`FAIL_BACKUP_APPENDED`] appends after the final chunk.
+pub const BACKUP_APPENDED: &[u8] = b"data appended after the final chunk";
 
 const KEY_PREFIX: &str = "ATREST-ROOT-KEY-V1:";
 

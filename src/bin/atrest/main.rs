@@ -1,2 +1,42 @@
-//! The `atrest` command-line tool (placeholder until the CLI lands).
-fn main() {}
+//! `atrest`: manage keyrings and tenant keys, and encrypt, decrypt, verify and rewrap backup
+//! streams from the command line.
+//!
+//! Exit status: 0 on success, 1 on failure, 2 on a usage error, 3 when data or a key does not
+//! authenticate (tampered, truncated or mismatched input). Every failure prints one line,
+//! `atrest: error: ...`, on stderr. With `-o FILE` the output appears only on success.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+mod args;
+mod commands;
+mod failure;
+mod keys;
+mod stream;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::failure::Failure;
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Keygen { out } => commands::keyring::keygen(out),
+        Command::Keyring { command } => commands::keyring::keyring(&cli.keys, command),
+        Command::Tenant { command } => commands::keyring::tenant(&cli.keys, command),
+        Command::Backup { command } => commands::backup::run(&cli.keys, command),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    stream::delete_temporary_files_on_interrupt();
+    // Everything `run` owns (temporary output files in particular) is dropped before exiting.
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("atrest: error: {f}");
+            f.exit_code()
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Command-line syntax (clap derive).
+
+use std::path::PathBuf;
+
+use atrest::{BackupKind, MasterVersion};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Root key: --root-key-file / ATREST_ROOT_KEY_FILE, or ATREST_ROOT_KEY holding the key text, or a
+PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-key; PIN from ATREST_PKCS11_PIN or
+--pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING.
+
+Exit status: 0 success, 1 failure, 2 usage error, 3 authentication failure (tampered, truncated
+or mismatched data, wrong tenant or snapshot).";
+
+/// Encryption at rest and key management: keyrings, tenant keys and encrypted backups.
+#[derive(Debug, Parser)]
+#[command(name = "atrest", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Where the root key and the keyring come from.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Global options naming the root key and the keyring file.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// Root key file (made by `atrest keygen`). Without it, ATREST_ROOT_KEY may hold the key text.
+    #[arg(long, global = true, env = "ATREST_ROOT_KEY_FILE", value_name = "PATH")]
+    pub root_key_file: Option<PathBuf>,
+
+    /// Keyring file.
+    #[arg(long, global = true, env = "ATREST_KEYRING", value_name = "PATH")]
+    pub keyring: Option<PathBuf>,
+
+    /// The root key in a PKCS#11 token instead of a key file.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11Args,
+}
+
+/// A root key held in a PKCS#11 token.
+#[derive(Debug, Args, Default, Clone)]
+pub struct Pkcs11Args {
+    /// PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, global = true, env = "ATREST_PKCS11_MODULE", value_name = "PATH", hide = !cfg!(feature = "pkcs11"))]
+    pub pkcs11_module: Option<PathBuf>,
+
+    /// Label of the PKCS#11 token.
+    #[arg(long, global = true, env = "ATREST_PKCS11_TOKEN", value_name = "LABEL", hide = !cfg!(feature = "pkcs11"))]
+    pub pkcs11_token: Option<String>,
+
+    /// Label of the root key in the token.
+    #[arg(long, global = true, env = "ATREST_PKCS11_KEY", value_name = "LABEL", hide = !cfg!(feature = "pkcs11"))]
+    pub pkcs11_key: Option<String>,
+
+    /// File holding the token's user PIN (otherwise ATREST_PKCS11_PIN).
+    #[arg(long, global = true, value_name = "PATH", hide = !cfg!(feature = "pkcs11"))]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl Pkcs11Args {
+    /// Whether any PKCS#11 option was given.
+    pub fn any(&self) -> bool {
+        self.pkcs11_module.is_some()
+            || self.pkcs11_token.is_some()
+            || self.pkcs11_key.is_some()
+            || self.pkcs11_pin_file.is_some()
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a root key file (mode 0600; never overwrites).
+    Keygen {
+        /// The key file to create.
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Create and manage the keyring of master keys.
+    Keyring {
+        /// The keyring operation.
+        #[command(subcommand)]
+        command: KeyringCommand,
+    },
+    /// Rotate or shred one tenant's keys.
+    Tenant {
+        /// The tenant operation.
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Encrypt, decrypt, verify, inspect and rewrap backup streams.
+    Backup {
+        /// The backup operation.
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+/// Keyring operations.
+#[derive(Debug, Subcommand)]
+pub enum KeyringCommand {
+    /// Create a new keyring file with master key v1 (primary).
+    Init,
+    /// Show master key versions, their states and ages, rotated and shredded tenants.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a master key version and make it primary (the old primary stays enabled for decryption).
+    Rotate,
+    /// Disable a master key version (reversible): data under it is refused until enabled again.
+    Disable {
+        /// The version (e.g. 2 or v2).
+        #[arg(long, value_name = "N", value_parser = parse_version)]
+        version: MasterVersion,
+    },
+    /// Enable a disabled master key version again (decryption only).
+    Enable {
+        /// The version (e.g. 2 or v2).
+        #[arg(long, value_name = "N", value_parser = parse_version)]
+        version: MasterVersion,
+    },
+    /// Irreversibly erase a master key version: everything sealed under it is lost.
+    Destroy {
+        /// The version (e.g. 2 or v2).
+        #[arg(long, value_name = "N", value_parser = parse_version)]
+        version: MasterVersion,
+        /// Confirm that data under this version becomes unrecoverable.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Re-wrap every master key under a new root key (root rotation, or key file <-> HSM migration).
+    RewrapRoot(NewRootArgs),
+}
+
+/// The root key to move the keyring to.
+#[derive(Debug, Args)]
+pub struct NewRootArgs {
+    /// New root key file (made by `atrest keygen`).
+    #[arg(long, value_name = "PATH")]
+    pub new_root_key_file: Option<PathBuf>,
+
+    /// New PKCS#11 module.
+    #[arg(long, value_name = "PATH", hide = !cfg!(feature = "pkcs11"))]
+    pub new_pkcs11_module: Option<PathBuf>,
+
+    /// New PKCS#11 token label.
+    #[arg(long, value_name = "LABEL", hide = !cfg!(feature = "pkcs11"))]
+    pub new_pkcs11_token: Option<String>,
+
+    /// New PKCS#11 key label (generated in the token if missing).
+    #[arg(long, value_name = "LABEL", hide = !cfg!(feature = "pkcs11"))]
+    pub new_pkcs11_key: Option<String>,
+
+    /// File holding the new token's PIN (otherwise ATREST_NEW_PKCS11_PIN, then ATREST_PKCS11_PIN).
+    #[arg(long, value_name = "PATH", hide = !cfg!(feature = "pkcs11"))]
+    pub new_pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl NewRootArgs {
+    /// The new PKCS#11 options, in the shape of the global ones.
+    pub fn pkcs11(&self) -> Pkcs11Args {
+        Pkcs11Args {
+            pkcs11_module: self.new_pkcs11_module.clone(),
+            pkcs11_token: self.new_pkcs11_token.clone(),
+            pkcs11_key: self.new_pkcs11_key.clone(),
+            pkcs11_pin_file: self.new_pkcs11_pin_file.clone(),
+        }
+    }
+}
+
+/// Tenant operations.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Rotate one tenant's keys (bumps its generation; older data still opens).
+    Rotate {
+        /// Tenant id.
+        tenant: String,
+    },
+    /// Crypto-shred a tenant: refused at once; complete when every current master version is destroyed.
+    Shred {
+        /// Tenant id.
+        tenant: String,
+        /// Confirm: the tenant's data becomes unreadable at once.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Backup operations.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Encrypt a stream (stdin to stdout by default): `pg_dump db | atrest backup encrypt ... > db.atrb`.
+    Encrypt {
+        /// Tenant and snapshot the stream is bound to.
+        #[command(flatten)]
+        context: BackupContextArgs,
+        /// Plaintext chunk size: 64K to 16M (suffixes K, M; default 1M).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        chunk_size: Option<usize>,
+        /// Worker threads (default: the library's choice).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// Input and output.
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Decrypt and authenticate a stream (stdin to stdout by default).
+    ///
+    /// With -o, the output file appears only after the whole stream authenticated. To stdout,
+    /// only authenticated chunks are written, but a stream cut short or modified after its start
+    /// is detected only at that point: consumers must check the exit status (for example with
+    /// `set -o pipefail`), or decrypt to a file with -o first.
+    Decrypt {
+        /// Tenant and snapshot the stream is bound to.
+        #[command(flatten)]
+        context: BackupContextArgs,
+        /// Input and output.
+        #[command(flatten)]
+        io: IoArgs,
+    },
+    /// Authenticate a whole stream without writing the plaintext anywhere.
+    Verify {
+        /// Tenant and snapshot the stream is bound to.
+        #[command(flatten)]
+        context: BackupContextArgs,
+        /// Input file (default: stdin).
+        #[arg(long, short, value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
+    /// Show a stream's header (no key needed; nothing is authenticated).
+    Inspect {
+        /// The backup file (- for stdin).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-wrap a backup file's data key under the tenant's current key, in place (chunks untouched).
+    Rewrap {
+        /// The backup file.
+        file: PathBuf,
+        /// Tenant id.
+        #[arg(long, value_name = "ID")]
+        tenant: String,
+    },
+}
+
+/// What a backup stream is bound to.
+#[derive(Debug, Args)]
+pub struct BackupContextArgs {
+    /// Tenant id.
+    #[arg(long, value_name = "ID")]
+    pub tenant: String,
+    /// Snapshot id.
+    #[arg(long, value_name = "ID")]
+    pub snapshot: String,
+    /// Parent snapshot id (for incremental backups).
+    #[arg(long, value_name = "ID")]
+    pub parent: Option<String>,
+    /// Backup kind (default: incremental with --parent, full without).
+    #[arg(long, value_enum)]
+    pub kind: Option<Kind>,
+    /// Sequence number of the backup.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub sequence: u64,
+}
+
+/// Backup kinds.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// A full backup.
+    Full,
+    /// An incremental backup on top of --parent.
+    Incremental,
+}
+
+impl BackupContextArgs {
+    /// The backup kind, defaulted from whether a parent is given.
+    pub fn kind(&self) -> BackupKind {
+        match (self.kind, &self.parent) {
+            (Some(Kind::Full), _) | (None, None) => BackupKind::Full,
+            (Some(Kind::Incremental), _) | (None, Some(_)) => BackupKind::Incremental,
+        }
+    }
+}
+
+/// Input and output of a streaming command.
+#[derive(Debug, Args)]
+pub struct IoArgs {
+    /// Input file (default: stdin).
+    #[arg(long, short, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Output file (default: stdout). Written to a temporary file and renamed on success only.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Parses a master version: `2` or `v2`.
+fn parse_version(s: &str) -> Result<MasterVersion, String> {
+    let digits = s.strip_prefix(['v', 'V']).unwrap_or(s);
+    match digits.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("'{s}' is not a master key version (1 to 65535, e.g. 2 or v2)")),
+        Ok(n) => Ok(MasterVersion::new(n)),
+    }
+}
+
+/// Parses a byte size: `65536`, `64K`, `64KiB`, `1M`, `16MiB` (binary multiples).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at_checked(split).ok_or_else(|| format!("'{s}' is not a size"))?;
+    let n: usize = num.parse().map_err(|_| format!("'{s}' is not a size (e.g. 65536, 64K, 1M)"))?;
+    let mult: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use K or M)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("64kib"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("2"), Ok(MasterVersion::new(2)));
+        assert_eq!(parse_version("v7"), Ok(MasterVersion::new(7)));
+        assert!(parse_version("0").is_err());
+        assert!(parse_version("v").is_err());
+        assert!(parse_version("70000").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,242 @@
+//! `atrest keygen`, `atrest keyring ...` and `atrest tenant ...`.
+
+use std::io::Write;
+use std::path::Path;
+
+use atrest::{DestroyConfirmation, KeyState, Keyring, KeyringStatus, LocalRootKey, MasterVersion, RootKeyProvider};
+
+use crate::args::{KeyArgs, KeyringCommand, NewRootArgs, TenantCommand};
+use crate::failure::{Doing, Failure};
+use crate::keys::{self, Purpose};
+
+/// `atrest keygen --out FILE`.
+pub fn keygen(out: &Path) -> Result<(), Failure> {
+    let k = LocalRootKey::generate_file(out).doing(|| "generating a root key".into())?;
+    println!("wrote root key {} (id {}, mode 0600)", out.display(), k.key_id());
+    Ok(())
+}
+
+/// `atrest keyring ...`.
+pub fn keyring(keys_args: &KeyArgs, cmd: &KeyringCommand) -> Result<(), Failure> {
+    match cmd {
+        KeyringCommand::Init => {
+            let path = keys::keyring_path(keys_args)?;
+            let root = keys::root(keys_args, Purpose::OpenOrGenerate)?;
+            let k = Keyring::create_shared(path, root).doing(|| "creating the keyring".into())?;
+            let s = k.status();
+            println!(
+                "created keyring {} (id {}, root key {}), primary {}",
+                path.display(),
+                s.id,
+                s.root_key_id,
+                s.primary
+            );
+        }
+        KeyringCommand::Status { json } => {
+            let k = keys::keyring(keys_args)?;
+            let s = k.status();
+            if *json {
+                let text = serde_json::to_string_pretty(&s).doing(|| "formatting the status".into())?;
+                println!("{text}");
+            } else {
+                print_status(k.path(), &s, now())?;
+            }
+        }
+        KeyringCommand::Rotate => {
+            let k = keys::keyring(keys_args)?;
+            let old = k.primary();
+            let v = k.rotate().doing(|| "rotating the keyring".into())?;
+            println!("rotated: {v} is primary, {old} is enabled (decrypt only)");
+        }
+        KeyringCommand::Disable { version } => {
+            set_state(keys_args, *version, KeyState::Disabled)?;
+            println!("{version} disabled");
+        }
+        KeyringCommand::Enable { version } => {
+            set_state(keys_args, *version, KeyState::Enabled)?;
+            println!("{version} enabled (decrypt only)");
+        }
+        KeyringCommand::Destroy { version, yes } => {
+            if !yes {
+                return Err(Failure::usage(format!(
+                    "destroying {version} is irreversible: everything sealed under it becomes unrecoverable; add --yes to confirm"
+                )));
+            }
+            let k = keys::keyring(keys_args)?;
+            k.destroy(*version, DestroyConfirmation::data_under_this_version_is_lost(*version))
+                .doing(|| format!("destroying {version}"))?;
+            println!("{version} destroyed");
+        }
+        KeyringCommand::RewrapRoot(new) => {
+            let k = keys::keyring(keys_args)?;
+            let root = new_root(new)?;
+            let id = root.key_id();
+            k.rewrap_root(root).doing(|| "re-wrapping the keyring under the new root key".into())?;
+            println!("keyring re-wrapped under root key {id}; the old root key is no longer needed for it");
+        }
+    }
+    Ok(())
+}
+
+fn set_state(keys_args: &KeyArgs, v: MasterVersion, state: KeyState) -> Result<(), Failure> {
+    let k = keys::keyring(keys_args)?;
+    k.set_state(v, state).doing(|| format!("changing {v} to {state}"))
+}
+
+fn new_root(new: &NewRootArgs) -> Result<std::sync::Arc<dyn RootKeyProvider>, Failure> {
+    let p = new.pkcs11();
+    match (&new.new_root_key_file, p.any()) {
+        (Some(_), true) => Err(Failure::usage("give either --new-root-key-file or --new-pkcs11-* options, not both")),
+        (Some(f), false) => keys::root_file(f),
+        (None, true) => keys::pkcs11(&p, "ATREST_NEW_PKCS11_PIN", Some("ATREST_PKCS11_PIN"), Purpose::OpenOrGenerate),
+        (None, false) => Err(Failure::usage(
+            "no new root key: give --new-root-key-file PATH (make one with `atrest keygen`) or --new-pkcs11-* options",
+        )),
+    }
+}
+
+/// `atrest tenant ...`.
+pub fn tenant(keys_args: &KeyArgs, cmd: &TenantCommand) -> Result<(), Failure> {
+    match cmd {
+        TenantCommand::Rotate { tenant } => {
+            let k = keys::keyring(keys_args)?;
+            let g = k.rotate_tenant(tenant).doing(|| format!("rotating tenant '{tenant}'"))?;
+            println!("tenant '{tenant}' rotated: new data is sealed under generation {g}");
+        }
+        TenantCommand::Shred { tenant, yes } => {
+            if !yes {
+                return Err(Failure::usage(format!(
+                    "shredding tenant '{tenant}' makes all of its data unreadable at once and cannot be undone; add --yes to confirm"
+                )));
+            }
+            let k = keys::keyring(keys_args)?;
+            k.shred_tenant(tenant).doing(|| format!("shredding tenant '{tenant}'"))?;
+            let pending = k
+                .status()
+                .tenants
+                .into_iter()
+                .find(|t| t.id == *tenant)
+                .and_then(|t| t.shred)
+                .map(|s| s.pending_versions)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                println!("tenant '{tenant}' shredded (complete)");
+            } else {
+                println!(
+                    "tenant '{tenant}' shredded: refused from now on; complete once {} destroyed \
+                     (after rewrapping other tenants' data and the backup retention window)",
+                    versions_are(&pending)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn versions_are(v: &[MasterVersion]) -> String {
+    let list = v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if v.len() == 1 { format!("{list} is") } else { format!("{list} are") }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn print_status(path: Option<&Path>, s: &KeyringStatus, now: u64) -> Result<(), Failure> {
+    let mut out = String::new();
+    if let Some(p) = path {
+        out.push_str(&format!("keyring    {}\n", p.display()));
+    }
+    out.push_str(&format!("id         {}\n", s.id));
+    out.push_str(&format!("revision   {}\n", s.revision));
+    out.push_str(&format!("created    {}\n", when(s.created_at, now)));
+    out.push_str(&format!("root key   {}\n", s.root_key_id));
+    out.push_str(&format!("primary    {}\n", s.primary));
+    out.push_str("\nmaster keys\n");
+    for m in &s.masters {
+        let changed =
+            if m.changed_at == m.created_at { String::new() } else { format!(", changed {}", age(m.changed_at, now)) };
+        out.push_str(&format!(
+            "  {:<7} {:<10} created {}{changed}\n",
+            m.version.to_string(),
+            m.state.to_string(),
+            age(m.created_at, now)
+        ));
+    }
+    if !s.tenants.is_empty() {
+        out.push_str("\ntenants\n");
+    }
+    for t in &s.tenants {
+        let mut line = format!("  {:<16} generation {}", t.id, t.generation);
+        if let Some(r) = t.rotated_at {
+            line.push_str(&format!(", rotated {}", age(r, now)));
+        }
+        if let Some(sh) = &t.shred {
+            line.push_str(&format!(", shredded {}", age(sh.shredded_at, now)));
+            if sh.complete {
+                line.push_str(" (complete)");
+            } else {
+                line.push_str(&format!(" (pending until {} destroyed)", versions_are(&sh.pending_versions)));
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    std::io::stdout().lock().write_all(out.as_bytes()).doing(|| "writing to stdout".into())
+}
+
+/// `2026-03-01 12:00:00 UTC (3 days ago)`.
+fn when(t: u64, now: u64) -> String {
+    format!("{} ({})", utc(t), age(t, now))
+}
+
+/// A duration before `now`, for humans.
+fn age(t: u64, now: u64) -> String {
+    let Some(d) = now.checked_sub(t) else {
+        return "in the future (clock skew?)".into();
+    };
+    let (n, unit) = match d {
+        0..60 => return "just now".into(),
+        60..3600 => (d / 60, "minute"),
+        3600..86_400 => (d / 3600, "hour"),
+        86_400..2_592_000 => (d / 86_400, "day"),
+        2_592_000..31_536_000 => (d / 2_592_000, "month"),
+        _ => (d / 31_536_000, "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// Unix seconds as a UTC date and time (proleptic Gregorian calendar).
+fn utc(t: u64) -> String {
+    let days = t / 86_400;
+    let secs = t % 86_400;
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_ages() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_709_210_096), "2024-02-29 12:34:56 UTC");
+        assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
+        assert_eq!(age(100, 100), "just now");
+        assert_eq!(age(0, 60), "1 minute ago");
+        assert_eq!(age(0, 7200), "2 hours ago");
+        assert_eq!(age(0, 3 * 86_400), "3 days ago");
+        assert_eq!(age(10, 0), "in the future (clock skew?)");
+    }
+}

@@ -1,0 +1,595 @@
+//! The `atrest` binary, driven as a user would: exit codes, messages, files left behind.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_atrest");
+
+/// A temp dir with a root key and a keyring, and a way to run atrest against them.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A root key and a keyring, ready.
+    fn new() -> Self {
+        let env = Self::bare();
+        env.ok(&["keygen", "--out", env.path("root.key").to_str().unwrap()]);
+        env.ok(&["keyring", "init"]);
+        env
+    }
+
+    /// Only the temp dir.
+    fn bare() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("ATREST_ROOT_KEY_FILE", self.path("root.key"))
+            .env("ATREST_KEYRING", self.path("keyring.atrk"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        run_piped(self.cmd().args(args), input)
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(out.status.success(), "atrest {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// Runs, asserts the exit code and a one-line `atrest: error:` message; returns it.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        check_failure(&self.run(args), code, &args)
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_slice(&self.ok(&["keyring", "status", "--json"])).unwrap()
+    }
+
+    /// Names in the temp dir, sorted.
+    fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn run_piped(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Feed stdin from a thread so a full stdout pipe cannot deadlock us; a child that exits
+    // early closes the pipe, which is fine.
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+fn check_failure(out: &Output, code: i32, what: &dyn std::fmt::Debug) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{what:?}: expected exit {code}, stderr: {err}");
+    if code != 2 || err.starts_with("atrest: error:") {
+        assert!(err.starts_with("atrest: error: "), "{what:?}: stderr: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{what:?}: one line expected: {err}");
+    }
+    err
+}
+
+fn states(status: &Value) -> Vec<(u64, String)> {
+    status["masters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["version"].as_u64().unwrap(), m["state"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Deterministic test data that does not compress to nothing.
+fn data(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect()
+}
+
+fn flip_middle_byte(src: &Path, dst: &Path) {
+    let mut bytes = std::fs::read(src).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(dst, bytes).unwrap();
+}
+
+const CTX: [&str; 4] = ["--tenant", "acme", "--snapshot", "snap-1"];
+
+fn args<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_never_overwrites() {
+    let env = Env::bare();
+    let out = env.ok(&["keygen", "--out", "root.key"]);
+    assert!(String::from_utf8(out).unwrap().contains("local:"));
+    let key = std::fs::read(env.path("root.key")).unwrap();
+    assert!(key.starts_with(b"ATREST-ROOT-KEY-V1:"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.path("root.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let err = env.fails(&["keygen", "--out", "root.key"], 1);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(env.path("root.key")).unwrap(), key, "the key was overwritten");
+    assert_eq!(env.files(), ["root.key"]);
+}
+
+#[test]
+fn keyring_lifecycle() {
+    let env = Env::new();
+    let s = env.status();
+    assert_eq!(s["primary"], 1);
+    assert_eq!(states(&s), [(1, "primary".to_owned())]);
+    env.fails(&["keyring", "init"], 1);
+
+    env.ok(&["keyring", "rotate"]);
+    let s = env.status();
+    assert_eq!(s["primary"], 2);
+    assert_eq!(states(&s), [(1, "enabled".to_owned()), (2, "primary".to_owned())]);
+
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    assert_eq!(states(&env.status())[0].1, "disabled");
+    env.ok(&["keyring", "enable", "--version", "v1"]);
+    assert_eq!(states(&env.status())[0].1, "enabled");
+    let err = env.fails(&["keyring", "disable", "--version", "2"], 1);
+    assert!(err.contains("primary"), "{err}");
+    env.fails(&["keyring", "disable", "--version", "9"], 1);
+    env.fails(&["keyring", "disable", "--version", "0"], 2);
+
+    // Destroy is refused without --yes, and nothing changes.
+    let err = env.fails(&["keyring", "destroy", "--version", "1"], 2);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(states(&env.status())[0].1, "enabled");
+    env.fails(&["keyring", "destroy", "--version", "2", "--yes"], 1);
+    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    assert_eq!(states(&env.status())[0].1, "destroyed");
+    env.fails(&["keyring", "enable", "--version", "1"], 1);
+
+    let text = String::from_utf8(env.ok(&["keyring", "status"])).unwrap();
+    assert!(text.contains("destroyed") && text.contains("primary    v2"), "{text}");
+    assert!(text.contains("just now"), "{text}");
+}
+
+#[test]
+fn tenant_rotate_and_shred() {
+    let env = Env::new();
+    env.ok(&["tenant", "rotate", "acme"]);
+    env.ok(&["tenant", "rotate", "acme"]);
+    let s = env.status();
+    let acme = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "acme").unwrap().clone();
+    assert_eq!(acme["generation"], 2);
+
+    let err = env.fails(&["tenant", "shred", "globex"], 2);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(env.status()["tenants"].as_array().unwrap().len(), 1);
+
+    env.ok(&["keyring", "rotate"]);
+    env.ok(&["tenant", "shred", "globex", "--yes"]);
+    let s = env.status();
+    let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
+    assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([1, 2]));
+    assert_eq!(globex["shred"]["complete"], false);
+    let text = String::from_utf8(env.ok(&["keyring", "status"])).unwrap();
+    assert!(text.contains("globex") && text.contains("pending until v1, v2 are destroyed"), "{text}");
+
+    // A shredded tenant can neither rotate nor back up.
+    env.fails(&["tenant", "rotate", "globex"], 1);
+    let out = env.run_with_stdin(&["backup", "encrypt", "--tenant", "globex", "--snapshot", "s", "-o", "g.atrb"], b"x");
+    let err = check_failure(&out, 1, &"encrypt for a shredded tenant");
+    assert!(err.contains("shredded"), "{err}");
+    assert!(!env.path("g.atrb").exists());
+
+    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    let s = env.status();
+    let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
+    assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([2]));
+}
+
+#[test]
+fn backup_round_trips_through_pipes_and_files() {
+    let env = Env::new();
+    let plain = data(700_000);
+    std::fs::write(env.path("plain"), &plain).unwrap();
+
+    // stdin -> stdout
+    let out = env.run_with_stdin(&args(&["backup", "encrypt", "--chunk-size", "64K"], &CTX), &plain);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stream = out.stdout;
+    assert!(stream.len() > plain.len());
+    assert!(!stream.windows(64).any(|w| w == &plain[1000..1064]), "plaintext visible in the stream");
+    let out = env.run_with_stdin(&args(&["backup", "decrypt"], &CTX), &stream);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == plain, "round trip through pipes differs");
+
+    // files, incremental context
+    let inc = ["--tenant", "acme", "--snapshot", "snap-2", "--parent", "snap-1", "--sequence", "7"];
+    env.ok(&args(&["backup", "encrypt", "--chunk-size", "1M", "--threads", "2", "-i", "plain", "-o", "b.atrb"], &inc));
+    env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "restored"], &inc));
+    assert!(std::fs::read(env.path("restored")).unwrap() == plain);
+    let text = String::from_utf8(env.ok(&args(&["backup", "verify", "-i", "b.atrb"], &inc))).unwrap();
+    assert!(text.contains("700000"), "{text}");
+    // The context must match exactly: kind, parent, sequence, snapshot.
+    env.fails(&args(&["backup", "verify", "-i", "b.atrb", "--kind", "full"], &inc), 3);
+    env.fails(&["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--sequence", "7"], 3);
+    env.fails(
+        &["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--parent", "snap-1"],
+        3,
+    );
+
+    // An empty stream round-trips too.
+    env.ok(&args(&["backup", "encrypt", "-i", "/dev/null", "-o", "empty.atrb"], &CTX));
+    let out = env.run(&args(&["backup", "decrypt", "-i", "empty.atrb"], &CTX));
+    assert!(out.status.success() && out.stdout.is_empty());
+
+    // Output files replace existing ones only on success.
+    std::fs::write(env.path("restored"), b"old").unwrap();
+    env.fails(&args(&["backup", "decrypt", "-i", "plain", "-o", "restored"], &CTX), 1);
+    assert_eq!(std::fs::read(env.path("restored")).unwrap(), b"old");
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+}
+
+#[test]
+fn inspect_needs_no_key() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), data(100_000)).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env_remove("ATREST_KEYRING");
+    let out = c.args(["backup", "inspect", "b.atrb", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(info.is_object() && !info.as_object().unwrap().is_empty(), "{info}");
+    let out = env.cmd().env_remove("ATREST_ROOT_KEY_FILE").args(["backup", "inspect", "b.atrb"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty());
+    // Not a backup: a clear failure.
+    let err = check_failure(&env.run(&["backup", "inspect", "plain"]), 1, &"inspect plain");
+    assert!(err.contains("not an atrest backup"), "{err}");
+    env.fails(&["backup", "inspect", "missing"], 1);
+}
+
+#[test]
+fn tampered_stream_exits_3_and_leaves_no_output_file() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), data(1_000_000)).unwrap();
+    env.ok(&args(&["backup", "encrypt", "--chunk-size", "64K", "-i", "plain", "-o", "b.atrb"], &CTX));
+    flip_middle_byte(&env.path("b.atrb"), &env.path("bad.atrb"));
+    let before = env.files();
+
+    let err = env.fails(&args(&["backup", "decrypt", "-i", "bad.atrb", "-o", "out"], &CTX), 3);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert_eq!(env.files(), before, "decrypt of a tampered stream left a file behind");
+    env.fails(&args(&["backup", "verify", "-i", "bad.atrb"], &CTX), 3);
+
+    // To stdout: only authenticated chunks come out, then the failure.
+    let bad = std::fs::read(env.path("bad.atrb")).unwrap();
+    let out = env.run_with_stdin(&args(&["backup", "decrypt"], &CTX), &bad);
+    check_failure(&out, 3, &"decrypt tampered to stdout");
+    let plain = std::fs::read(env.path("plain")).unwrap();
+    assert!(out.stdout.len() < plain.len() / 2 + 65536, "released {} bytes", out.stdout.len());
+    assert!(plain.starts_with(&out.stdout), "released bytes that are not the plaintext");
+
+    // Truncated: cut at a chunk boundary region and at the very end.
+    let good = std::fs::read(env.path("b.atrb")).unwrap();
+    for cut in [40, good.len() - 1, good.len() / 2] {
+        std::fs::write(env.path("cut.atrb"), &good[..cut]).unwrap();
+        let out = env.run(&args(&["backup", "decrypt", "-i", "cut.atrb", "-o", "out"], &CTX));
+        assert_ne!(out.status.code(), Some(0), "truncation at {cut} accepted");
+        assert!(!env.path("out").exists());
+    }
+    env.fails(&args(&["backup", "decrypt", "-i", "cut.atrb", "-o", "out"], &CTX), 3);
+    // Extended.
+    let mut long = good.clone();
+    long.extend_from_slice(b"trailing");
+    std::fs::write(env.path("long.atrb"), &long).unwrap();
+    env.fails(&args(&["backup", "decrypt", "-i", "long.atrb", "-o", "out"], &CTX), 3);
+    assert!(!env.path("out").exists());
+}
+
+#[test]
+fn wrong_tenant_or_snapshot_fails() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), data(50_000)).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let err =
+        env.fails(&["backup", "decrypt", "--tenant", "globex", "--snapshot", "snap-1", "-i", "b.atrb", "-o", "o"], 3);
+    assert!(err.contains("authentication failed"), "{err}");
+    env.fails(&["backup", "decrypt", "--tenant", "acme", "--snapshot", "snap-2", "-i", "b.atrb", "-o", "o"], 3);
+    assert!(!env.path("o").exists());
+
+    // Another keyring (same tenant name) cannot open it either.
+    let other = Env::new();
+    std::fs::copy(env.path("b.atrb"), other.path("b.atrb")).unwrap();
+    let out = other.run(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "o"], &CTX));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!other.path("o").exists());
+}
+
+#[test]
+fn rewrap_moves_a_backup_to_the_current_key() {
+    let env = Env::new();
+    let plain = data(300_000);
+    std::fs::write(env.path("plain"), &plain).unwrap();
+    env.ok(&args(&["backup", "encrypt", "--chunk-size", "64K", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let before = std::fs::read(env.path("b.atrb")).unwrap();
+
+    env.ok(&["keyring", "rotate"]);
+    let text = String::from_utf8(env.ok(&["backup", "rewrap", "b.atrb", "--tenant", "acme"])).unwrap();
+    assert!(text.contains("v2"), "{text}");
+    let after = std::fs::read(env.path("b.atrb")).unwrap();
+    assert!(before != after, "rewrap changed nothing");
+
+    // The old master key can go: the rewrapped backup still opens.
+    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "restored"], &CTX));
+    assert!(std::fs::read(env.path("restored")).unwrap() == plain);
+    env.fails(&["backup", "rewrap", "missing.atrb", "--tenant", "acme"], 1);
+}
+
+#[test]
+fn root_key_sources_and_root_rewrap() {
+    let env = Env::new();
+    let key_text = std::fs::read_to_string(env.path("root.key")).unwrap();
+
+    // ATREST_ROOT_KEY holds the key text.
+    let out = env
+        .cmd()
+        .env_remove("ATREST_ROOT_KEY_FILE")
+        .env("ATREST_ROOT_KEY", key_text.trim())
+        .args(["keyring", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // No root key at all: a usage error naming the ways to give one.
+    let out = env.cmd().env_remove("ATREST_ROOT_KEY_FILE").args(["keyring", "status"]).output().unwrap();
+    let err = check_failure(&out, 2, &"no root key");
+    assert!(err.contains("--root-key-file"), "{err}");
+    let out = env.cmd().env_remove("ATREST_KEYRING").args(["keyring", "status"]).output().unwrap();
+    check_failure(&out, 2, &"no keyring");
+
+    // Root rotation: the new key opens the keyring, the old one no longer does.
+    std::fs::write(env.path("plain"), data(10_000)).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+    env.ok(&["keygen", "--out", "new.key"]);
+    env.fails(&["keyring", "rewrap-root"], 2);
+    env.ok(&["keyring", "rewrap-root", "--new-root-key-file", "new.key"]);
+    let err = env.fails(&["keyring", "status"], 1);
+    assert!(err.contains("different root key"), "{err}");
+    let out = env
+        .cmd()
+        .env("ATREST_ROOT_KEY_FILE", env.path("new.key"))
+        .args(args(&["backup", "decrypt", "-i", "b.atrb"], &CTX))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == data(10_000));
+
+    // A modified keyring file is an authentication failure.
+    let k = env.path("keyring.atrk");
+    let mut bytes = std::fs::read(&k).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&k, bytes).unwrap();
+    let out = env.cmd().env("ATREST_ROOT_KEY_FILE", env.path("new.key")).args(["keyring", "status"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    let out = env.run(&["backup", "encrypt", "--snapshot", "s"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.run(&args(&["backup", "encrypt", "--chunk-size", "12Q"], &CTX));
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.run(&["--help"]);
+    assert!(out.status.success());
+    // An out-of-range chunk size is refused by the library, with no output file.
+    std::fs::write(env.path("plain"), b"x").unwrap();
+    let err = env.fails(&args(&["backup", "encrypt", "--chunk-size", "1K", "-i", "plain", "-o", "b.atrb"], &CTX), 1);
+    assert!(err.contains("chunk"), "{err}");
+    assert!(!env.path("b.atrb").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn interrupted_output_leaves_no_temporary_file() {
+    let env = Env::new();
+    let before = env.files();
+    // stdin stays open and empty, so encryption waits for input with its temporary file open.
+    let mut child = env
+        .cmd()
+        .args(args(&["backup", "encrypt", "-o", "b.atrb"], &CTX))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !env.files().iter().any(|f| f.ends_with(".tmp")) {
+        assert!(std::time::Instant::now() < deadline, "no temporary file appeared: {:?}", env.files());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The shell's builtin kill: no dependency on procps.
+    let kill = Command::new("sh").args(["-c", "kill -TERM \"$0\"", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    // Keep stdin open until the child is gone: EOF would let it finish normally.
+    let stdin = child.stdin.take();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(env.files(), before);
+}
+
+#[cfg(not(feature = "pkcs11"))]
+#[test]
+fn pkcs11_options_without_the_feature_are_a_clear_error() {
+    let env = Env::new();
+    let err = env.fails(&["--pkcs11-module", "/nonexistent.so", "keyring", "status"], 2);
+    assert!(err.contains("without PKCS#11 support"), "{err}");
+}
+
+/// The root key in a real SoftHSM2 token: init on the token, file -> HSM migration and back,
+/// PIN from the environment and from a file. Needs SoftHSM2 (`apt-get install softhsm2`);
+/// fails, never skips, without it.
+#[cfg(feature = "pkcs11")]
+#[test]
+fn pkcs11_root_key_init_and_migration() {
+    const TOKEN: &str = "atrest-cli";
+    const PIN: &str = "1234";
+    let module = std::env::var_os("ATREST_TEST_PKCS11_MODULE")
+        .map_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"), PathBuf::from);
+    assert!(module.is_file(), "SoftHSM2 module not found at {}: apt-get install softhsm2", module.display());
+    let module = module.to_str().unwrap().to_owned();
+
+    let env = Env::new();
+    let tokens = env.path("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = env.path("softhsm2.conf");
+    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display()))
+        .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", "5678", "--module", &module])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util (apt-get install softhsm2)");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+
+    // A command whose root key is the token's key `label` (no key file in the environment).
+    let hsm = |label: &str, a: &[&str]| -> Output {
+        let mut c = env.cmd();
+        c.env_remove("ATREST_ROOT_KEY_FILE")
+            .env("SOFTHSM2_CONF", &conf)
+            .env("ATREST_PKCS11_PIN", PIN)
+            .args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", label])
+            .args(a);
+        c.output().unwrap()
+    };
+    let ok = |out: Output, what: &str| -> Vec<u8> {
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+
+    let plain = data(200_000);
+    std::fs::write(env.path("plain"), &plain).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+
+    // File -> HSM: the new key is generated in the token; the PIN falls back to ATREST_PKCS11_PIN.
+    let out = env
+        .cmd()
+        .env("SOFTHSM2_CONF", &conf)
+        .env("ATREST_PKCS11_PIN", PIN)
+        .args(["keyring", "rewrap-root", "--new-pkcs11-module", &module, "--new-pkcs11-token", TOKEN])
+        .args(["--new-pkcs11-key", "root-hsm"])
+        .output()
+        .unwrap();
+    ok(out, "rewrap-root to the token");
+    let err = env.fails(&["keyring", "status"], 1);
+    assert!(err.contains("different root key"), "{err}");
+    let status: Value =
+        serde_json::from_slice(&ok(hsm("root-hsm", &["keyring", "status", "--json"]), "status")).unwrap();
+    assert!(status["root_key_id"].as_str().unwrap().starts_with("pkcs11:"), "{status}");
+    let out = hsm("root-hsm", &args(&["backup", "decrypt", "-i", "b.atrb"], &CTX));
+    assert!(ok(out, "decrypt under the HSM root") == plain);
+
+    // Both a key file and a token: refused.
+    let mut c = env.cmd();
+    c.env("SOFTHSM2_CONF", &conf).env("ATREST_PKCS11_PIN", PIN);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm", "keyring", "status"]);
+    check_failure(&c.output().unwrap(), 2, &"file and token");
+
+    // PIN from a 0600 file; a wrong PIN is a clear failure; no PIN at all too.
+    let pin_file = env.path("pin");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("SOFTHSM2_CONF", &conf);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm"]);
+    c.arg("--pkcs11-pin-file").arg(&pin_file).args(["keyring", "status"]);
+    ok(c.output().unwrap(), "PIN from a file");
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("SOFTHSM2_CONF", &conf).env("ATREST_PKCS11_PIN", "9999");
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm", "keyring", "status"]);
+    let err = check_failure(&c.output().unwrap(), 1, &"wrong PIN");
+    assert!(err.contains("PIN"), "{err}");
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("SOFTHSM2_CONF", &conf);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-hsm", "keyring", "status"]);
+    let err = check_failure(&c.output().unwrap(), 1, &"no PIN");
+    assert!(err.contains("ATREST_PKCS11_PIN"), "{err}");
+
+    // A key that does not exist is not generated by ordinary commands.
+    let err = check_failure(&hsm("missing", &["keyring", "status"]), 1, &"missing key");
+    assert!(err.contains("missing"), "{err}");
+
+    // HSM -> a new key file.
+    env.ok(&["keygen", "--out", "back.key"]);
+    let new_key = env.path("back.key");
+    ok(
+        hsm("root-hsm", &["keyring", "rewrap-root", "--new-root-key-file", new_key.to_str().unwrap()]),
+        "back to a file",
+    );
+    let out = env
+        .cmd()
+        .env("ATREST_ROOT_KEY_FILE", &new_key)
+        .args(args(&["backup", "decrypt", "-i", "b.atrb"], &CTX))
+        .output()
+        .unwrap();
+    assert!(ok(out, "decrypt under the new file root") == plain);
+
+    // A new keyring directly on the token.
+    let mut c = env.cmd();
+    c.env_remove("ATREST_ROOT_KEY_FILE").env("ATREST_KEYRING", env.path("hsm.atrk")).env("SOFTHSM2_CONF", &conf);
+    c.env("ATREST_PKCS11_PIN", PIN);
+    c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-2", "keyring", "init"]);
+    ok(c.output().unwrap(), "keyring init on the token");
+}
