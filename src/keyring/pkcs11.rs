@@ -133,15 +133,7 @@ impl Pkcs11Config {
     /// read, is not UTF-8 or holds an empty PIN.
     pub fn pin_from_file(path: &Path) -> Result<SecretString, RootKeyError> {
         let io = |source| RootKeyError::Io { path: path.to_path_buf(), source };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(RootKeyError::InsecurePermissions { path: path.to_path_buf(), mode: mode & 0o777 });
-            }
-        }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let text = super::root::read_private_file(path)?;
         let pin = text.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(text.as_str());
         if pin.is_empty() {
             return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, "the PIN file is empty")));

@@ -10,6 +10,21 @@ use crate::error::RootKeyError;
 use crate::hazmat::{SuiteCipher, expand32, extract};
 use crate::secret::{RootKey, SecretBytes, random_array};
 
+/// Reads a secret text file (a key file, a PIN file). On Unix, refuses a file that group or
+/// others may read.
+pub(crate) fn read_private_file(path: &Path) -> Result<Zeroizing<String>, RootKeyError> {
+    let io = |source| RootKeyError::Io { path: path.to_path_buf(), source };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(RootKeyError::InsecurePermissions { path: path.to_path_buf(), mode: mode & 0o777 });
+        }
+    }
+    Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(io)?))
+}
+
 /// The environment variable [`LocalRootKey::from_env`] reads by default.
 pub const ROOT_KEY_ENV: &str = "ATREST_ROOT_KEY";
 
@@ -164,16 +179,7 @@ impl LocalRootKey {
     /// # Errors
     /// [`RootKeyError::InsecurePermissions`], [`RootKeyError::Io`], [`RootKeyError::Malformed`].
     pub fn from_file(path: &Path) -> Result<Self, RootKeyError> {
-        let io = |source| RootKeyError::Io { path: path.to_path_buf(), source };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(RootKeyError::InsecurePermissions { path: path.to_path_buf(), mode: mode & 0o777 });
-            }
-        }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let text = read_private_file(path)?;
         Self::decode(&text, &path.display().to_string())
     }
 
