@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::keyring::{KeyVersion, MasterVersion};
+use crate::id::{InvalidTenantId, KeyVersion, MasterVersion};
 
 /// The operating system's random number generator failed.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +37,6 @@ pub enum SealError {
         /// The limit.
         limit: usize,
     },
-    /// The chosen suite cannot seal records.
-    #[error("suite {0} cannot seal records: use XAES-256-GCM or XChaCha20-Poly1305")]
-    UnsupportedSuite(crate::Suite),
     /// The key that would seal is not usable (for example, the primary was removed by
     /// another process and the keyring must be reloaded).
     #[error("key version {0} is not usable for sealing")]
@@ -206,7 +203,7 @@ pub enum KeyringError {
     Root(#[from] RootKeyError),
     /// A tenant id is not acceptable.
     #[error("invalid tenant id: {0}")]
-    InvalidTenantId(&'static str),
+    InvalidTenantId(#[from] InvalidTenantId),
     /// The tenant was crypto-shredded.
     #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
     TenantShredded {

@@ -11,11 +11,12 @@ use zeroize::Zeroizing;
 
 use super::{BackupContext, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use crate::Suite;
-use crate::context::TenantId;
+use crate::TenantId;
 use crate::encoding::put_lp;
 use crate::error::{BackupError, OpenError};
-use crate::hazmat::{Backend, Gcm, SuiteCipher, expand32, extract};
-use crate::keyring::{KeyVersion, MasterVersion, Tenant, TenantKeys};
+use crate::Backend;
+use crate::hazmat::{Gcm, SuiteCipher, expand32, extract};
+use crate::{KeyVersion, MasterVersion, Tenant};
 use crate::secret::{DataKey, TenantKey, random_array};
 
 pub(crate) const MAGIC: [u8; 8] = *b"ATRESTBK";
@@ -334,8 +335,8 @@ fn wrap_data_key(
 
 /// The tenant's keys for the version a header names. An unknown version is an
 /// authentication failure like any other; disabled, destroyed and shredded are reported.
-fn keys_for_header(tenant: &Tenant, header: &Header) -> Result<std::sync::Arc<TenantKeys>, BackupError> {
-    tenant.keys_for_open(header.key_version).map_err(|e| match e {
+fn keys_for_header(tenant: &Tenant, header: &Header) -> Result<std::sync::Arc<crate::keyring::DerivedKey>, BackupError> {
+    tenant.backup_key_for_open(header.key_version).map_err(|e| match e {
         OpenError::Authentication => BackupError::Authentication,
         other => BackupError::Key(other),
     })
@@ -344,7 +345,7 @@ fn keys_for_header(tenant: &Tenant, header: &Header) -> Result<std::sync::Arc<Te
 /// Unwraps the data key of `header` and checks the commitment and header tag.
 fn open_data_key(tenant: &Tenant, header: &Header) -> Result<(DataKey, StreamKeys), BackupError> {
     let keys = keys_for_header(tenant, header)?;
-    let unwrapper = SuiteCipher::new(Suite::XAes256Gcm, keys.backup.expose_secret());
+    let unwrapper = SuiteCipher::new(Suite::XAes256Gcm, keys.key.expose_secret());
     let (ct, tag) = header.wrapped_key.split_at(32);
     let mut buf = Zeroizing::new([0u8; 32]);
     buf.copy_from_slice(ct);
@@ -378,8 +379,8 @@ pub(crate) fn seal_stream(
     chunk_size: usize,
     backend: Backend,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
-    let keys = tenant.keys_for_seal()?;
-    build_stream(&keys.backup, keys.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend)
+    let keys = tenant.backup_key_for_seal()?;
+    build_stream(&keys.key, keys.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend)
 }
 
 /// [`seal_stream`] with given key and random values (deterministic, for known-answer tests).
@@ -425,12 +426,12 @@ pub(crate) fn open_stream(
 /// current key version. Returns `None` if the header already names that version.
 pub(crate) fn rewrap_header(tenant: &Tenant, header: &Header) -> Result<Option<Header>, BackupError> {
     let (data_key, _) = open_data_key(tenant, header)?;
-    let keys = tenant.keys_for_seal()?;
+    let keys = tenant.backup_key_for_seal()?;
     if keys.version == header.key_version {
         return Ok(None);
     }
     let mut new = header.clone();
-    wrap_data_key(&keys.backup, keys.version, tenant.id(), &mut new, &data_key, random_array()?)?;
+    wrap_data_key(&keys.key, keys.version, tenant.id(), &mut new, &data_key, random_array()?)?;
     Ok(Some(new))
 }
 

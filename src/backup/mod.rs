@@ -100,8 +100,8 @@ pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
 
 use crate::error::BackupError;
-use crate::hazmat::Backend;
-use crate::keyring::Tenant;
+use crate::Backend;
+use crate::Tenant;
 
 /// The default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;

@@ -8,7 +8,7 @@ use super::format::{self, ChunkCipher, Geometry, HEADER_LEN, Header, MAX_CHUNKS,
 use super::pipeline::{Exec, give_buffer, take_buffer};
 use super::{BackupContext, BackupOptions};
 use crate::error::BackupError;
-use crate::keyring::Tenant;
+use crate::Tenant;
 
 /// The decrypted chunks currently held in the buffer.
 #[derive(Debug, Clone, Copy, Default)]

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use super::format::{self, HEADER_LEN, Header, MUTABLE_RANGE, read_full};
 use crate::atomic_file::{create_private, parent_dir, sync_dir};
 use crate::error::BackupError;
-use crate::keyring::{KeyVersion, Tenant};
+use crate::{KeyVersion, Tenant};
 
 const JOURNAL_MAGIC: &[u8; 8] = b"ATRSTRWJ";
 const JOURNAL_LEN: usize = 8 + HEADER_LEN + 32;

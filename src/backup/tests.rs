@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 use super::format::{MAX_CHUNKS, StreamSecrets, build_stream};
 use super::pipeline::Exec;
 use super::*;
-use crate::context::TenantId;
-use crate::hazmat::{Backend, XAes256Gcm};
-use crate::keyring::{KeyVersion, MasterVersion};
+use crate::TenantId;
+use crate::Backend;
+use crate::hazmat::XAes256Gcm;
+use crate::{KeyVersion, MasterVersion};
 use crate::secret::{DataKey, TenantKey};
 
 fn lp(x: &[u8]) -> Vec<u8> {

@@ -8,7 +8,7 @@ use super::format::{self, ChunkCipher, MAX_CHUNKS, read_full};
 use super::pipeline::{Exec, give_buffer, take_buffer};
 use super::{BackupContext, BackupOptions};
 use crate::error::BackupError;
-use crate::keyring::Tenant;
+use crate::Tenant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

@@ -36,8 +36,9 @@ use sha2::Sha256;
 
 use super::root::RootKeyProvider;
 use super::state::{MasterEntry, Shred, State, TenantEntry};
-use super::version::{KeyState, MasterVersion};
-use crate::context::TenantId;
+use super::key_state::KeyState;
+use crate::id::MasterVersion;
+use crate::id::TenantId;
 use crate::encoding::put_lp;
 use crate::error::{KeyringError, RootKeyError};
 use crate::secret::{IntegrityKey, MasterKey};

@@ -6,8 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::file::{integrity_aad, master_aad};
 use super::root::RootKeyProvider;
-use super::version::{KeyState, KeyVersion, MasterVersion};
-use crate::context::TenantId;
+use super::key_state::KeyState;
+use crate::id::{KeyVersion, MasterVersion};
+use crate::id::TenantId;
 use crate::error::KeyringError;
 use crate::hazmat::{Prk, extract};
 use crate::secret::{IntegrityKey, MasterKey, random_array};

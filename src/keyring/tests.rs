@@ -11,14 +11,14 @@ fn create_open_round_trip_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("k.atrk");
     let root = Arc::new(LocalRootKey::generate().unwrap());
-    let k = Keyring::create_shared(&p, root.clone()).unwrap();
-    assert!(matches!(Keyring::create_shared(&p, root.clone()), Err(KeyringError::AlreadyExists(_))));
+    let k = Keyring::create(&p, root.clone()).unwrap();
+    assert!(matches!(Keyring::create(&p, root.clone()), Err(KeyringError::AlreadyExists(_))));
     let sealed = k.tenant("acme").unwrap().seal(b"x", &ctx()).unwrap();
-    let k2 = Keyring::open_shared(&p, root.clone()).unwrap();
+    let k2 = Keyring::open(&p, root.clone()).unwrap();
     assert_eq!(k2.tenant("acme").unwrap().open(&sealed, &ctx()).unwrap(), b"x");
 
     let other = Arc::new(LocalRootKey::generate().unwrap());
-    assert!(matches!(Keyring::open_shared(&p, other), Err(KeyringError::WrongRootKey { .. })));
+    assert!(matches!(Keyring::open(&p, other), Err(KeyringError::WrongRootKey { .. })));
 
     let bytes = std::fs::read(&p).unwrap();
     for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
@@ -53,7 +53,7 @@ fn lifecycle_transitions() {
     let v2 = k.rotate().unwrap();
     assert_eq!(v2, MasterVersion::new(2));
     let new = t.seal(b"new", &ctx()).unwrap();
-    assert_eq!(crate::key_version_of(&new).unwrap().master, v2);
+    assert_eq!(crate::record_info(&new).unwrap().key_version.master, v2);
     assert_eq!(t.open(&old, &ctx()).unwrap(), b"old");
     k.set_state(v1, KeyState::Disabled).unwrap();
     assert!(matches!(t.open(&old, &ctx()), Err(OpenError::KeyDisabled(v)) if v == v1));
@@ -71,7 +71,7 @@ fn lifecycle_transitions() {
     // Tenant generations.
     assert_eq!(k.rotate_tenant("acme").unwrap(), 1);
     let g1 = t.seal(b"g1", &ctx()).unwrap();
-    assert_eq!(crate::key_version_of(&g1).unwrap().generation, 1);
+    assert_eq!(crate::record_info(&g1).unwrap().key_version.generation, 1);
     assert_eq!(t.open(&new, &ctx()).unwrap(), b"new");
 
     // Shredding.
@@ -97,7 +97,7 @@ fn destroyed_material_is_gone_from_file_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("k.atrk");
     let root = Arc::new(LocalRootKey::generate().unwrap());
-    let k = Keyring::create_shared(&p, root.clone()).unwrap();
+    let k = Keyring::create(&p, root.clone()).unwrap();
     let before = std::fs::read_to_string(&p).unwrap();
     let body: serde_json::Value = serde_json::from_str(before.lines().nth(1).unwrap()).unwrap();
     let w1 = body["masters"][0]["wrapped"].as_str().unwrap().to_owned();
@@ -106,7 +106,7 @@ fn destroyed_material_is_gone_from_file_bytes() {
     k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
     let after = std::fs::read_to_string(&p).unwrap();
     assert!(!after.contains(&w1));
-    let k2 = Keyring::open_shared(&p, root).unwrap();
+    let k2 = Keyring::open(&p, root).unwrap();
     assert_eq!(k2.status().masters[0].state, KeyState::Destroyed);
 }
 
@@ -114,7 +114,7 @@ fn destroyed_material_is_gone_from_file_bytes() {
 fn handles_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Keyring>();
-    assert_send_sync::<Tenant>();
+    assert_send_sync::<crate::Tenant>();
     assert_send_sync::<LocalRootKey>();
     // Readers keep working on their snapshot while another thread rotates.
     let k = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
