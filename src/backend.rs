@@ -81,4 +81,3 @@ pub struct BackendUnavailable {
     /// The suite it was asked for.
     pub suite: crate::Suite,
 }
-

@@ -15,11 +15,11 @@ mod suite;
 
 // Primitives, then key management, then what uses the keys.
 mod atomic_file;
+mod backup;
 pub mod hazmat;
 mod keyring;
-mod tenant;
 mod record;
-mod backup;
+mod tenant;
 
 // The public API, in one place.
 

@@ -548,7 +548,7 @@ fn reader_error_kinds() {
 fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let dir = tempfile::tempdir().unwrap();
     let root = std::sync::Arc::new(LocalRootKey::generate().unwrap());
-    let keyring = Keyring::create_shared(&dir.path().join("keyring.atrk"), root.clone()).unwrap();
+    let keyring = Keyring::create(&dir.path().join("keyring.atrk"), root.clone()).unwrap();
     let acme = keyring.tenant("acme").unwrap();
     let ctx = BackupContext::full("nightly");
     let pt = data(3 * CS + 123, 14);
@@ -581,7 +581,7 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     assert_eq!(std::fs::read(&path).unwrap(), after);
 
     keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
-    let reopened = Keyring::open_shared(&dir.path().join("keyring.atrk"), root).unwrap();
+    let reopened = Keyring::open(&dir.path().join("keyring.atrk"), root).unwrap();
     let acme2 = reopened.tenant("acme").unwrap();
     let f = std::fs::File::open(&path).unwrap();
     assert_eq!(verify_backup(&acme2, &ctx, f).unwrap(), pt.len() as u64);

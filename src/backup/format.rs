@@ -10,14 +10,14 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{BackupContext, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use crate::Backend;
 use crate::Suite;
 use crate::TenantId;
 use crate::encoding::put_lp;
 use crate::error::{BackupError, OpenError};
-use crate::Backend;
 use crate::hazmat::{Gcm, SuiteCipher, expand32, extract};
-use crate::{KeyVersion, MasterVersion, Tenant};
 use crate::secret::{DataKey, TenantKey, random_array};
+use crate::{KeyVersion, MasterVersion, Tenant};
 
 pub(crate) const MAGIC: [u8; 8] = *b"ATRESTBK";
 pub(crate) const FORMAT_VERSION: u8 = 1;
@@ -335,7 +335,10 @@ fn wrap_data_key(
 
 /// The tenant's keys for the version a header names. An unknown version is an
 /// authentication failure like any other; disabled, destroyed and shredded are reported.
-fn keys_for_header(tenant: &Tenant, header: &Header) -> Result<std::sync::Arc<crate::keyring::DerivedKey>, BackupError> {
+fn keys_for_header(
+    tenant: &Tenant,
+    header: &Header,
+) -> Result<std::sync::Arc<crate::keyring::DerivedKey>, BackupError> {
     tenant.backup_key_for_open(header.key_version).map_err(|e| match e {
         OpenError::Authentication => BackupError::Authentication,
         other => BackupError::Key(other),

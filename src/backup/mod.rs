@@ -99,9 +99,9 @@ pub use reader::BackupReader;
 pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
 
-use crate::error::BackupError;
 use crate::Backend;
 use crate::Tenant;
+use crate::error::BackupError;
 
 /// The default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;

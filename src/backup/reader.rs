@@ -7,8 +7,8 @@ use zeroize::Zeroize;
 use super::format::{self, ChunkCipher, Geometry, HEADER_LEN, Header, MAX_CHUNKS, TAG_LEN, read_full};
 use super::pipeline::{Exec, give_buffer, take_buffer};
 use super::{BackupContext, BackupOptions};
-use crate::error::BackupError;
 use crate::Tenant;
+use crate::error::BackupError;
 
 /// The decrypted chunks currently held in the buffer.
 #[derive(Debug, Clone, Copy, Default)]

@@ -13,11 +13,11 @@ use sha2::{Digest, Sha256};
 use super::format::{MAX_CHUNKS, StreamSecrets, build_stream};
 use super::pipeline::Exec;
 use super::*;
-use crate::TenantId;
 use crate::Backend;
+use crate::TenantId;
 use crate::hazmat::XAes256Gcm;
-use crate::{KeyVersion, MasterVersion};
 use crate::secret::{DataKey, TenantKey};
+use crate::{KeyVersion, MasterVersion};
 
 fn lp(x: &[u8]) -> Vec<u8> {
     let mut v = (x.len() as u32).to_be_bytes().to_vec();

@@ -7,8 +7,8 @@ use zeroize::Zeroize;
 use super::format::{self, ChunkCipher, MAX_CHUNKS, read_full};
 use super::pipeline::{Exec, give_buffer, take_buffer};
 use super::{BackupContext, BackupOptions};
-use crate::error::BackupError;
 use crate::Tenant;
+use crate::error::BackupError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

@@ -6,8 +6,8 @@ use core::fmt;
 
 use super::XAes256Gcm;
 use super::gcm::Gcm;
-use crate::backend::{Backend, BackendUnavailable};
 use crate::Suite;
+use crate::backend::{Backend, BackendUnavailable};
 
 /// An AEAD cipher of one [`Suite`] under one 256-bit key.
 ///

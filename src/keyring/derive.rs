@@ -11,9 +11,9 @@
 //! pairs share an info string. The PRK is computed once per master version when the keyring
 //! loads; a derivation is one HKDF-Expand (two HMAC-SHA256 blocks).
 
-use crate::id::TenantId;
 use crate::encoding::put_lp;
 use crate::hazmat::{Prk, expand32};
+use crate::id::TenantId;
 use crate::secret::TenantKey;
 
 /// The domain-separation label of tenant keys, version 1.

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::file::{integrity_aad, master_aad};
-use super::root::RootKeyProvider;
 use super::key_state::KeyState;
-use crate::id::{KeyVersion, MasterVersion};
-use crate::id::TenantId;
+use super::root::RootKeyProvider;
 use crate::error::KeyringError;
 use crate::hazmat::{Prk, extract};
+use crate::id::TenantId;
+use crate::id::{KeyVersion, MasterVersion};
 use crate::secret::{IntegrityKey, MasterKey, random_array};
 
 pub(crate) fn now() -> u64 {

@@ -10,11 +10,11 @@ use arc_swap::ArcSwapOption;
 use rand::Rng;
 
 use super::RecordSuite;
-use crate::Suite;
 use super::format::{self, AAD_LABEL, FORMAT_VERSION, HEADER_LEN, NONCE_LEN, Parsed};
+use crate::Backend;
+use crate::Suite;
 use crate::context::Context;
 use crate::error::{OpenError, SealError};
-use crate::Backend;
 use crate::hazmat::{Gcm, SuiteCipher, XAes256Gcm};
 use crate::id::{KeyVersion, TenantId};
 use crate::secret::{TenantKey, random_array};
@@ -97,7 +97,13 @@ impl RecordKey {
     /// Seals with the current prefix: fills `nonce` (24 bytes), encrypts `input` into
     /// `output` (same length), returns the tag. Draws a new prefix first if there is none,
     /// it reached [`PREFIX_LIMIT`], or this process is a fork of the one that drew it.
-    fn seal_xaes(&self, nonce: &mut [u8; NONCE_LEN], aad: &[u8], input: &[u8], output: &mut [u8]) -> Result<[u8; 16], SealError> {
+    fn seal_xaes(
+        &self,
+        nonce: &mut [u8; NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<[u8; 16], SealError> {
         let too_large = || SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN };
         let (prefix_out, suffix_out) = nonce.split_at_mut(12);
         let mut suffix = [0u8; 12];
@@ -322,4 +328,3 @@ fn aad(header: &[u8; HEADER_LEN], tenant: &TenantId, context: &Context) -> Aad {
         Aad::Heap(parts.concat())
     }
 }
-
