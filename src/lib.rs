@@ -26,10 +26,11 @@ mod tenant;
 // Keyrings and tenants: a root key protects versioned master keys; tenants' keys derive from them.
 pub use id::{InvalidTenantId, KeyVersion, MAX_TENANT_ID_LEN, MasterVersion, TenantId};
 pub use keyring::{
-    AUDIT_EVERY, DestroyConfirmation, KeyState, Keyring, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV,
+    AUDIT_EVERY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, DestroyConfirmation, KeyState,
+    Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV,
     RootKeyProvider, ShredStatus, TenantStatus,
 };
-pub use tenant::Tenant;
+pub use tenant::{ShredEvidence, Tenant};
 
 // Root keys in a PKCS#11 token (feature `pkcs11`).
 #[cfg(feature = "pkcs11")]
