@@ -261,7 +261,9 @@ pub enum KeyringError {
     #[error("master key version {0} must be disabled before it can be destroyed")]
     NotDisabled(MasterVersion),
     /// The version has not been disabled for the grace period yet.
-    #[error("master key version {version} was disabled too recently: destroy it in {remaining_secs} s (the grace period lets every server and backup notice)")]
+    #[error(
+        "master key version {version} was disabled too recently: destroy it in {remaining_secs} s (the grace period lets every server and backup notice)"
+    )]
     GracePeriod {
         /// The version.
         version: MasterVersion,
@@ -279,7 +281,9 @@ pub enum KeyringError {
     /// The evidence offered for a shred does not show that the tenant exists (a record or
     /// backup that authenticates for it): refused, so that a misspelled tenant id cannot look
     /// like a completed erasure.
-    #[error("shred refused: the evidence does not authenticate for tenant '{0}' (check the tenant id, or shred explicitly unverified)")]
+    #[error(
+        "shred refused: the evidence does not authenticate for tenant '{0}' (check the tenant id, or shred explicitly unverified)"
+    )]
     ShredEvidence(String),
     /// A change would leave the keyring in a state that must never be written (an atrest
     /// bug or a bad document); nothing was written.

@@ -130,7 +130,8 @@ fn records_follow_the_key_states() {
     k.set_state(MasterVersion::new(1), KeyState::Enabled).unwrap();
     assert_eq!(acme.open(&v1, &g::context()).unwrap(), g::RECORDS[0].plaintext);
     let v1n = MasterVersion::new(1);
-    k.destroy(v1n, DestroyConfirmation::data_under_this_version_is_lost(v1n)).unwrap();
+    k.set_state(v1n, KeyState::Disabled).unwrap();
+    k.destroy(v1n, DestroyConfirmation::data_under_this_version_is_lost(v1n).skip_grace_period()).unwrap();
     assert!(matches!(acme.open(&v1, &g::context()), Err(OpenError::KeyDestroyed(v)) if v == v1n));
     // v2 records are untouched.
     assert_eq!(acme.open(&g::read(g::RECORDS[1].file), &g::context()).unwrap(), g::RECORDS[1].plaintext);

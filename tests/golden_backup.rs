@@ -272,7 +272,8 @@ fn backups_follow_the_key_states() {
     assert!(matches!(e, BackupError::Key(OpenError::KeyDisabled(v)) if v == v2), "{e:?}");
     k.set_state(v2, KeyState::Enabled).unwrap();
     assert_eq!(verify_backup(&acme, &ctx, &bytes[..]).unwrap(), g::BACKUP_MAIN.plaintext_len as u64);
-    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2)).unwrap();
+    k.set_state(v2, KeyState::Disabled).unwrap();
+    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2).skip_grace_period()).unwrap();
     let e = decrypt_backup(&acme, &ctx, &bytes).unwrap_err();
     assert!(matches!(e, BackupError::Key(OpenError::KeyDestroyed(v)) if v == v2), "{e:?}");
     // The committed keyring is untouched.

@@ -33,10 +33,11 @@ static KEYRING: LazyLock<(Keyring, Vec<u8>)> = LazyLock::new(|| {
     k.rotate().unwrap();
     k.rotate().unwrap();
     let v1 = MasterVersion::new(1);
-    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    k.set_state(v1, KeyState::Disabled).unwrap();
+    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period()).unwrap();
     k.set_state(MasterVersion::new(2), KeyState::Disabled).unwrap();
     k.rotate_tenant("initech").unwrap();
-    k.shred_tenant("umbrella").unwrap();
+    k.shred_tenant("umbrella", atrest::ShredEvidence::Unverified).unwrap();
     let bytes = k.to_bytes().unwrap();
     (k, bytes)
 });

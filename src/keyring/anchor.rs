@@ -34,7 +34,8 @@ impl Anchor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(KeyringError::Io { path: self.path.clone(), source }),
         };
-        let line = text.strip_suffix('\n').and_then(|t| t.strip_prefix(PREFIX)).ok_or_else(|| self.corrupted("bad line"))?;
+        let line =
+            text.strip_suffix('\n').and_then(|t| t.strip_prefix(PREFIX)).ok_or_else(|| self.corrupted("bad line"))?;
         let (id, rev) = line.split_once(' ').ok_or_else(|| self.corrupted("bad line"))?;
         let mut id_bytes = [0u8; 16];
         hex::decode_to_slice(id, &mut id_bytes).map_err(|_| self.corrupted("bad keyring id"))?;

@@ -52,9 +52,7 @@ impl Keyring {
         let cur = self.state();
         let refusal = if new.id != cur.id {
             Some(KeyringError::Substituted { expected: hex::encode(cur.id), found: hex::encode(new.id) })
-        } else if new.revision < cur.revision
-            || (new.revision == cur.revision && digest != *lock(&self.inner.digest))
-        {
+        } else if new.revision < cur.revision || (new.revision == cur.revision && digest != *lock(&self.inner.digest)) {
             Some(KeyringError::RolledBack { seen: cur.revision, offered: new.revision })
         } else {
             None

@@ -81,7 +81,9 @@ pub(crate) struct State {
 pub(crate) enum KeyRefusal {
     /// The handle's store has been unreadable for too long.
     Unavailable,
-    Shredded { at: u64 },
+    Shredded {
+        at: u64,
+    },
     Unknown,
     Disabled(MasterVersion),
     Destroyed(MasterVersion),

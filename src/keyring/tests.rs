@@ -68,7 +68,9 @@ fn lifecycle_transitions() {
     assert!(matches!(k.destroy(v1, confirm), Err(KeyringError::NotDisabled(v)) if v == v1));
     assert!(matches!(k.set_state(v1, KeyState::Destroyed), Err(KeyringError::NotConfirmed(_))));
     k.set_state(v1, KeyState::Disabled).unwrap();
-    assert!(matches!(k.destroy(v1, confirm), Err(KeyringError::GracePeriod { remaining_secs, .. }) if remaining_secs > 86_000));
+    assert!(
+        matches!(k.destroy(v1, confirm), Err(KeyringError::GracePeriod { remaining_secs, .. }) if remaining_secs > 86_000)
+    );
     k.destroy(v1, confirm.skip_grace_period()).unwrap();
     assert!(matches!(t.open(&old, &ctx()), Err(OpenError::KeyDestroyed(_))));
     assert!(matches!(k.set_state(v1, KeyState::Enabled), Err(KeyringError::Destroyed(_))));

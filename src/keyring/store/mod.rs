@@ -72,9 +72,9 @@ impl KeyringLocation {
     pub(crate) fn store(&self) -> Result<Box<dyn Store>, KeyringError> {
         match self {
             KeyringLocation::File(p) => Ok(Box::new(FileStore::new(p.clone()))),
-            KeyringLocation::Postgres(_) => Err(KeyringError::StoreUnsupported(
-                "PostgreSQL keyring stores need the `postgres` feature of atrest",
-            )),
+            KeyringLocation::Postgres(_) => {
+                Err(KeyringError::StoreUnsupported("PostgreSQL keyring stores need the `postgres` feature of atrest"))
+            }
         }
     }
 }

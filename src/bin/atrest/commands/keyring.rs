@@ -110,7 +110,8 @@ pub fn tenant(keys_args: &KeyArgs, cmd: &TenantCommand) -> Result<(), Failure> {
                 )));
             }
             let k = keys::keyring(keys_args)?;
-            k.shred_tenant(tenant, atrest::ShredEvidence::Unverified).doing(|| format!("shredding tenant '{tenant}'"))?;
+            k.shred_tenant(tenant, atrest::ShredEvidence::Unverified)
+                .doing(|| format!("shredding tenant '{tenant}'"))?;
             let pending = k
                 .status()
                 .tenants
