@@ -70,16 +70,12 @@ impl RootKeyProvider for Pkcs11RootKey {
     }
 
     fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<SecretBytes, RootKeyError> {
-        let (&version, rest) = wrapped.split_first().ok_or(RootKeyError::Authentication)?;
-        if version != WRAP_VERSION {
-            return Err(RootKeyError::Authentication);
-        }
-        let (iv, sealed) = rest.split_at_checked(IV_LEN).ok_or(RootKeyError::Authentication)?;
+        let (iv, sealed) = parse(wrapped).ok_or(RootKeyError::Authentication)?;
         let expected = sealed.len().checked_sub(TAG_LEN).ok_or(RootKeyError::Authentication)?;
         let tag_bits = Ulong::try_from(TAG_BITS).map_err(to_root_error)?;
         // A failure of C_Decrypt itself is an authentication failure (see `errors`).
         let plain = self.run(|session, handle| {
-            let mut iv: [u8; IV_LEN] = iv.try_into().map_err(|_| CkError::InvalidValue)?;
+            let mut iv = *iv;
             let params = GcmParams::new(&mut iv, aad, tag_bits)?;
             session.decrypt(&Mechanism::AesGcm(params), handle, sealed).map(SecretBytes::new)
         })?;
@@ -88,5 +84,13 @@ impl RootKeyProvider for Pkcs11RootKey {
             return Err(RootKeyError::Authentication);
         }
         Ok(plain)
+    }
+}
+
+/// Splits a wrapped key of version 1 into its IV and `ciphertext || tag`.
+fn parse(wrapped: &[u8]) -> Option<(&[u8; IV_LEN], &[u8])> {
+    match wrapped.split_first() {
+        Some((&WRAP_VERSION, rest)) => rest.split_first_chunk::<IV_LEN>(),
+        _ => None,
     }
 }
