@@ -148,6 +148,14 @@ pub enum RootKeyError {
     /// The root key may leave the token, and that was not explicitly allowed.
     #[error("PKCS#11 key '{0}' is extractable: refusing it as a root key unless explicitly allowed")]
     KeyExtractable(String),
+    /// The root key cannot leave the token now but could earlier (`CKA_NEVER_EXTRACTABLE` or
+    /// `CKA_ALWAYS_SENSITIVE` is false: it was created extractable or readable and changed
+    /// later), so a copy may exist outside the token; and that was not explicitly allowed.
+    #[error(
+        "PKCS#11 key '{0}' was extractable or readable before (CKA_NEVER_EXTRACTABLE or CKA_ALWAYS_SENSITIVE is \
+         false), so a copy may exist outside the token: refusing it as a root key unless explicitly allowed"
+    )]
+    KeyWasExtractable(String),
     /// The token does not support a mechanism atrest needs.
     #[error("the PKCS#11 token does not support {0}")]
     MechanismUnsupported(String),
