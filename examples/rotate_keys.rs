@@ -14,7 +14,10 @@ use atrest::{
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let keyring = Keyring::create(&dir.path().join("keyring.atrk"), LocalRootKey::generate()?)?;
+    // The root key goes to a file (mode 0600) next to the keyring here; keep it apart from the
+    // data in a real deployment. A root key that is never saved cannot reopen the keyring.
+    let root = LocalRootKey::generate_file(&dir.path().join("root.key"))?;
+    let keyring = Keyring::create(&dir.path().join("keyring.atrk"), root)?;
     let acme = keyring.tenant("acme")?;
     let globex = keyring.tenant("globex")?;
 
