@@ -93,7 +93,7 @@ fn main() {
         raw_buf.copy_from_slice(&pt);
         black_box(raw.encrypt_inout_detached(&[1u8; 12].into(), b"", raw_buf.as_mut_slice().into()).unwrap());
     };
-    let mut hot_seal = |out: &mut Vec<u8>| {
+    let hot_seal = |out: &mut Vec<u8>| {
         out.clear();
         hot.seal_into(&pt, &ctx, out).unwrap();
     };
@@ -109,7 +109,10 @@ fn main() {
         hots.push(per_op(|_| hot_seal(&mut out)));
     }
     let (raw_ns, hot_ns) = (median(raws), median(hots));
-    println!("raw AES-256-GCM seal 1 KiB: {raw_ns:.0} ns; hot tenant handle seal: {hot_ns:.0} ns ({:.2}x raw)", hot_ns / raw_ns);
+    println!(
+        "raw AES-256-GCM seal 1 KiB: {raw_ns:.0} ns; hot tenant handle seal: {hot_ns:.0} ns ({:.2}x raw)",
+        hot_ns / raw_ns
+    );
     println!("{:>9} {:>8} {:>10} {:>10} {:>8}", "tenants", "access", "ns/op", "x hot", "x raw");
     for n in [1usize, 1_000, 10_000, 100_000, 1_000_000].into_iter().filter(|n| *n <= max) {
         let ids: Vec<String> = (0..n).map(|i| format!("tenant-{i:07}")).collect();
