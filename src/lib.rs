@@ -19,8 +19,8 @@ pub mod hazmat;
 // The public API, in one place.
 pub use backup::{
     BACKUP_HEADER_LEN, BackupContext, BackupInfo, BackupKind, BackupOptions, BackupReader, BackupWriter,
-    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, decrypt_backup_with,
-    encrypt_backup, inspect_backup, rewrap_backup_header, verify_backup,
+    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, encrypt_backup,
+    inspect_backup, rewrap_backup_header, verify_backup,
 };
 pub use context::{Context, MAX_TENANT_ID_LEN, TenantId};
 pub use error::{BackupError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
