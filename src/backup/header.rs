@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use serde::{Serialize, Serializer};
 
-use super::frame::{TAG_LEN, read_full};
+use super::frame::read_full;
 use super::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use crate::error::BackupError;
 use crate::{KeyVersion, MasterVersion, Suite};
@@ -27,7 +27,8 @@ pub(crate) const MUTABLE_RANGE: Range<usize> = 46..122;
 
 pub(crate) const SALT_LEN: usize = 32;
 pub(crate) const WRAP_NONCE_LEN: usize = 24;
-pub(crate) const WRAPPED_KEY_LEN: usize = 32 + TAG_LEN;
+/// The wrapped data key: 32 bytes and the XAES-256-GCM tag.
+pub(crate) const WRAPPED_KEY_LEN: usize = 32 + 16;
 
 /// How a stream's data key is stored in a version 1 header: wrapped (XAES-256-GCM) under
 /// the tenant's backup key of `key_version`. Made and opened in `keys`.

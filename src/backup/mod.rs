@@ -335,7 +335,7 @@ fn encrypt_all(mut w: BackupWriter<Vec<u8>>, plaintext: &[u8]) -> Result<Vec<u8>
     if let Some(out) = w.out.as_mut() {
         out.reserve_exact(body);
     }
-    w.write_inner(plaintext)?;
+    w.write_all_of(plaintext)?;
     w.finish()
 }
 

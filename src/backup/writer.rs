@@ -178,8 +178,17 @@ impl<W: Write> BackupWriter<W> {
         }
     }
 
+    /// Takes all of `data`; after an error the writer refuses further use.
+    pub(super) fn write_all_of(&mut self, data: &[u8]) -> Result<usize, BackupError> {
+        let r = self.write_inner(data);
+        if r.is_err() && self.state == State::Open {
+            self.state = State::Failed;
+        }
+        r
+    }
+
     /// Takes all of `data`: a chunk is sealed (non-final) only once more data follows it.
-    pub(super) fn write_inner(&mut self, data: &[u8]) -> Result<usize, BackupError> {
+    fn write_inner(&mut self, data: &[u8]) -> Result<usize, BackupError> {
         self.check_open()?;
         let cap = self.batch_capacity();
         let cs = self.frame.chunk_size();
@@ -343,15 +352,7 @@ impl<W: Write> BackupWriter<W> {
 
 impl<W: Write> Write for BackupWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.write_inner(buf) {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                if self.state == State::Open {
-                    self.state = State::Failed;
-                }
-                Err(e.into())
-            }
-        }
+        self.write_all_of(buf).map_err(io::Error::from)
     }
 
     /// Writes out the batch already encrypted, then flushes the underlying writer. The batch
