@@ -24,8 +24,8 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use aes_gcm::Aes256Gcm;
+use atrest::Backend;
 use atrest::aead::{AeadInOut, KeyInit};
-use atrest::hazmat::Backend;
 use atrest::{BackupContext, BackupOptions, BackupReader, BackupWriter, Context, Keyring, LocalRootKey, Tenant};
 
 /// Backup data per measurement (32 chunks of 1 MiB): large enough that the fixed cost of a

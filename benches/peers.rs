@@ -43,8 +43,8 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use aes_gcm::Aes256Gcm;
+use atrest::Backend;
 use atrest::aead::{AeadInOut, KeyInit};
-use atrest::hazmat::Backend;
 use atrest::{BackupContext, BackupOptions, BackupReader, BackupWriter, Context, Keyring, LocalRootKey};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

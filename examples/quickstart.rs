@@ -6,7 +6,7 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use atrest::{Context, Keyring, LocalRootKey, OpenError, key_version_of};
+use atrest::{Context, Keyring, LocalRootKey, OpenError, record_info};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let email = Context::new().with("table", "contacts").with("column", "email").with("row", "42");
     let sealed = acme.seal(b"alice@example.com", &email)?;
-    println!("acme sealed a 17-byte email into {} bytes under key {}", sealed.len(), key_version_of(&sealed)?);
+    println!("acme sealed a 17-byte email into {} bytes under key {}", sealed.len(), record_info(&sealed)?.key_version);
     println!("acme opens it: {}", String::from_utf8(acme.open(&sealed, &email)?)?);
 
     // 3. Isolation: globex cannot open acme's record, and the record is bound to its row.
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 4. Rotation: new data goes under v2, old data still opens.
     let v2 = keyring.rotate()?;
     let newer = acme.seal(b"bob@example.com", &email)?;
-    println!("rotated to {v2}; new records name {}, the old one still opens: {}", key_version_of(&newer)?, {
+    println!("rotated to {v2}; new records name {}, the old one still opens: {}", record_info(&newer)?.key_version, {
         String::from_utf8(acme.open(&sealed, &email)?)?
     });
 

@@ -1,57 +1,8 @@
-//! Tenant ids and record contexts.
+//! Record contexts: what a record is bound to besides its tenant.
 
 use core::fmt;
 
 use crate::encoding::put_lp;
-use crate::error::KeyringError;
-
-/// The longest tenant id, in bytes.
-pub const MAX_TENANT_ID_LEN: usize = 128;
-
-/// A validated tenant identifier: 1 to 128 bytes of printable ASCII or UTF-8 without
-/// control characters.
-///
-/// Tenant ids are public identifiers: they appear in logs, errors and the keyring file
-/// (for generations and shreds), so they must not themselves be PII.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(String);
-
-impl TenantId {
-    /// Validates `id`.
-    ///
-    /// # Errors
-    /// [`KeyringError::InvalidTenantId`] if it is empty, longer than
-    /// [`MAX_TENANT_ID_LEN`] bytes, or contains control characters.
-    pub fn new(id: &str) -> Result<Self, KeyringError> {
-        if id.is_empty() {
-            return Err(KeyringError::InvalidTenantId("it is empty"));
-        }
-        if id.len() > MAX_TENANT_ID_LEN {
-            return Err(KeyringError::InvalidTenantId("it is longer than 128 bytes"));
-        }
-        if id.chars().any(char::is_control) {
-            return Err(KeyringError::InvalidTenantId("it contains control characters"));
-        }
-        Ok(Self(id.to_owned()))
-    }
-
-    /// The id as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TenantId({:?})", self.0)
-    }
-}
 
 /// What a record is bound to besides its tenant: ordered key/value pairs such as table,
 /// column and row id. Opening requires exactly the same pairs in the same order.
@@ -127,15 +78,6 @@ impl fmt::Debug for Context {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tenant_id_validation() {
-        assert!(TenantId::new("acme").is_ok());
-        assert!(TenantId::new("").is_err());
-        assert!(TenantId::new(&"x".repeat(129)).is_err());
-        assert!(TenantId::new("a\nb").is_err());
-        assert!(TenantId::new(&"x".repeat(128)).is_ok());
-    }
 
     #[test]
     fn context_is_ordered_and_unambiguous() {

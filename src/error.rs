@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::keyring::{KeyVersion, MasterVersion};
+use crate::id::{InvalidTenantId, KeyVersion, MasterVersion};
 
 /// The operating system's random number generator failed.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +37,14 @@ pub enum SealError {
         /// The limit.
         limit: usize,
     },
-    /// The chosen suite cannot seal records.
-    #[error("suite {0} cannot seal records: use XAES-256-GCM or XChaCha20-Poly1305")]
-    UnsupportedSuite(crate::Suite),
     /// The key that would seal is not usable (for example, the primary was removed by
     /// another process and the keyring must be reloaded).
     #[error("key version {0} is not usable for sealing")]
     KeyUnavailable(KeyVersion),
+    /// The keyring's store has been unreadable for longer than the handle may serve its
+    /// last verified state.
+    #[error("the keyring store has been unreachable for too long: refusing to use possibly revoked keys")]
+    KeyringUnavailable,
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),
@@ -67,6 +68,10 @@ pub enum OpenError {
     /// The record names a master key version that was destroyed (irreversible).
     #[error("master key version {0} was destroyed: data sealed under it is unrecoverable")]
     KeyDestroyed(MasterVersion),
+    /// The keyring's store has been unreadable for longer than the handle may serve its
+    /// last verified state.
+    #[error("the keyring store has been unreachable for too long: refusing to use possibly revoked keys")]
+    KeyringUnavailable,
     /// The tenant was crypto-shredded.
     #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
     TenantShredded {
@@ -206,7 +211,7 @@ pub enum KeyringError {
     Root(#[from] RootKeyError),
     /// A tenant id is not acceptable.
     #[error("invalid tenant id: {0}")]
-    InvalidTenantId(&'static str),
+    InvalidTenantId(#[from] InvalidTenantId),
     /// The tenant was crypto-shredded.
     #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
     TenantShredded {
@@ -233,6 +238,68 @@ pub enum KeyringError {
     /// The operation needs a keyring file, and this keyring has none.
     #[error("this keyring has no file to save to")]
     NoFile,
+    /// The store offered an older keyring document than this handle (or its revision
+    /// anchor) has seen: a restored snapshot or a file written back. Refused; the handle
+    /// keeps its newer state.
+    #[error("keyring rollback refused: revision {offered} is older than revision {seen} already seen")]
+    RolledBack {
+        /// The revision already seen.
+        seen: u64,
+        /// The revision offered by the store.
+        offered: u64,
+    },
+    /// The store holds another keyring (another id) than the one this handle or its
+    /// revision anchor is pinned to. Refused.
+    #[error("keyring substitution refused: expected keyring {expected}, found keyring {found}")]
+    Substituted {
+        /// The pinned keyring id (hex).
+        expected: String,
+        /// The keyring id found (hex).
+        found: String,
+    },
+    /// Destroying needs the version disabled first.
+    #[error("master key version {0} must be disabled before it can be destroyed")]
+    NotDisabled(MasterVersion),
+    /// The version has not been disabled for the grace period yet.
+    #[error(
+        "master key version {version} was disabled too recently: destroy it in {remaining_secs} s (the grace period lets every server and backup notice)"
+    )]
+    GracePeriod {
+        /// The version.
+        version: MasterVersion,
+        /// Seconds until it may be destroyed.
+        remaining_secs: u64,
+    },
+    /// The tenant was already shredded: nothing was changed.
+    #[error("tenant '{tenant}' was already shredded at {shredded_at} (unix time): nothing changed")]
+    AlreadyShredded {
+        /// The tenant id.
+        tenant: String,
+        /// When it was shredded, in seconds since the Unix epoch.
+        shredded_at: u64,
+    },
+    /// The evidence offered for a shred does not show that the tenant exists (a record or
+    /// backup that authenticates for it): refused, so that a misspelled tenant id cannot look
+    /// like a completed erasure.
+    #[error(
+        "shred refused: the evidence does not authenticate for tenant '{0}' (check the tenant id, or shred explicitly unverified)"
+    )]
+    ShredEvidence(String),
+    /// A change would leave the keyring in a state that must never be written (an atrest
+    /// bug or a bad document); nothing was written.
+    #[error("keyring consistency check failed: {0}")]
+    Inconsistent(&'static str),
+    /// This build cannot open that kind of keyring location.
+    #[error("{0}")]
+    StoreUnsupported(&'static str),
+    /// The keyring store (a database) failed or could not be reached.
+    #[error("keyring store {location}: {reason}")]
+    Store {
+        /// The location (without password).
+        location: String,
+        /// What failed.
+        reason: String,
+    },
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),

@@ -4,41 +4,62 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-mod atomic_file;
-mod backup;
+// Lowest layer: identifiers, secrets, encodings, errors. Everything above imports these.
+mod backend;
 mod context;
 mod encoding;
 mod error;
-mod keyring;
-mod record;
+mod id;
 mod secret;
 mod suite;
 
+// Primitives, then key management, then what uses the keys.
+mod atomic_file;
+mod backup;
 pub mod hazmat;
+mod keyring;
+mod record;
+mod tenant;
 
 // The public API, in one place.
+
+// Keyrings and tenants: a root key protects versioned master keys; tenants' keys derive from them.
+pub use id::{InvalidTenantId, KeyVersion, MAX_TENANT_ID_LEN, MasterVersion, TenantId};
+pub use keyring::{
+    AUDIT_EVERY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, DestroyConfirmation, KeyState,
+    Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV, RootKeyProvider,
+    ShredStatus, TenantStatus,
+};
+pub use tenant::{ShredEvidence, Tenant};
+
+// Root keys in a PKCS#11 token (feature `pkcs11`).
+#[cfg(feature = "pkcs11")]
+pub use keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
+/// Re-exported because [`Pkcs11Config`] takes its PIN as a [`secrecy::SecretString`].
+#[cfg(feature = "pkcs11")]
+pub use secrecy;
+
+// Records: small values sealed under a tenant's record key, bound to their context.
+pub use context::Context;
+pub use record::{
+    KeyVersionCensus, MAX_RECORD_LEN, RECORD_OVERHEAD, RecordInfo, RecordSuite, RewrapReport, key_version_census,
+    record_info,
+};
+
+// Backups: chunked, seekable streams under a fresh data key wrapped by the tenant's backup key.
 pub use backup::{
     BACKUP_HEADER_LEN, BackupContext, BackupInfo, BackupKind, BackupOptions, BackupReader, BackupWriter,
     DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, encrypt_backup,
     inspect_backup, rewrap_backup_header, verify_backup,
 };
-pub use context::{Context, MAX_TENANT_ID_LEN, TenantId};
+
+// Errors, split by operation; authentication failures are one opaque variant each.
 pub use error::{BackupError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
-pub use keyring::{
-    AUDIT_EVERY, DEFAULT_CACHE_CAPACITY, DestroyConfirmation, KeyState, KeyVersion, Keyring, KeyringStatus,
-    LocalRootKey, MasterStatus, MasterVersion, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, Tenant, TenantStatus,
-};
-/// Root keys in a PKCS#11 token (feature `pkcs11`).
-#[cfg(feature = "pkcs11")]
-pub use keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
-pub use record::{
-    KeyVersionCensus, MAX_RECORD_LEN, RECORD_OVERHEAD, RecordInfo, RewrapReport, key_version_census, key_version_of,
-    record_info,
-};
-pub use secret::{DataKey, MasterKey, RootKey, SecretBytes, TenantKey};
+
+// Secrets and algorithms: key newtypes that zeroize, the AEAD suites and their backends.
+pub use backend::{Backend, BackendUnavailable};
+pub use secret::{RootKey, SecretBytes};
 pub use suite::Suite;
 
 /// Re-exported for [`hazmat::XAes256Gcm`]'s trait implementations.
 pub use aead;
-/// Re-exported because [`SecretBytes`] and key types interoperate with it.
-pub use secrecy;

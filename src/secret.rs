@@ -38,6 +38,7 @@ macro_rules! secret_key {
             ///
             /// # Errors
             /// [`RngError`] if the operating system's random source fails.
+            #[allow(dead_code, reason = "tenant keys are derived, never generated")]
             pub fn generate() -> Result<Self, RngError> {
                 let mut key = Self([0u8; 32]);
                 fill_random(&mut key.0)?;

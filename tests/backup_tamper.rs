@@ -379,12 +379,14 @@ fn key_states_give_typed_errors() {
     f.keyring.set_state(v1, KeyState::Enabled).unwrap();
     assert_eq!(decrypt_backup(&f.tenant, &f.ctx, &stream).unwrap(), pt);
 
-    f.keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    f.keyring.set_state(v1, KeyState::Disabled).unwrap();
+
+    f.keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period()).unwrap();
     let e = BackupReader::new(&f.tenant, &f.ctx, &stream[..]).unwrap_err();
     assert!(matches!(e, BackupError::Key(OpenError::KeyDestroyed(v)) if v == v1), "{e:?}");
 
     let fresh = enc(&f, &pt);
-    f.keyring.shred_tenant("acme").unwrap();
+    f.keyring.shred_tenant("acme", atrest::ShredEvidence::Unverified).unwrap();
     let e = BackupReader::new(&f.tenant, &f.ctx, &fresh[..]).unwrap_err();
     assert!(matches!(e, BackupError::Key(OpenError::TenantShredded { .. })), "{e:?}");
     let e = BackupWriter::new(&f.tenant, &f.ctx, opts(), Vec::new()).unwrap_err();
@@ -548,7 +550,7 @@ fn reader_error_kinds() {
 fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let dir = tempfile::tempdir().unwrap();
     let root = std::sync::Arc::new(LocalRootKey::generate().unwrap());
-    let keyring = Keyring::create_shared(&dir.path().join("keyring.atrk"), root.clone()).unwrap();
+    let keyring = Keyring::create(&dir.path().join("keyring.atrk"), root.clone()).unwrap();
     let acme = keyring.tenant("acme").unwrap();
     let ctx = BackupContext::full("nightly");
     let pt = data(3 * CS + 123, 14);
@@ -580,8 +582,16 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     assert_eq!(atrest::rewrap_backup_header(&acme, &path).unwrap(), now);
     assert_eq!(std::fs::read(&path).unwrap(), after);
 
-    keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
-    let reopened = Keyring::open_shared(&dir.path().join("keyring.atrk"), root).unwrap();
+    keyring.set_state(v1, KeyState::Disabled).unwrap();
+
+    // A file keyring: disabled for at least its staleness bound first (whole seconds).
+
+    let confirm = DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period();
+
+    while let Err(atrest::KeyringError::GracePeriod { .. }) = keyring.destroy(v1, confirm) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let reopened = Keyring::open(&dir.path().join("keyring.atrk"), root).unwrap();
     let acme2 = reopened.tenant("acme").unwrap();
     let f = std::fs::File::open(&path).unwrap();
     assert_eq!(verify_backup(&acme2, &ctx, f).unwrap(), pt.len() as u64);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use atrest::{
     DestroyConfirmation, KeyState, KeyVersion, Keyring, KeyringError, LocalRootKey, MasterVersion, OpenError,
-    RECORD_OVERHEAD, RootKeyProvider, Suite, key_version_of, record_info,
+    RECORD_OVERHEAD, RootKeyProvider, Suite, record_info,
 };
 use golden_spec as g;
 
@@ -99,7 +99,7 @@ fn records_open_to_the_known_plaintext() {
         assert_eq!(info.suite, r.suite, "{}", r.file);
         assert_eq!(info.key_version, version, "{}", r.file);
         assert_eq!(info.plaintext_len, r.plaintext.len());
-        assert_eq!(key_version_of(&sealed).unwrap(), version);
+        assert_eq!(record_info(&sealed).unwrap().key_version, version);
 
         let tenant = k.tenant(r.tenant).unwrap();
         assert_eq!(tenant.open(&sealed, &g::context()).unwrap(), r.plaintext, "{}", r.file);
@@ -130,7 +130,8 @@ fn records_follow_the_key_states() {
     k.set_state(MasterVersion::new(1), KeyState::Enabled).unwrap();
     assert_eq!(acme.open(&v1, &g::context()).unwrap(), g::RECORDS[0].plaintext);
     let v1n = MasterVersion::new(1);
-    k.destroy(v1n, DestroyConfirmation::data_under_this_version_is_lost(v1n)).unwrap();
+    k.set_state(v1n, KeyState::Disabled).unwrap();
+    k.destroy(v1n, DestroyConfirmation::data_under_this_version_is_lost(v1n).skip_grace_period()).unwrap();
     assert!(matches!(acme.open(&v1, &g::context()), Err(OpenError::KeyDestroyed(v)) if v == v1n));
     // v2 records are untouched.
     assert_eq!(acme.open(&g::read(g::RECORDS[1].file), &g::context()).unwrap(), g::RECORDS[1].plaintext);
@@ -216,7 +217,7 @@ fn fail_record_names_v2() {
     let v1 = g::read(g::RECORDS[0].file);
     assert_eq!(bad[2..4], [0, 2]);
     assert_eq!((&bad[..2], &bad[4..]), (&v1[..2], &v1[4..]), "only the master version differs");
-    assert_eq!(key_version_of(&bad).unwrap().master, MasterVersion::new(2));
+    assert_eq!(record_info(&bad).unwrap().key_version.master, MasterVersion::new(2));
     let r = open_as(&keyring(), g::TENANT, g::FAIL_RECORD_NAMES_V2, &g::context());
     assert!(matches!(r, Err(OpenError::Authentication)), "{r:?}");
 }

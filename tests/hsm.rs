@@ -366,23 +366,23 @@ fn tampered_wrapped_keys_are_refused() {
 
         // In a keyring file: the wrapped integrity key, then a wrapped master key.
         let path = hsm.dir.join("keyring.atrk");
-        let keyring = Keyring::create_shared(&path, root.clone()).unwrap();
+        let keyring = Keyring::create(&path, root.clone()).unwrap();
         keyring.rotate().unwrap();
         drop(keyring);
         let pristine = std::fs::read(&path).unwrap();
-        Keyring::open_shared(&path, root.clone()).unwrap();
+        Keyring::open(&path, root.clone()).unwrap();
 
         flip_hex_field(&path, |b| &mut b["integrity_key"]);
-        let err = Keyring::open_shared(&path, root.clone()).unwrap_err();
+        let err = Keyring::open(&path, root.clone()).unwrap_err();
         assert!(matches!(err, KeyringError::Tampered(_)), "{err:?}");
 
         std::fs::write(&path, &pristine).unwrap();
         flip_hex_field(&path, |b| &mut b["masters"][0]["wrapped"]);
-        let err = Keyring::open_shared(&path, root.clone()).unwrap_err();
+        let err = Keyring::open(&path, root.clone()).unwrap_err();
         assert!(matches!(err, KeyringError::Tampered(_)), "{err:?}");
 
         std::fs::write(&path, &pristine).unwrap();
-        Keyring::open_shared(&path, root).unwrap();
+        Keyring::open(&path, root).unwrap();
     });
 }
 
@@ -433,7 +433,7 @@ fn concurrent_use_from_eight_threads() {
         const ROUNDS: usize = 40;
         let root = Arc::new(hsm.root("root"));
         let path = hsm.dir.join("keyring.atrk");
-        let keyring = Keyring::create_shared(&path, root.clone()).unwrap();
+        let keyring = Keyring::create(&path, root.clone()).unwrap();
         let started = Instant::now();
         std::thread::scope(|s| {
             for t in 0..THREADS {
@@ -457,7 +457,7 @@ fn concurrent_use_from_eight_threads() {
                                 keyring.rotate().unwrap();
                             } else {
                                 // Loading unwraps every master key in the token.
-                                Keyring::open_shared(&path, root.clone()).unwrap();
+                                Keyring::open(&path, root.clone()).unwrap();
                             }
                         }
                     }
@@ -468,7 +468,7 @@ fn concurrent_use_from_eight_threads() {
         println!(
             "{THREADS} threads x {ROUNDS} rounds (wrap + unwrap + failed unwrap + seal/open, periodic reload/rotate): {elapsed:?}"
         );
-        let reloaded = Keyring::open_shared(&path, root.clone()).unwrap();
+        let reloaded = Keyring::open(&path, root.clone()).unwrap();
         assert_eq!(reloaded.status().masters.len(), 1 + ROUNDS / 10);
     });
 }

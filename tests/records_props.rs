@@ -7,8 +7,8 @@
 use std::sync::{Arc, LazyLock};
 
 use atrest::{
-    Context, KeyVersion, Keyring, KeyringError, LocalRootKey, MasterVersion, OpenError, RECORD_OVERHEAD, RootKey,
-    RootKeyProvider, SealError, Suite, Tenant, key_version_of, record_info,
+    Context, KeyVersion, Keyring, KeyringError, LocalRootKey, MasterVersion, OpenError, RECORD_OVERHEAD, RecordSuite,
+    RootKey, RootKeyProvider, SealError, Suite, Tenant, record_info,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -43,7 +43,7 @@ fn config(cases: u32) -> ProptestConfig {
 const SUITES: [Suite; 2] = [Suite::XAes256Gcm, Suite::XChaCha20Poly1305];
 
 fn tenant(k: &Keyring, id: &str, suite: Suite) -> Tenant {
-    k.tenant(id).unwrap().with_suite(suite).unwrap()
+    k.tenant(id).unwrap().with_suite(RecordSuite::from_suite(suite).unwrap())
 }
 
 type Pairs = Vec<(String, Vec<u8>)>;
@@ -196,7 +196,7 @@ proptest! {
         for suite in SUITES {
             // Sealed under v1 before the rotation; opens after it.
             let sealed = tenant(&V1, "acme", suite).seal(&pt, &c).unwrap();
-            prop_assert_eq!(key_version_of(&sealed).unwrap().master, MasterVersion::new(1));
+            prop_assert_eq!(record_info(&sealed).unwrap().key_version.master, MasterVersion::new(1));
             let t2 = tenant(&V2, "acme", suite);
             prop_assert_eq!(t2.open(&sealed, &c).unwrap(), pt.clone());
             // Re-labelled to name v2 (exists, primary), v3 (does not exist), generation 1.
@@ -217,16 +217,8 @@ proptest! {
         let c = ctx(&p);
         for suite in SUITES {
             let t = tenant(&V2, "acme", suite);
-            // seal_in_place produces a record that open reads.
-            let mut buf = pt.clone();
-            t.seal_in_place(&mut buf, &c).unwrap();
-            prop_assert_eq!(buf.len(), pt.len() + RECORD_OVERHEAD);
-            prop_assert_eq!(t.open(&buf, &c).unwrap(), pt.clone());
-            // open_in_place reads what seal wrote.
             let sealed = t.seal(&pt, &c).unwrap();
-            let mut buf = sealed.clone();
-            t.open_in_place(&mut buf, &c).unwrap();
-            prop_assert_eq!(&buf, &pt);
+            prop_assert_eq!(sealed.len(), pt.len() + RECORD_OVERHEAD);
             // seal_into and open_into append after what the buffer already holds.
             let mut out = prefix.clone();
             t.seal_into(&pt, &c, &mut out).unwrap();
@@ -250,10 +242,6 @@ proptest! {
             let mut out = prefix.clone();
             prop_assert!(t.open_into(&bad, &c, &mut out).is_err());
             prop_assert_eq!(&out, &prefix);
-            // open_in_place: the buffer is cleared, never left with plaintext.
-            let mut buf = bad.clone();
-            prop_assert!(t.open_in_place(&mut buf, &c).is_err());
-            prop_assert!(buf.is_empty());
             // Wrong context: same.
             let good = t.seal(&pt, &c).unwrap();
             let mut out = prefix.clone();
@@ -277,7 +265,7 @@ proptest! {
             prop_assert_eq!(info.format_version, 1);
             prop_assert_eq!(info.plaintext_len + RECORD_OVERHEAD, bytes.len());
         }
-        let _ = key_version_of(&bytes);
+        let _ = record_info(&bytes).map(|i| i.key_version);
         prop_assert!(Keyring::from_bytes(&bytes, root()).is_err());
     }
 
@@ -365,10 +353,8 @@ fn shredded_tenant_seal_leaves_buffers_as_documented() {
     let t = k.tenant("acme").unwrap();
     let c = Context::new();
     let sealed = t.seal(b"secret", &c).unwrap();
-    k.shred_tenant("acme").unwrap();
-    let mut buf = b"plaintext".to_vec();
-    assert!(matches!(t.seal_in_place(&mut buf, &c), Err(SealError::TenantShredded { .. })));
-    assert_eq!(buf, b"plaintext", "seal_in_place keeps the plaintext on error");
+    k.shred_tenant("acme", atrest::ShredEvidence::Unverified).unwrap();
+    assert!(matches!(t.seal(b"plaintext", &c), Err(SealError::TenantShredded { .. })));
     let mut out = b"prefix".to_vec();
     assert!(t.seal_into(b"x", &c, &mut out).is_err());
     assert_eq!(out, b"prefix");

@@ -14,9 +14,10 @@
 
 use std::path::PathBuf;
 
+use atrest::Backend;
 use atrest::Suite;
 use atrest::aead::{Aead, KeyInit, Payload};
-use atrest::hazmat::{Backend, SuiteCipher, XAes256Gcm, hkdf_sha256};
+use atrest::hazmat::{SuiteCipher, XAes256Gcm, hkdf_sha256};
 use serde_json::Value;
 use shake::{ExtendableOutput, Shake128, Update, XofReader};
 

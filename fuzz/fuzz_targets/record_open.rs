@@ -1,4 +1,4 @@
-//! `Tenant::open` (and `open_into`, `open_in_place`, `record_info`, `key_version_of`,
+//! `Tenant::open` (and `open_into`, `record_info`,
 //! `key_version_census`) on arbitrary bytes, with the committed keyring fixture.
 //!
 //! Properties:
@@ -14,7 +14,7 @@
 
 use std::sync::LazyLock;
 
-use atrest::{Context, RECORD_OVERHEAD, Suite, Tenant, key_version_census, key_version_of, record_info};
+use atrest::{Context, RECORD_OVERHEAD, RecordSuite, Suite, Tenant, key_version_census, record_info};
 use atrest_fuzz::{FIXTURE_KEYRING, TENANT, known_record, record_context};
 use libfuzzer_sys::fuzz_target;
 
@@ -29,7 +29,7 @@ struct Fixture {
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let acme = FIXTURE_KEYRING.tenant(TENANT).unwrap();
     Fixture {
-        acme_chacha: acme.clone().with_suite(Suite::XChaCha20Poly1305).unwrap(),
+        acme_chacha: acme.clone().with_suite(RecordSuite::XChaCha20Poly1305),
         acme,
         beta: FIXTURE_KEYRING.tenant("beta").unwrap(),
         ctx: record_context(),
@@ -48,9 +48,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(info.suite.id(), data[1]);
             assert_eq!(info.key_version.master.get(), u16::from_be_bytes([data[2], data[3]]));
             assert_eq!(info.key_version.generation, u16::from_be_bytes([data[4], data[5]]));
-            assert_eq!(key_version_of(data).unwrap(), info.key_version);
         }
-        Err(_) => assert!(key_version_of(data).is_err()),
+        Err(_) => assert!(key_version_census([data]).unreadable == 1),
     }
     let census = key_version_census([data, data.get(..data.len() / 2).unwrap_or_default(), data]);
     assert_eq!(census.versions.values().sum::<u64>() + census.unreadable, 3);
@@ -76,13 +75,6 @@ fuzz_target!(|data: &[u8]| {
         Ok(p) => assert_eq!(&out[6..], p.as_slice()),
         Err(_) => assert_eq!(out, b"prefix"),
     }
-    let mut buf = data.to_vec();
-    let r = f.acme.open_in_place(&mut buf, &f.ctx);
-    match (&opened, r) {
-        (Ok(p), Ok(())) => assert_eq!(&buf, p),
-        (Err(_), Err(_)) => assert!(buf.is_empty()),
-        (a, b) => panic!("open and open_in_place disagree: {:?} vs {:?}", a.is_ok(), b.is_ok()),
-    }
 
     // Seal the input as a plaintext: the header names what sealed it; it opens back.
     let plain = data.get(..4096).unwrap_or(data);
@@ -90,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
         let sealed = t.seal(plain, &f.ctx).unwrap();
         let info = record_info(&sealed).unwrap();
         assert_eq!(info.key_version, t.key_version());
-        assert_eq!(info.suite, t.suite());
+        assert_eq!(info.suite, Suite::from(t.suite()));
         assert_eq!(info.plaintext_len, plain.len());
         assert_eq!(sealed.len(), plain.len() + RECORD_OVERHEAD);
         assert_eq!(f.acme.open(&sealed, &f.ctx).unwrap(), plain);

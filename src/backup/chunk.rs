@@ -8,10 +8,10 @@ use super::BackupContext;
 use super::frame::{ChunkId, Run, TAG_LEN};
 use super::header::Header;
 use super::pipeline::Exec;
-use crate::TenantId;
 use crate::encoding::put_lp;
 use crate::error::BackupError;
-use crate::hazmat::{Backend, Gcm};
+use crate::hazmat::Gcm;
+use crate::{Backend, TenantId};
 
 /// Bytes of the per-stream nonce prefix (the rest is the chunk index and the final flag).
 pub(crate) const NONCE_PREFIX_LEN: usize = 7;

@@ -16,9 +16,9 @@ use super::chunk::{ChunkCipher, NONCE_PREFIX_LEN};
 use super::header::{Header, KeyWrap, SALT_LEN, WRAP_NONCE_LEN, WRAPPED_KEY_LEN};
 use crate::encoding::put_lp;
 use crate::error::{BackupError, OpenError};
-use crate::hazmat::{Backend, SuiteCipher, expand32, extract};
+use crate::hazmat::{SuiteCipher, expand32, extract};
 use crate::secret::{DataKey, TenantKey, random_array};
-use crate::{KeyVersion, Suite, Tenant, TenantId};
+use crate::{Backend, KeyVersion, Suite, Tenant, TenantId};
 
 const LABEL_KDF: &[u8] = b"atrest/v1/backup";
 const LABEL_HEADER: &[u8] = b"atrest/v1/backup/header";
@@ -124,14 +124,14 @@ fn wrap_data_key(
 /// An unknown version is an authentication failure like any other; disabled, destroyed
 /// and shredded are reported.
 fn unwrap_data_key(tenant: &Tenant, header: &Header) -> Result<DataKey, BackupError> {
-    let keys = tenant.keys_for_open(header.key_version()).map_err(|e| match e {
+    let key = tenant.backup_key_for_open(header.key_version()).map_err(|e| match e {
         OpenError::Authentication => BackupError::Authentication,
         other => BackupError::Key(other),
     })?;
     let (ct, tag) = header.wrap.wrapped.split_at(32);
     let mut buf = Zeroizing::new([0u8; 32]);
     buf.copy_from_slice(ct);
-    SuiteCipher::new(Suite::XAes256Gcm, keys.backup.expose_secret())
+    SuiteCipher::new(Suite::XAes256Gcm, key.key.expose_secret())
         .decrypt_detached(&header.wrap.nonce, &wrap_aad(header, tenant.id()), buf.as_mut_slice(), tag)
         .map_err(|_| BackupError::Authentication)?;
     Ok(DataKey::from_bytes(*buf))
@@ -166,8 +166,8 @@ pub(crate) fn seal_stream(
     chunk_size: usize,
     backend: Backend,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
-    let keys = tenant.keys_for_seal()?;
-    build_stream(&keys.backup, keys.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend)
+    let key = tenant.backup_key_for_seal()?;
+    build_stream(&key.key, key.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend)
 }
 
 /// [`seal_stream`] with given key and random values (deterministic, for known-answer tests).
@@ -210,12 +210,12 @@ pub(crate) fn open_stream(
 /// current key version. Returns `None` if the header already names that version.
 pub(crate) fn rewrap_header(tenant: &Tenant, header: &Header) -> Result<Option<Header>, BackupError> {
     let (data_key, _) = open_data_key(tenant, header)?;
-    let keys = tenant.keys_for_seal()?;
-    if keys.version == header.key_version() {
+    let key = tenant.backup_key_for_seal()?;
+    if key.version == header.key_version() {
         return Ok(None);
     }
     let mut new = header.clone();
-    wrap_data_key(&keys.backup, keys.version, tenant.id(), &mut new, &data_key, random_array()?)?;
+    wrap_data_key(&key.key, key.version, tenant.id(), &mut new, &data_key, random_array()?)?;
     Ok(Some(new))
 }
 

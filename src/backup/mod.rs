@@ -103,9 +103,8 @@ pub use reader::BackupReader;
 pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
 
-use crate::Tenant;
 use crate::error::BackupError;
-use crate::hazmat::Backend;
+use crate::{Backend, Tenant};
 
 /// The default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;

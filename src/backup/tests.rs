@@ -15,9 +15,9 @@ use super::frame::{Frame, MAX_CHUNKS, TAG_LEN};
 use super::keys::{StreamSecrets, build_stream};
 use super::pipeline::Exec;
 use super::*;
-use crate::hazmat::{Backend, XAes256Gcm};
+use crate::hazmat::XAes256Gcm;
 use crate::secret::{DataKey, TenantKey};
-use crate::{KeyVersion, MasterVersion, TenantId};
+use crate::{Backend, KeyVersion, MasterVersion, TenantId};
 
 fn lp(x: &[u8]) -> Vec<u8> {
     let mut v = (x.len() as u32).to_be_bytes().to_vec();

@@ -5,8 +5,9 @@ use chacha20poly1305::XChaCha20Poly1305;
 use core::fmt;
 
 use super::XAes256Gcm;
-use super::gcm::{Backend, BackendUnavailable, Gcm};
+use super::gcm::Gcm;
 use crate::Suite;
+use crate::backend::{Backend, BackendUnavailable};
 
 /// An AEAD cipher of one [`Suite`] under one 256-bit key.
 ///
@@ -60,12 +61,13 @@ impl SuiteCipher {
     /// # Example
     /// ```
     /// use atrest::Suite;
-    /// use atrest::hazmat::{Backend, SuiteCipher};
+    /// use atrest::Backend;
+    /// use atrest::hazmat::SuiteCipher;
     /// for backend in Backend::available() {
     ///     let c = SuiteCipher::with_backend(Suite::Aes256Gcm, &[1; 32], *backend)?;
     ///     assert_eq!(c.backend(), *backend);
     /// }
-    /// # Ok::<(), atrest::hazmat::BackendUnavailable>(())
+    /// # Ok::<(), atrest::BackendUnavailable>(())
     /// ```
     pub fn with_backend(suite: Suite, key: &[u8; 32], backend: Backend) -> Result<Self, BackendUnavailable> {
         let unavailable = BackendUnavailable { backend, suite };

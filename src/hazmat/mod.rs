@@ -4,7 +4,7 @@
 //! known-answer tests and interoperating implementations can reach them:
 //! [`XAes256Gcm`] (the C2SP XAES-256-GCM AEAD on the `aes` and `aes-gcm` crates),
 //! [`SuiteCipher`] (one AEAD of any [`Suite`](crate::Suite), on a chosen AES-GCM
-//! [`Backend`]) and [`hkdf_sha256`].
+//! [`Backend`](crate::Backend)) and [`hkdf_sha256`].
 
 mod cipher;
 mod gcm;
@@ -12,7 +12,6 @@ mod kdf;
 mod xaes;
 
 pub use cipher::{AeadError, SuiteCipher};
-pub use gcm::{Backend, BackendUnavailable};
 pub use kdf::{HkdfLengthError, hkdf_sha256};
 pub use xaes::XAes256Gcm;
 

@@ -17,7 +17,8 @@
 use aead::consts::{U12, U16, U24, U32};
 use zeroize::Zeroizing;
 
-use super::gcm::{Backend, Gcm};
+use super::gcm::Gcm;
+use crate::backend::Backend;
 use aead::{AeadCore, AeadInOut, Key, KeyInit, KeySizeUser, Nonce, Tag, TagPosition, inout::InOutBuf};
 use aes::Aes256;
 use aes::cipher::{Array, BlockCipherEncrypt};

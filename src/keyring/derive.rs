@@ -11,16 +11,16 @@
 //! pairs share an info string. The PRK is computed once per master version when the keyring
 //! loads; a derivation is one HKDF-Expand (two HMAC-SHA256 blocks).
 
-use crate::context::TenantId;
 use crate::encoding::put_lp;
 use crate::hazmat::{Prk, expand32};
+use crate::id::TenantId;
 use crate::secret::TenantKey;
 
 /// The domain-separation label of tenant keys, version 1.
 pub(crate) const TENANT_LABEL: &[u8] = b"atrest/v1/tenant";
 
 /// What a derived tenant key is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Purpose {
     /// Sealing records.
     Records,

@@ -34,12 +34,13 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::key_state::KeyState;
 use super::root::RootKeyProvider;
 use super::state::{MasterEntry, Shred, State, TenantEntry};
-use super::version::{KeyState, MasterVersion};
-use crate::context::TenantId;
 use crate::encoding::put_lp;
 use crate::error::{KeyringError, RootKeyError};
+use crate::id::MasterVersion;
+use crate::id::TenantId;
 use crate::secret::{IntegrityKey, MasterKey};
 
 const MAGIC: &str = "atrest-keyring ";

@@ -98,6 +98,22 @@ pub trait RootKeyProvider: Send + Sync {
     fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<SecretBytes, RootKeyError>;
 }
 
+/// A shared provider is a provider: `Keyring::create(path, Arc::clone(&root))` lets several
+/// keyrings (or a keyring and the caller) use one HSM session pool or KMS client.
+impl<T: RootKeyProvider + ?Sized> RootKeyProvider for std::sync::Arc<T> {
+    fn key_id(&self) -> String {
+        (**self).key_id()
+    }
+
+    fn wrap(&self, key: &[u8], aad: &[u8]) -> Result<Vec<u8>, RootKeyError> {
+        (**self).wrap(key, aad)
+    }
+
+    fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<SecretBytes, RootKeyError> {
+        (**self).unwrap(wrapped, aad)
+    }
+}
+
 /// A root key held in process memory, loaded from a key file or an environment variable.
 ///
 /// Wrapping uses XAES-256-GCM with a random 192-bit nonce:

@@ -47,148 +47,72 @@
 //! limit on the number of records per tenant key.
 
 mod format;
-mod key;
 mod rewrap;
+mod sealer;
 
-pub use format::{RecordInfo, key_version_of, record_info};
+pub use format::{RecordInfo, record_info};
 pub use rewrap::{KeyVersionCensus, RewrapReport, key_version_census};
 
-pub(crate) use key::RecordKey;
+pub(crate) use format::parse;
+pub(crate) use sealer::RecordKey;
 
-use zeroize::Zeroize;
-
-use crate::context::Context;
-use crate::error::{OpenError, SealError};
-use crate::keyring::Tenant;
+use crate::Suite;
 
 /// The largest plaintext a record may hold (1 GiB); use a backup stream for more.
 pub const MAX_RECORD_LEN: usize = 1 << 30;
 
-impl Tenant {
-    /// Seals `plaintext` bound to this tenant and `context`.
-    ///
-    /// # Errors
-    /// [`SealError::TenantShredded`], [`SealError::TooLarge`], [`SealError::Rng`].
-    ///
-    /// # Security
-    /// The nonce is generated inside; the output names the key version and suite, and
-    /// authenticates them together with the tenant id and context.
-    ///
-    /// # Example
-    /// ```
-    /// # use atrest::{Context, Keyring, LocalRootKey};
-    /// # let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
-    /// let acme = keyring.tenant("acme")?;
-    /// let ctx = Context::new().with("table", "cards").with("column", "holder").with("row", "7");
-    /// let sealed = acme.seal(b"Alice Example", &ctx)?;
-    /// assert_eq!(sealed.len(), 13 + atrest::RECORD_OVERHEAD);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn seal(&self, plaintext: &[u8], context: &Context) -> Result<Vec<u8>, SealError> {
-        let mut out = Vec::with_capacity(plaintext.len() + format::OVERHEAD);
-        self.seal_into(plaintext, context, &mut out)?;
-        Ok(out)
-    }
+/// Bytes a sealed record adds to its plaintext (46 for every suite).
+pub const RECORD_OVERHEAD: usize = format::OVERHEAD;
 
-    /// Seals `plaintext` and appends the record to `out` (reusing its allocation).
-    ///
-    /// # Errors
-    /// As [`Tenant::seal`]; on error `out` is left as it was.
-    pub fn seal_into(&self, plaintext: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), SealError> {
-        if plaintext.len() > MAX_RECORD_LEN {
-            return Err(SealError::TooLarge { len: plaintext.len(), limit: MAX_RECORD_LEN });
+/// The AEAD suites a record can be sealed with: only suites with 192-bit random nonces, so
+/// AES-256-GCM with random 96-bit nonces under a long-lived key cannot even be named here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RecordSuite {
+    /// XAES-256-GCM (default).
+    #[default]
+    XAes256Gcm,
+    /// XChaCha20-Poly1305, for CPUs without AES instructions.
+    XChaCha20Poly1305,
+}
+
+impl RecordSuite {
+    /// The record suite for `suite`, if records may use it.
+    pub const fn from_suite(suite: Suite) -> Option<Self> {
+        match suite {
+            Suite::XAes256Gcm => Some(RecordSuite::XAes256Gcm),
+            Suite::XChaCha20Poly1305 => Some(RecordSuite::XChaCha20Poly1305),
+            _ => None,
         }
-        let keys = self.keys_for_seal()?;
-        let header = format::header(self.suite(), keys.version);
-        let aad = format::aad(&header, self.id(), context);
-        let start = out.len();
-        // The record's bytes, then the plaintext is encrypted straight into the body.
-        out.resize(start + plaintext.len() + format::OVERHEAD, 0);
-        let record = out.get_mut(start..).unwrap_or_default();
-        let (head, rest) = record.split_at_mut(format::HEADER_LEN);
-        head.copy_from_slice(&header);
-        let (nonce, rest) = rest.split_at_mut(format::NONCE_LEN);
-        let (body, tag_out) = rest.split_at_mut(plaintext.len());
-        match keys.record.seal_detached(self.suite(), nonce, &aad, plaintext, body) {
-            Ok(tag) => {
-                tag_out.copy_from_slice(&tag);
-                keys.count(self.id(), "seal");
-                Ok(())
-            }
-            Err(e) => {
-                out.truncate(start);
-                Err(e)
-            }
-        }
-    }
-
-    /// Seals the plaintext held in `buf` in place: on success `buf` holds the record.
-    ///
-    /// # Errors
-    /// As [`Tenant::seal`]; on error `buf` still holds the plaintext.
-    pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &Context) -> Result<(), SealError> {
-        let mut out = Vec::with_capacity(buf.len() + format::OVERHEAD);
-        self.seal_into(buf, context, &mut out)?;
-        buf.zeroize();
-        *buf = out;
-        Ok(())
-    }
-
-    /// Verifies and decrypts a record sealed for this tenant and `context`.
-    ///
-    /// # Errors
-    /// [`OpenError::Authentication`] for any modification, truncation, extension, other
-    /// tenant, other context or unknown key version (one opaque error);
-    /// [`OpenError::UnsupportedFormat`], [`OpenError::KeyDisabled`],
-    /// [`OpenError::KeyDestroyed`], [`OpenError::TenantShredded`].
-    pub fn open(&self, sealed: &[u8], context: &Context) -> Result<Vec<u8>, OpenError> {
-        let mut buf = Vec::new();
-        self.open_into(sealed, context, &mut buf)?;
-        Ok(buf)
-    }
-
-    /// Verifies and decrypts a record, appending the plaintext to `out`.
-    ///
-    /// # Errors
-    /// As [`Tenant::open`]; on error `out` is left as it was, and no unauthenticated byte is
-    /// ever written to it.
-    pub fn open_into(&self, sealed: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), OpenError> {
-        let parsed = format::parse(sealed)?;
-        let keys = self.keys_for_open(parsed.info.key_version)?;
-        let aad = format::aad(parsed.header, self.id(), context);
-        let start = out.len();
-        out.resize(start + parsed.ciphertext.len(), 0);
-        let body = out.get_mut(start..).unwrap_or_default();
-        let info = parsed.info;
-        match keys.record.open_detached(info.suite, parsed.nonce, &aad, parsed.ciphertext, parsed.tag, body) {
-            Ok(()) => {
-                keys.count(self.id(), "open");
-                Ok(())
-            }
-            Err(e) => {
-                // open_detached already zeroed the bytes; drop them too.
-                out.truncate(start);
-                Err(e)
-            }
-        }
-    }
-
-    /// Opens the record held in `buf` in place: on success `buf` holds the plaintext; on
-    /// failure it is cleared.
-    ///
-    /// # Errors
-    /// As [`Tenant::open`].
-    pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &Context) -> Result<(), OpenError> {
-        let mut out = Vec::with_capacity(buf.len());
-        let r = self.open_into(buf, context, &mut out);
-        buf.zeroize();
-        buf.clear();
-        if r.is_ok() {
-            *buf = out;
-        }
-        r
     }
 }
 
-/// Bytes a sealed record adds to its plaintext (46 for every suite).
-pub const RECORD_OVERHEAD: usize = format::OVERHEAD;
+impl From<RecordSuite> for Suite {
+    fn from(s: RecordSuite) -> Suite {
+        match s {
+            RecordSuite::XAes256Gcm => Suite::XAes256Gcm,
+            RecordSuite::XChaCha20Poly1305 => Suite::XChaCha20Poly1305,
+        }
+    }
+}
+
+impl core::fmt::Display for RecordSuite {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&Suite::from(*self), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_suites_are_the_random_nonce_suites() {
+        assert_eq!(RecordSuite::from_suite(Suite::Aes256Gcm), None);
+        for r in [RecordSuite::XAes256Gcm, RecordSuite::XChaCha20Poly1305] {
+            assert_eq!(RecordSuite::from_suite(Suite::from(r)), Some(r));
+            assert_eq!(r.to_string(), Suite::from(r).name());
+        }
+        assert_eq!(Suite::from(RecordSuite::default()), Suite::XAes256Gcm);
+    }
+}

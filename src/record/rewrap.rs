@@ -1,90 +1,13 @@
-//! Moving records to the current key version (after a rotation), and finding which key
-//! versions a set of records still uses, from headers alone.
+//! What a batch rewrap did, and which key versions a set of records still uses (from
+//! headers alone). The rewrap methods themselves are `Tenant`'s.
 
 use std::collections::BTreeMap;
 
-use zeroize::Zeroize;
-
 use super::format::parse;
-use crate::context::Context;
 use crate::error::RewrapError;
-use crate::keyring::{KeyVersion, Tenant};
+use crate::id::KeyVersion;
 
-impl Tenant {
-    /// Whether `sealed` names a key version other than the one new records use.
-    ///
-    /// # Errors
-    /// As [`record_info`](crate::record_info): bytes that cannot be a record.
-    pub fn needs_rewrap(&self, sealed: &[u8]) -> Result<bool, crate::OpenError> {
-        Ok(parse(sealed)?.info.key_version != self.key_version())
-    }
-
-    /// Opens `sealed` under the key version it names and seals it again under the current
-    /// one, with the same context and suite. The plaintext is zeroized before returning.
-    ///
-    /// # Errors
-    /// [`RewrapError::Open`] if the record does not open (any failure of
-    /// [`Tenant::open`](crate::Tenant::open)); [`RewrapError::Seal`] otherwise.
-    ///
-    /// # Example
-    /// ```
-    /// # use atrest::{Context, Keyring, LocalRootKey, DestroyConfirmation, MasterVersion};
-    /// # let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
-    /// let t = keyring.tenant("acme")?;
-    /// let ctx = Context::new().with("row", "1");
-    /// let old = t.seal(b"data", &ctx)?;
-    /// keyring.rotate()?;
-    /// let new = t.rewrap(&old, &ctx)?;
-    /// let v1 = MasterVersion::new(1);
-    /// keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1))?;
-    /// assert_eq!(t.open(&new, &ctx)?, b"data");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn rewrap(&self, sealed: &[u8], context: &Context) -> Result<Vec<u8>, RewrapError> {
-        let suite = parse(sealed)?.info.suite;
-        let mut plain = self.open(sealed, context)?;
-        let tenant = self.clone().with_suite(suite)?;
-        let out = tenant.seal(&plain, context);
-        plain.zeroize();
-        Ok(out?)
-    }
-
-    /// Rewraps many records in place. Records already under the current key version are
-    /// left untouched; a record that fails is left as it was and reported. `progress` is
-    /// called after each record with the number processed so far.
-    pub fn rewrap_batch<'a>(
-        &self,
-        records: impl IntoIterator<Item = (&'a mut Vec<u8>, &'a Context)>,
-        mut progress: impl FnMut(usize),
-    ) -> RewrapReport {
-        let mut report = RewrapReport::default();
-        for (i, (sealed, ctx)) in records.into_iter().enumerate() {
-            match self.needs_rewrap(sealed) {
-                Ok(false) => report.already_current += 1,
-                Ok(true) => match self.rewrap(sealed, ctx) {
-                    Ok(new) => {
-                        *sealed = new;
-                        report.rewrapped += 1;
-                    }
-                    Err(e) => report.failed.push((i, e)),
-                },
-                Err(e) => report.failed.push((i, RewrapError::Open(e))),
-            }
-            progress(i + 1);
-        }
-        tracing::info!(
-            target: "atrest::audit",
-            event = "record.rewrap_batch",
-            tenant = %self.id(),
-            rewrapped = report.rewrapped,
-            already_current = report.already_current,
-            failed = report.failed.len()
-        );
-        report
-    }
-}
-
-/// What [`Tenant::rewrap_batch`] did.
+/// What [`Tenant::rewrap_batch`](crate::Tenant::rewrap_batch) did.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct RewrapReport {
@@ -123,7 +46,7 @@ pub fn key_version_census<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> Ke
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DestroyConfirmation, Keyring, LocalRootKey, MasterVersion, Suite};
+    use crate::{Context, DestroyConfirmation, KeyState, Keyring, LocalRootKey, MasterVersion, RecordSuite, Suite};
 
     #[test]
     fn batch_rewrap_then_destroy_old_version() {
@@ -131,7 +54,7 @@ mod tests {
         let t = k.tenant("acme").unwrap();
         let ctxs: Vec<Context> = (0..10).map(|i| Context::new().with("row", i.to_string())).collect();
         let mut recs: Vec<Vec<u8>> = ctxs.iter().map(|c| t.seal(b"v", c).unwrap()).collect();
-        recs[3] = t.clone().with_suite(Suite::XChaCha20Poly1305).unwrap().seal(b"v", &ctxs[3]).unwrap();
+        recs[3] = t.clone().with_suite(RecordSuite::XChaCha20Poly1305).seal(b"v", &ctxs[3]).unwrap();
         k.rotate().unwrap();
         recs[5] = t.seal(b"v", &ctxs[5]).unwrap();
         recs[7][40] ^= 1;
@@ -149,7 +72,8 @@ mod tests {
         assert_eq!(crate::record_info(&recs[3]).unwrap().suite, Suite::XChaCha20Poly1305);
 
         let v1 = MasterVersion::new(1);
-        k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+        k.set_state(v1, KeyState::Disabled).unwrap();
+        k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period()).unwrap();
         for (i, (r, c)) in recs.iter().zip(&ctxs).enumerate() {
             if i != 7 {
                 assert_eq!(t.open(r, c).unwrap(), b"v");

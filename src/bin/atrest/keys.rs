@@ -58,7 +58,7 @@ pub fn keyring_path(keys: &KeyArgs) -> Result<&Path, Failure> {
 pub fn keyring(keys: &KeyArgs) -> Result<Keyring, Failure> {
     let path = keyring_path(keys)?;
     let root = root(keys, Purpose::Open)?;
-    Keyring::open_shared(path, root).doing(|| "opening the keyring".into())
+    Keyring::open(path, root).doing(|| "opening the keyring".into())
 }
 
 /// A PKCS#11 root key. `pin_env` names the PIN variable; `fallback_pin_env` is read if it is

@@ -22,7 +22,7 @@ pub fn keyring(keys_args: &KeyArgs, cmd: &KeyringCommand) -> Result<(), Failure>
         KeyringCommand::Init => {
             let path = keys::keyring_path(keys_args)?;
             let root = keys::root(keys_args, Purpose::OpenOrGenerate)?;
-            let k = Keyring::create_shared(path, root).doing(|| "creating the keyring".into())?;
+            let k = Keyring::create(path, root).doing(|| "creating the keyring".into())?;
             let s = k.status();
             println!(
                 "created keyring {} (id {}, root key {}), primary {}",
@@ -110,7 +110,8 @@ pub fn tenant(keys_args: &KeyArgs, cmd: &TenantCommand) -> Result<(), Failure> {
                 )));
             }
             let k = keys::keyring(keys_args)?;
-            k.shred_tenant(tenant).doing(|| format!("shredding tenant '{tenant}'"))?;
+            k.shred_tenant(tenant, atrest::ShredEvidence::Unverified)
+                .doing(|| format!("shredding tenant '{tenant}'"))?;
             let pending = k
                 .status()
                 .tenants

@@ -1,5 +1,6 @@
-//! A tenant's record key with its cached XAES-256-GCM state (see the `record` module docs
-//! for the nonce argument).
+//! Sealing and opening records: a tenant's record key with its cached XAES-256-GCM state
+//! (see the `record` module docs for the format and the nonce argument), the header and
+//! associated data it authenticates.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,9 +9,14 @@ use aead::KeyInit;
 use arc_swap::ArcSwapOption;
 use rand::Rng;
 
+use super::RecordSuite;
+use super::format::{self, AAD_LABEL, FORMAT_VERSION, HEADER_LEN, NONCE_LEN, Parsed};
+use crate::Backend;
 use crate::Suite;
+use crate::context::Context;
 use crate::error::{OpenError, SealError};
-use crate::hazmat::{Backend, Gcm, SuiteCipher, XAes256Gcm};
+use crate::hazmat::{Gcm, SuiteCipher, XAes256Gcm};
+use crate::id::{KeyVersion, TenantId};
 use crate::secret::{TenantKey, random_array};
 
 /// Records sealed under one nonce prefix before a new prefix is drawn.
@@ -75,8 +81,9 @@ pub(crate) struct RecordKey {
 }
 
 impl RecordKey {
-    pub(crate) fn new(key: TenantKey) -> Self {
+    pub(crate) fn new(key: &TenantKey) -> Self {
         let xaes = XAes256Gcm::new(key.expose_secret().into());
+        let key = TenantKey::from_bytes(*key.expose_secret());
         Self { key, xaes, current: ArcSwapOption::empty(), last_opened: ArcSwapOption::empty() }
     }
 
@@ -90,9 +97,15 @@ impl RecordKey {
     /// Seals with the current prefix: fills `nonce` (24 bytes), encrypts `input` into
     /// `output` (same length), returns the tag. Draws a new prefix first if there is none,
     /// it reached [`PREFIX_LIMIT`], or this process is a fork of the one that drew it.
-    fn seal_xaes(&self, nonce: &mut [u8], aad: &[u8], input: &[u8], output: &mut [u8]) -> Result<[u8; 16], SealError> {
+    fn seal_xaes(
+        &self,
+        nonce: &mut [u8; NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<[u8; 16], SealError> {
         let too_large = || SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN };
-        let (prefix_out, suffix_out) = nonce.split_at_mut_checked(12).ok_or_else(too_large)?;
+        let (prefix_out, suffix_out) = nonce.split_at_mut(12);
         let mut suffix = [0u8; 12];
         rand::rng().fill_bytes(&mut suffix);
         suffix_out.copy_from_slice(&suffix);
@@ -147,36 +160,33 @@ impl RecordKey {
         r
     }
 
-    /// Fills `nonce` (24 bytes), encrypts `input` into `output` (same length), returns the
-    /// tag.
-    pub(crate) fn seal_detached(
+    /// Fills `nonce`, encrypts `input` into `output` (same length), returns the tag.
+    fn seal_detached(
         &self,
-        suite: Suite,
-        nonce: &mut [u8],
+        suite: RecordSuite,
+        nonce: &mut [u8; NONCE_LEN],
         aad: &[u8],
         input: &[u8],
         output: &mut [u8],
     ) -> Result<[u8; 16], SealError> {
         match suite {
-            Suite::XAes256Gcm => self.seal_xaes(nonce, aad, input, output),
-            Suite::XChaCha20Poly1305 => {
-                let n: [u8; 24] = random_array()?;
-                let nonce_out = <&mut [u8; 24]>::try_from(nonce).map_err(|_| SealError::UnsupportedSuite(suite))?;
-                *nonce_out = n;
-                let body = output.get_mut(..input.len()).ok_or(SealError::UnsupportedSuite(suite))?;
+            RecordSuite::XAes256Gcm => self.seal_xaes(nonce, aad, input, output),
+            RecordSuite::XChaCha20Poly1305 => {
+                *nonce = random_array()?;
+                let too_large = || SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN };
+                let body = output.get_mut(..input.len()).ok_or_else(too_large)?;
                 body.copy_from_slice(input);
-                SuiteCipher::new(suite, self.key.expose_secret())
-                    .encrypt_detached(&n, aad, body)
-                    .map_err(|_| SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN })
+                SuiteCipher::new(suite.into(), self.key.expose_secret())
+                    .encrypt_detached(nonce, aad, body)
+                    .map_err(|_| too_large())
             }
-            other => Err(SealError::UnsupportedSuite(other)),
         }
     }
 
     /// Verifies `tag` and decrypts `input` into `output` (same length; zeroed on failure).
-    pub(crate) fn open_detached(
+    fn open_detached(
         &self,
-        suite: Suite,
+        suite: RecordSuite,
         nonce: &[u8],
         aad: &[u8],
         input: &[u8],
@@ -184,27 +194,137 @@ impl RecordKey {
         output: &mut [u8],
     ) -> Result<(), OpenError> {
         let r = match suite {
-            Suite::XAes256Gcm => match nonce.split_first_chunk::<12>() {
+            RecordSuite::XAes256Gcm => match nonce.split_first_chunk::<12>() {
                 Some((prefix, suffix)) => match <&[u8; 12]>::try_from(suffix) {
                     Ok(suffix) => self.open_xaes(prefix, suffix, aad, input, tag, output),
                     Err(_) => Err(OpenError::Authentication),
                 },
                 None => Err(OpenError::Authentication),
             },
-            Suite::XChaCha20Poly1305 => match output.get_mut(..input.len()) {
+            RecordSuite::XChaCha20Poly1305 => match output.get_mut(..input.len()) {
                 Some(body) => {
                     body.copy_from_slice(input);
-                    SuiteCipher::new(suite, self.key.expose_secret())
+                    SuiteCipher::new(suite.into(), self.key.expose_secret())
                         .decrypt_detached(nonce, aad, body, tag)
                         .map_err(|_| OpenError::Authentication)
                 }
                 None => Err(OpenError::Authentication),
             },
-            _ => Err(OpenError::Authentication),
         };
         if r.is_err() {
             output.fill(0);
         }
         r
+    }
+
+    /// Seals `plaintext` as a record of `tenant` bound to `context` under this key (named
+    /// `version` in the header) and appends it to `out`; on error `out` is left as it was.
+    #[allow(clippy::too_many_arguments, reason = "one call site; every value is part of the record")]
+    pub(crate) fn seal_record(
+        &self,
+        suite: RecordSuite,
+        version: KeyVersion,
+        tenant: &TenantId,
+        context: &Context,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
+        if plaintext.len() > super::MAX_RECORD_LEN {
+            return Err(SealError::TooLarge { len: plaintext.len(), limit: super::MAX_RECORD_LEN });
+        }
+        let header = header(suite, version);
+        let aad = aad(&header, tenant, context);
+        let start = out.len();
+        // The record's bytes, then the plaintext is encrypted straight into the body.
+        out.resize(start + plaintext.len() + format::OVERHEAD, 0);
+        let record = out.get_mut(start..).unwrap_or_default();
+        let (head, rest) = record.split_at_mut(HEADER_LEN);
+        head.copy_from_slice(&header);
+        let (nonce, rest) = rest.split_at_mut(NONCE_LEN);
+        let (body, tag_out) = rest.split_at_mut(plaintext.len());
+        let sealed = match <&mut [u8; NONCE_LEN]>::try_from(nonce) {
+            Ok(nonce) => self.seal_detached(suite, nonce, &aad, plaintext, body),
+            Err(_) => Err(SealError::TooLarge { len: plaintext.len(), limit: super::MAX_RECORD_LEN }),
+        };
+        match sealed {
+            Ok(tag) => {
+                tag_out.copy_from_slice(&tag);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Verifies and decrypts a parsed record of `tenant` bound to `context`, appending the
+    /// plaintext to `out`; on error `out` is left as it was (no unauthenticated byte).
+    pub(crate) fn open_record(
+        &self,
+        parsed: &Parsed<'_>,
+        tenant: &TenantId,
+        context: &Context,
+        out: &mut Vec<u8>,
+    ) -> Result<(), OpenError> {
+        let aad = aad(parsed.header, tenant, context);
+        let start = out.len();
+        out.resize(start + parsed.ciphertext.len(), 0);
+        let body = out.get_mut(start..).unwrap_or_default();
+        let r = self.open_detached(parsed.suite, parsed.nonce, &aad, parsed.ciphertext, parsed.tag, body);
+        if r.is_err() {
+            // open_detached already zeroed the bytes; drop them too.
+            out.truncate(start);
+        }
+        r
+    }
+}
+
+fn header(suite: RecordSuite, v: KeyVersion) -> [u8; HEADER_LEN] {
+    let m = v.master.get().to_be_bytes();
+    let g = v.generation.to_be_bytes();
+    [FORMAT_VERSION, Suite::from(suite).id(), m[0], m[1], g[0], g[1]]
+}
+
+/// The most associated data kept on the stack; longer tenant ids and contexts spill to the
+/// heap.
+const AAD_INLINE: usize = 256;
+
+/// Associated data, built once per record without an allocation for typical tenant ids
+/// and contexts.
+#[allow(clippy::large_enum_variant, reason = "the inline variant is the point: no allocation per record")]
+enum Aad {
+    Inline([u8; AAD_INLINE], usize),
+    Heap(Vec<u8>),
+}
+
+impl core::ops::Deref for Aad {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Aad::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
+            Aad::Heap(v) => v,
+        }
+    }
+}
+
+fn aad(header: &[u8; HEADER_LEN], tenant: &TenantId, context: &Context) -> Aad {
+    let tenant = tenant.as_str().as_bytes();
+    let label_len = u32::try_from(AAD_LABEL.len()).unwrap_or(u32::MAX).to_be_bytes();
+    let tenant_len = u32::try_from(tenant.len()).unwrap_or(u32::MAX).to_be_bytes();
+    let parts: [&[u8]; 6] = [&label_len, AAD_LABEL, header, &tenant_len, tenant, context.canonical_bytes()];
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total <= AAD_INLINE {
+        let mut buf = [0u8; AAD_INLINE];
+        let mut at = 0;
+        for p in parts {
+            if let Some(dst) = buf.get_mut(at..at + p.len()) {
+                dst.copy_from_slice(p);
+            }
+            at += p.len();
+        }
+        Aad::Inline(buf, total)
+    } else {
+        Aad::Heap(parts.concat())
     }
 }
