@@ -358,6 +358,10 @@ pub enum BackupError {
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),
+    /// An internal invariant of the backup code failed: a bug in atrest, never caused by
+    /// the input or the caller. The stream being written or read must be discarded.
+    #[error("internal error in atrest's backup code ({0}): please report it")]
+    Internal(&'static str),
 }
 
 impl From<BackupError> for std::io::Error {

@@ -49,8 +49,8 @@ pub use record::{
 // Backups: chunked, seekable streams under a fresh data key wrapped by the tenant's backup key.
 pub use backup::{
     BACKUP_HEADER_LEN, BackupContext, BackupInfo, BackupKind, BackupOptions, BackupReader, BackupWriter,
-    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, decrypt_backup_with,
-    encrypt_backup, inspect_backup, rewrap_backup_header, verify_backup,
+    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, encrypt_backup,
+    inspect_backup, rewrap_backup_header, verify_backup,
 };
 
 // Errors, split by operation; authentication failures are one opaque variant each.

@@ -148,7 +148,9 @@ fn backups_decrypt_to_the_known_plaintext() {
                 if piece == 1 && pt.len() > 1000 {
                     continue;
                 }
-                let mut r = BackupReader::with_threads(&tenant, &ctx, &bytes[..], threads).unwrap();
+                let mut r =
+                    BackupReader::with_options(&tenant, &ctx, &bytes[..], BackupOptions::default().threads(threads))
+                        .unwrap();
                 let (got, err) = read_pieces(&mut r, piece);
                 assert!(err.is_none(), "{}: {err:?}", b.file);
                 assert_eq!(got, pt, "{}: sequential, {threads} threads, {piece}-byte reads", b.file);
@@ -214,7 +216,7 @@ fn backups_are_bound_to_their_tenant_context_and_keyring() {
         assert!(is_auth(&e), "{wrong:?}: {e:?}");
         let e = verify_backup(&acme, wrong, &bytes[..]).unwrap_err();
         assert!(is_auth(&e), "{wrong:?}: {e:?}");
-        let mut r = BackupReader::with_threads(&acme, wrong, &bytes[..], 1).unwrap();
+        let mut r = BackupReader::with_options(&acme, wrong, &bytes[..], BackupOptions::default().threads(1)).unwrap();
         let (released, err) = read_pieces(&mut r, 4096);
         assert!(released.is_empty(), "nothing released under a wrong context");
         assert!(is_io_auth(&err.unwrap()));
@@ -356,7 +358,7 @@ fn rejected(tenant: &Tenant, ctx: &BackupContext, stream: &[u8], what: &str) -> 
     let mut refused_at_header = false;
     let mut released_one_thread = 0;
     for threads in [1, 2] {
-        match BackupReader::with_threads(tenant, ctx, stream, threads) {
+        match BackupReader::with_options(tenant, ctx, stream, BackupOptions::default().threads(threads)) {
             Err(e) => {
                 assert!(is_auth(&e), "{what}: reader: {e:?}");
                 keep(&e, &e);
@@ -378,7 +380,8 @@ fn rejected(tenant: &Tenant, ctx: &BackupContext, stream: &[u8], what: &str) -> 
                 assert!(is_io_auth(&again), "{what}: {again:?}");
                 keep(&format!("{r:?}"), &r);
                 // read_to_end reports the error too.
-                let mut r = BackupReader::with_threads(tenant, ctx, stream, threads).unwrap();
+                let mut r =
+                    BackupReader::with_options(tenant, ctx, stream, BackupOptions::default().threads(threads)).unwrap();
                 let mut sink = Vec::new();
                 let err = r.read_to_end(&mut sink).unwrap_err();
                 assert!(is_io_auth(&err), "{what}: read_to_end: {err:?}");
@@ -481,7 +484,9 @@ fn truncations_never_end_cleanly_at_any_read_size() {
         let bad = g::read(file);
         for piece in [1000, 65536, 65537, 200_000] {
             for threads in [0, 1, 3] {
-                let mut r = BackupReader::with_threads(&acme, &ctx, &bad[..], threads).unwrap();
+                let mut r =
+                    BackupReader::with_options(&acme, &ctx, &bad[..], BackupOptions::default().threads(threads))
+                        .unwrap();
                 let (_, err) = read_pieces(&mut r, piece);
                 let err = err.unwrap_or_else(|| panic!("{file}: clean EOF with {piece}-byte reads, {threads} threads"));
                 assert!(is_io_auth(&err), "{file}: {err:?}");
@@ -654,7 +659,7 @@ fn backup_secrets_never_print() {
     out.extend([format!("{e}"), format!("{e:?}")]);
 
     // Readers: fresh, mid-stream, random access, failed.
-    let mut r = BackupReader::with_threads(&acme, &ctx, &main[..], 1).unwrap();
+    let mut r = BackupReader::with_options(&acme, &ctx, &main[..], BackupOptions::default().threads(1)).unwrap();
     out.push(format!("{r:?}"));
     r.read_exact(&mut [0u8; 1000]).unwrap();
     out.extend([format!("{r:?}"), format!("{r:#?}")]);
