@@ -4,11 +4,17 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-mod atomic_file;
 mod backup;
 mod context;
 mod encoding;
 mod error;
+// File safety (atomic writes, lock files, secret-file reads). Public only for the `atrest`
+// binary, which uses it for its output files: not part of the library's API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod fs;
+#[cfg(not(feature = "cli"))]
+mod fs;
 mod keyring;
 mod record;
 mod secret;

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::format::{self, HEADER_LEN, Header, MUTABLE_RANGE, read_full};
-use crate::atomic_file::{create_private, parent_dir, sync_dir};
 use crate::error::BackupError;
+use crate::fs::{create_private, parent_dir, sync_dir};
 use crate::keyring::{KeyVersion, Tenant};
 
 const JOURNAL_MAGIC: &[u8; 8] = b"ATRSTRWJ";

@@ -9,7 +9,6 @@ mod root;
 mod state;
 mod version;
 
-use std::fs::{File, OpenOptions};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +27,9 @@ pub(crate) use derive::Purpose;
 
 use self::state::{KeyRefusal, State};
 use crate::Suite;
-use crate::atomic_file;
 use crate::context::TenantId;
 use crate::error::{KeyringError, OpenError, SealError};
+use crate::fs;
 use crate::record::RecordKey;
 use crate::secret::TenantKey;
 
@@ -123,37 +122,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError + '_ {
     move |source| KeyringError::Io { path: path.to_path_buf(), source }
 }
 
-fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-/// An exclusive advisory lock on `<keyring>.lock`, released on drop.
-struct FileLock(File);
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<Self, KeyringError> {
-        let lp = lock_path(path);
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let f = opts.open(&lp).map_err(io_err(&lp))?;
-        f.lock().map_err(io_err(&lp))?;
-        Ok(Self(f))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
 impl Keyring {
     fn from_state(path: Option<PathBuf>, state: State, capacity: usize) -> Self {
         let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
@@ -184,7 +152,7 @@ impl Keyring {
     pub fn create_shared(path: &Path, root: Arc<dyn RootKeyProvider>) -> Result<Self, KeyringError> {
         let state = State::create(root)?;
         let text = file::encode(&state)?;
-        atomic_file::write(path, text.as_bytes(), atomic_file::Mode::CreateNew).map_err(|e| {
+        fs::create_new(path, text.as_bytes()).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 KeyringError::AlreadyExists(path.to_path_buf())
             } else {
@@ -302,7 +270,7 @@ impl Keyring {
         let (mut state, _file_lock) = match &self.inner.path {
             None => ((**self.inner.state.load()).clone(), None),
             Some(path) => {
-                let file_lock = FileLock::acquire(path)?;
+                let file_lock = fs::Lock::acquire(path, fs::lock_wait()).map_err(io_err(path))?;
                 let root = self.inner.state.load().root.clone();
                 let bytes = std::fs::read(path).map_err(io_err(path))?;
                 (file::decode(&bytes, path, root)?, Some(file_lock))
@@ -312,8 +280,8 @@ impl Keyring {
         state.revision = state.revision.saturating_add(1);
         if let Some(path) = &self.inner.path {
             let text = file::encode(&state)?;
-            atomic_file::write(path, text.as_bytes(), atomic_file::Mode::Replace).map_err(io_err(path))?;
-            atomic_file::remove_strays(path);
+            fs::replace(path, text.as_bytes()).map_err(io_err(path))?;
+            fs::remove_strays(path);
         }
         tracing::info!(target: "atrest::audit", event, keyring = %hex::encode(state.id), revision = state.revision, primary = %state.primary);
         self.install(state);
