@@ -109,6 +109,7 @@ impl PendingFile {
     }
 
     /// The temporary file's path (to delete it from a signal handler).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code, reason = "used by the atrest binary"))]
     pub fn temp_path(&self) -> &Path {
         self.tmp.path()
     }
