@@ -84,29 +84,17 @@ pub trait Classify: Error + Send + Sync + 'static {
     }
 }
 
-impl Classify for BackupError {
-    fn is_authentication(&self) -> bool {
-        Self::is_authentication(self)
-    }
+/// The library's error types answer for themselves.
+macro_rules! classify_by_the_library {
+    ($($t:ty),*) => {$(
+        impl Classify for $t {
+            fn is_authentication(&self) -> bool {
+                <$t>::is_authentication(self)
+            }
+        }
+    )*};
 }
-
-impl Classify for KeyringError {
-    fn is_authentication(&self) -> bool {
-        Self::is_authentication(self)
-    }
-}
-
-impl Classify for OpenError {
-    fn is_authentication(&self) -> bool {
-        Self::is_authentication(self)
-    }
-}
-
-impl Classify for RootKeyError {
-    fn is_authentication(&self) -> bool {
-        Self::is_authentication(self)
-    }
-}
+classify_by_the_library!(BackupError, KeyringError, OpenError, RootKeyError);
 
 /// Files, pipes: never an authentication failure (the library reports those as its own
 /// error types).
