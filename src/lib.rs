@@ -4,17 +4,23 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-// Lowest layer: identifiers, secrets, encodings, errors. Everything above imports these.
+// Lowest layer: identifiers, secrets, encodings, errors, file safety. Everything above imports these.
 mod backend;
 mod context;
 mod encoding;
 mod error;
+// File safety (atomic writes, lock files, secret-file reads). Public only for the `atrest`
+// binary, which uses it for its output files: not part of the library's API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod fs;
+#[cfg(not(feature = "cli"))]
+mod fs;
 mod id;
 mod secret;
 mod suite;
 
 // Primitives, then key management, then what uses the keys.
-mod atomic_file;
 mod backup;
 pub mod hazmat;
 mod keyring;

@@ -33,8 +33,8 @@ use sha2::{Digest, Sha256};
 use super::frame::read_full;
 use super::header::{HEADER_LEN, Header, MUTABLE_RANGE};
 use super::keys;
-use crate::atomic_file::{create_private, parent_dir, sync_dir};
 use crate::error::BackupError;
+use crate::fs::{create_private, parent_dir, sync_dir};
 use crate::{KeyVersion, Tenant};
 
 const JOURNAL_MAGIC: &[u8; 8] = b"ATRSTRWJ";

@@ -68,7 +68,7 @@ impl Pkcs11Config {
     /// read, is not UTF-8 or holds an empty PIN.
     pub fn pin_from_file(path: &Path) -> Result<SecretString, RootKeyError> {
         let io = |source| RootKeyError::Io { path: path.to_path_buf(), source };
-        let text = crate::keyring::root::read_private_file(path)?;
+        let text = crate::fs::read_private_file(path)?;
         let pin = text.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(text.as_str());
         if pin.is_empty() {
             return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, "the PIN file is empty")));
