@@ -45,6 +45,8 @@ fn rewrap_loop() {
         let keyring = PathBuf::from(std::env::var("ATREST_REWRAP_KEYRING").unwrap());
         let backup = PathBuf::from(std::env::var("ATREST_REWRAP_BACKUP").unwrap());
         let k = Keyring::open(&keyring, LocalRootKey::from_env(ROOT_ENV).unwrap()).unwrap();
+        // Tell the parent that start-up is over: its kill delays count from here.
+        std::fs::write(keyring.with_file_name("ready"), b"").unwrap();
         loop {
             rotate_and_rewrap(&k, &backup);
         }
@@ -83,8 +85,19 @@ fn sigkill_during_rewrap_header_never_corrupts() {
     let (_, backup, body) = setup(dir.path());
     let mut last_generation = 0;
     let mut rewrapped_runs = 0;
+    let ready = dir.path().join("ready");
     for i in 0..40u64 {
-        child::kill_after(spawn_child(dir.path()), child::kill_delay(i, 3_000, 45_000));
+        let _ = std::fs::remove_file(&ready);
+        let c = spawn_child(dir.path());
+        // Every fourth round kills during start-up; the others once the child is rewrapping,
+        // so that a loaded machine (slow process start) still kills in the middle of writes.
+        if i % 4 != 0 {
+            let t = std::time::Instant::now();
+            while !ready.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        child::kill_after(c, child::kill_delay(i, 3_000, 45_000));
 
         let bytes = std::fs::read(&backup).unwrap();
         assert_eq!(bytes.len(), BACKUP_HEADER_LEN + body.len(), "kill {i}: length changed");
