@@ -61,7 +61,7 @@ fn reference_value(kt: &[u8; 32], name: &str, bits: u16, transform_ids: &[&str],
     let full = mac.finalize().into_bytes();
     let len = usize::from(bits).div_ceil(8);
     let mut out = full[..len].to_vec();
-    if bits % 8 != 0 {
+    if !bits.is_multiple_of(8) {
         *out.last_mut().unwrap() &= 0xff << (8 - bits % 8);
     }
     out

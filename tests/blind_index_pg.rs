@@ -297,9 +297,8 @@ fn migrate(db: &mut Client, t: &Tenant, ix: &Indexes) -> usize {
     rewrapped
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
+fn percentile(sorted: &[Duration], pct: usize) -> Duration {
+    sorted[(sorted.len() - 1) * pct / 100]
 }
 
 /// Blind index lookups against plaintext-column lookups of the same table, interleaved.
@@ -321,7 +320,7 @@ fn measure_latency(db: &mut Client, keyring: &Keyring, ix: &Indexes) {
     }
     blind.sort();
     base.sort();
-    let (b50, p50) = (percentile(&blind, 0.5), percentile(&base, 0.5));
+    let (b50, p50) = (percentile(&blind, 50), percentile(&base, 50));
     println!(
         "lookup latency over 2000 lookups (50,000 rows per tenant, {} key version(s); {} build):\n  \
          blind index (index values, query, open candidates): p50 {b50:?}  p99 {:?}\n  \
@@ -329,8 +328,8 @@ fn measure_latency(db: &mut Client, keyring: &Keyring, ix: &Indexes) {
          ratio p50: {:.2}",
         t.blind_index_versions().unwrap().len(),
         if cfg!(debug_assertions) { "debug" } else { "release" },
-        percentile(&blind, 0.99),
-        percentile(&base, 0.99),
+        percentile(&blind, 99),
+        percentile(&base, 99),
         b50.as_secs_f64() / p50.as_secs_f64()
     );
 }

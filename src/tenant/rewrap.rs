@@ -84,11 +84,12 @@ impl Tenant {
     }
 
     /// [`Tenant::rewrap_batch`] for indexed records: each item is a record, its context and
-    /// its values in `indexes` (in that order). A record under an old key version is
-    /// rewrapped and its index values replaced with ones under the new version; records
-    /// already current, and records that fail, are left as they were (failures reported).
-    /// One pass over a table migrates records and index values together while lookups keep
-    /// working (see [`Tenant::blind_index_lookup`]).
+    /// a vector for its values in `indexes`. A record under an old key version is rewrapped
+    /// and the vector set to its new index values (one per index, in order, under the new
+    /// version); records already current, and records that fail, are left as they were
+    /// (failures reported). Pass empty vectors to tell the rows to write back: those whose
+    /// vector was filled. One pass over a table migrates records and index values together
+    /// while lookups keep working (see [`Tenant::blind_index_lookup`]).
     ///
     /// # Example
     /// ```
