@@ -52,6 +52,12 @@ pub use record::{
     record_info,
 };
 
+// Blind indexes: find sealed values by equality, per tenant, across key rotations.
+pub use record::{
+    BlindIndex, BlindIndexBuilder, CustomTransform, IndexLookup, IndexPlan, IndexPlanner, IndexValue, IndexWarning,
+    IndexedRecord, MAX_INDEX_BITS, MAX_INDEX_FIELDS, MAX_INDEX_NAME_LEN, Transform,
+};
+
 // Backups: chunked, seekable streams under a fresh data key wrapped by the tenant's backup key.
 pub use backup::{
     BACKUP_HEADER_LEN, BackupContext, BackupInfo, BackupKind, BackupOptions, BackupReader, BackupWriter,
@@ -60,7 +66,7 @@ pub use backup::{
 };
 
 // Errors, split by operation; authentication failures are one opaque variant each.
-pub use error::{BackupError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
+pub use error::{BackupError, IndexError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
 
 // Secrets and algorithms: key newtypes that zeroize, the AEAD suites and their backends.
 pub use backend::{Backend, BackendUnavailable};

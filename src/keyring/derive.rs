@@ -4,7 +4,7 @@
 //! prk_v      = HKDF-Extract(salt = keyring id (16 bytes), ikm = master key v)
 //! tenant key = HKDF-Expand(prk_v, info, 32)
 //! info       = len||"atrest/v1/tenant" || len||tenant id || generation (u16 BE) || len||purpose
-//! purpose    = "records" | "backups"
+//! purpose    = "records" | "backups" | "indexes"
 //! ```
 //!
 //! `len||x` is a 4-byte big-endian length followed by `x`, so no two (tenant, purpose)
@@ -26,6 +26,8 @@ pub(crate) enum Purpose {
     Records,
     /// Wrapping backup data keys.
     Backups,
+    /// Blind indexes: per-index keys are derived from this key (see `record::index`).
+    Indexes,
 }
 
 impl Purpose {
@@ -33,6 +35,7 @@ impl Purpose {
         match self {
             Purpose::Records => b"records",
             Purpose::Backups => b"backups",
+            Purpose::Indexes => b"indexes",
         }
     }
 }
@@ -67,11 +70,17 @@ mod tests {
         crate::hazmat::hkdf_sha256(&[0x11; 16], &[0x22; 32], &info(&t, 0, Purpose::Records), &mut expect).unwrap();
         assert_eq!(k.expose_secret(), &expect);
         assert_ne!(k, tenant_key(&prk, &t, 0, Purpose::Backups));
+        assert_ne!(k, tenant_key(&prk, &t, 0, Purpose::Indexes));
+        assert_ne!(tenant_key(&prk, &t, 0, Purpose::Backups), tenant_key(&prk, &t, 0, Purpose::Indexes));
         assert_ne!(k, tenant_key(&prk, &t, 1, Purpose::Records));
         assert_ne!(k, tenant_key(&prk, &TenantId::new("acme2").unwrap(), 0, Purpose::Records));
         let expected_info =
             [&[0, 0, 0, 16][..], b"atrest/v1/tenant", &[0, 0, 0, 4], b"acme", &[0, 1], &[0, 0, 0, 7], b"backups"]
                 .concat();
         assert_eq!(info(&t, 1, Purpose::Backups), expected_info);
+        let expected_info =
+            [&[0, 0, 0, 16][..], b"atrest/v1/tenant", &[0, 0, 0, 4], b"acme", &[0, 2], &[0, 0, 0, 7], b"indexes"]
+                .concat();
+        assert_eq!(info(&t, 2, Purpose::Indexes), expected_info);
     }
 }

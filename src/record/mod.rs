@@ -47,13 +47,19 @@
 //! limit on the number of records per tenant key.
 
 mod format;
+mod index;
 mod rewrap;
 mod sealer;
 
 pub use format::{RecordInfo, record_info};
+pub use index::{
+    BlindIndex, BlindIndexBuilder, CustomTransform, IndexLookup, IndexPlan, IndexPlanner, IndexValue, IndexWarning,
+    IndexedRecord, MAX_INDEX_BITS, MAX_INDEX_FIELDS, MAX_INDEX_NAME_LEN, Transform,
+};
 pub use rewrap::{KeyVersionCensus, RewrapReport, key_version_census};
 
 pub(crate) use format::parse;
+pub(crate) use index::IndexKey;
 pub(crate) use sealer::RecordKey;
 
 use crate::Suite;

@@ -1,9 +1,11 @@
-//! The [`Tenant`] handle: every public method of it (records, rewraps, backups' keys).
+//! The [`Tenant`] handle: every public method of it (records, rewraps, blind indexes,
+//! backups' keys).
 //!
 //! The keyring hands out derived key material; this module turns it into the record
 //! sealer it caches per handle, and hands backup key material to the backup module. A warm
 //! seal crosses three files: this one, `record/sealer.rs` and the AEAD in `hazmat/`.
 
+mod index;
 mod rewrap;
 mod shred;
 
@@ -34,6 +36,8 @@ pub struct Tenant {
     current: Arc<ArcSwapOption<RecordKeys>>,
     /// The record keys of the last other version opened (records sealed before a rotation).
     opened: Arc<ArcSwapOption<RecordKeys>>,
+    /// Blind index keys.
+    indexes: Arc<index::IndexCache>,
 }
 
 /// A record sealer with the key material it was built from (for the audit counters).
@@ -65,6 +69,7 @@ impl Keyring {
             suite: RecordSuite::default(),
             current: Arc::default(),
             opened: Arc::default(),
+            indexes: Arc::default(),
         })
     }
 }
@@ -136,11 +141,22 @@ impl Tenant {
     /// # Errors
     /// As [`Tenant::seal`]; on error `out` is left as it was.
     pub fn seal_into(&self, plaintext: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), SealError> {
+        self.seal_into_as(self.suite, plaintext, context, out).map(drop)
+    }
+
+    /// Seals with `suite` and returns the key version that sealed.
+    fn seal_into_as(
+        &self,
+        suite: RecordSuite,
+        plaintext: &[u8],
+        context: &Context,
+        out: &mut Vec<u8>,
+    ) -> Result<KeyVersion, SealError> {
         let keys = self.sealing_keys()?;
         let version = keys.material.version;
-        keys.sealer.seal_record(self.suite, version, &self.id, context, plaintext, out)?;
+        keys.sealer.seal_record(suite, version, &self.id, context, plaintext, out)?;
         keys.material.count(&self.id, Use::Seal);
-        Ok(())
+        Ok(version)
     }
 
     /// Verifies and decrypts a record sealed for this tenant and `context`.
