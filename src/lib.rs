@@ -30,7 +30,7 @@ pub use keyring::{
     Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV, RootKeyProvider,
     ShredStatus, TenantStatus,
 };
-pub use tenant::{ShredEvidence, Tenant};
+pub use tenant::{BULK_WINDOW, ShredEvidence, Tenant};
 
 // Root keys in a PKCS#11 token (feature `pkcs11`).
 #[cfg(feature = "pkcs11")]

@@ -5,7 +5,7 @@ use zeroize::Zeroize;
 use super::Tenant;
 use crate::context::Context;
 use crate::error::{OpenError, RewrapError};
-use crate::record::{self, RewrapReport};
+use crate::record;
 
 impl Tenant {
     /// Whether `sealed` names a key version other than the one new records use.
@@ -41,43 +41,10 @@ impl Tenant {
     pub fn rewrap(&self, sealed: &[u8], context: &Context) -> Result<Vec<u8>, RewrapError> {
         let suite = record::parse(sealed)?.suite;
         let mut plain = self.open(sealed, context)?;
-        let tenant = self.clone().with_suite(suite);
-        let out = tenant.seal(&plain, context);
+        let mut out = Vec::with_capacity(plain.len() + record::RECORD_OVERHEAD);
+        let sealed = self.seal_with(suite, &plain, context, &mut out);
         plain.zeroize();
-        Ok(out?)
-    }
-
-    /// Rewraps many records in place. Records already under the current key version are
-    /// left untouched; a record that fails is left as it was and reported. `progress` is
-    /// called after each record with the number processed so far.
-    pub fn rewrap_batch<'a>(
-        &self,
-        records: impl IntoIterator<Item = (&'a mut Vec<u8>, &'a Context)>,
-        mut progress: impl FnMut(usize),
-    ) -> RewrapReport {
-        let mut report = RewrapReport::default();
-        for (i, (sealed, ctx)) in records.into_iter().enumerate() {
-            match self.needs_rewrap(sealed) {
-                Ok(false) => report.already_current += 1,
-                Ok(true) => match self.rewrap(sealed, ctx) {
-                    Ok(new) => {
-                        *sealed = new;
-                        report.rewrapped += 1;
-                    }
-                    Err(e) => report.failed.push((i, e)),
-                },
-                Err(e) => report.failed.push((i, RewrapError::Open(e))),
-            }
-            progress(i + 1);
-        }
-        tracing::info!(
-            target: "atrest::audit",
-            event = "record.rewrap_batch",
-            tenant = %self.id(),
-            rewrapped = report.rewrapped,
-            already_current = report.already_current,
-            failed = report.failed.len()
-        );
-        report
+        sealed?;
+        Ok(out)
     }
 }
