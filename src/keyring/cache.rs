@@ -141,11 +141,18 @@ mod tests {
     use super::*;
 
     fn key(i: usize) -> Key {
-        (TenantId::new(&format!("t{i}")).unwrap(), KeyVersion { master: crate::id::MasterVersion::new(1), generation: 0 }, Purpose::Records)
+        (
+            TenantId::new(&format!("t{i}")).unwrap(),
+            KeyVersion { master: crate::id::MasterVersion::new(1), generation: 0 },
+            Purpose::Records,
+        )
     }
 
     fn value() -> Arc<DerivedKey> {
-        Arc::new(DerivedKey::new(KeyVersion { master: crate::id::MasterVersion::new(1), generation: 0 }, TenantKey::from_bytes([1; 32])))
+        Arc::new(DerivedKey::new(
+            KeyVersion { master: crate::id::MasterVersion::new(1), generation: 0 },
+            TenantKey::from_bytes([1; 32]),
+        ))
     }
 
     #[test]

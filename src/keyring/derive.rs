@@ -53,15 +53,8 @@ pub(crate) fn info(tenant: &TenantId, generation: u16, purpose: Purpose) -> Vec<
 pub(crate) fn tenant_key(prk: &Prk, tenant: &TenantId, generation: u16, purpose: Purpose) -> TenantKey {
     let label = purpose.label();
     let id = tenant.as_str().as_bytes();
-    let parts: [&[u8]; 7] = [
-        &lp_len(TENANT_LABEL),
-        TENANT_LABEL,
-        &lp_len(id),
-        id,
-        &generation.to_be_bytes(),
-        &lp_len(label),
-        label,
-    ];
+    let parts: [&[u8]; 7] =
+        [&lp_len(TENANT_LABEL), TENANT_LABEL, &lp_len(id), id, &generation.to_be_bytes(), &lp_len(label), label];
     TenantKey::from_bytes(expand32_parts(prk, &parts))
 }
 

@@ -145,7 +145,13 @@ impl Tenant {
     }
 
     /// [`Tenant::seal_into`] with `suite` (a rewrap keeps the record's suite).
-    fn seal_with(&self, suite: RecordSuite, plaintext: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), SealError> {
+    fn seal_with(
+        &self,
+        suite: RecordSuite,
+        plaintext: &[u8],
+        context: &Context,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
         self.with_sealing_keys(|keys| {
             keys.sealer.seal_record(suite, keys.material.version, &self.id, context, plaintext, out)?;
             keys.material.count(&self.id, Use::Seal);
