@@ -7,11 +7,6 @@
 
 use atrest::{Context, Keyring, LocalRootKey};
 
-/// The 96-bit nonce prefix of a sealed record (bytes 6..18: after the 6-byte header).
-fn prefix(record: &[u8]) -> [u8; 12] {
-    record[6..18].try_into().unwrap()
-}
-
 #[cfg(unix)]
 #[test]
 fn forked_child_does_not_reuse_the_parents_buffered_prefixes() {
@@ -19,6 +14,8 @@ fn forked_child_does_not_reuse_the_parents_buffered_prefixes() {
     let ctx = Context::new().with("row", "1");
     // The first new tenant key fills this thread's buffer and takes its first prefix.
     let first = keyring.tenant("t-0").unwrap().seal(b"parent", &ctx).unwrap();
+    // The 96-bit nonce prefix of a record: bytes 6..18, after the 6-byte header.
+    let prefix = |r: &[u8]| -> [u8; 12] { r[6..18].try_into().unwrap() };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("child.bin");
 
