@@ -30,7 +30,7 @@ fn main() {
     let keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
     let t = keyring.tenant("acme").unwrap();
     let ctxs: Vec<Context> =
-        (0..n).map(|i| Context::new().with("table", "contacts").with("row", &i.to_string())).collect();
+        (0..n).map(|i| Context::new().with("table", "contacts").with("row", i.to_string())).collect();
     let value = [0x5au8; 100];
     let mut old = Vec::with_capacity(n);
     t.seal_batch(ctxs.iter().map(|c| (&value[..], c)), |_, r| old.push(r.unwrap()));

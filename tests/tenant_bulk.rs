@@ -14,7 +14,7 @@ fn prefix(record: &[u8]) -> [u8; 12] {
 }
 
 fn rows(n: usize) -> Vec<(Vec<u8>, Context)> {
-    (0..n).map(|i| (format!("value {i}").into_bytes(), Context::new().with("row", &i.to_string()))).collect()
+    (0..n).map(|i| (format!("value {i}").into_bytes(), Context::new().with("row", i.to_string()))).collect()
 }
 
 #[test]

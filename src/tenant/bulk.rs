@@ -56,7 +56,7 @@ impl Tenant {
     /// # let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
     /// let acme = keyring.tenant("acme")?;
     /// let rows: Vec<(String, Context)> =
-    ///     (0..3).map(|i| (format!("value {i}"), Context::new().with("row", &i.to_string()))).collect();
+    ///     (0..3).map(|i| (format!("value {i}"), Context::new().with("row", i.to_string()))).collect();
     /// let mut sealed = Vec::new();
     /// acme.seal_batch(rows.iter().map(|(v, c)| (v.as_bytes(), c)), |_, r| sealed.push(r));
     /// assert_eq!(acme.open(sealed[2].as_ref().unwrap(), &rows[2].1)?, b"value 2");
