@@ -11,8 +11,7 @@
 //! pairs share an info string. The PRK is computed once per master version when the keyring
 //! loads; a derivation is one HKDF-Expand (two HMAC-SHA256 blocks).
 
-use crate::encoding::put_lp;
-use crate::hazmat::{Prk, expand32};
+use crate::hazmat::{Prk, expand32_parts};
 use crate::id::TenantId;
 use crate::secret::TenantKey;
 
@@ -40,8 +39,10 @@ impl Purpose {
     }
 }
 
-/// The HKDF info string for a tenant key.
+/// The HKDF info string for a tenant key, whole (the derivation feeds it in parts).
+#[cfg(test)]
 pub(crate) fn info(tenant: &TenantId, generation: u16, purpose: Purpose) -> Vec<u8> {
+    use crate::encoding::put_lp;
     let mut info = Vec::with_capacity(64 + tenant.as_str().len());
     put_lp(&mut info, TENANT_LABEL);
     put_lp(&mut info, tenant.as_str().as_bytes());
@@ -50,9 +51,19 @@ pub(crate) fn info(tenant: &TenantId, generation: u16, purpose: Purpose) -> Vec<
     info
 }
 
-/// Derives a tenant's key for one purpose.
+/// Derives a tenant's key for one purpose: one HKDF-Expand from the master's pre-keyed
+/// HMAC state, the info string fed in parts (no allocation).
 pub(crate) fn tenant_key(prk: &Prk, tenant: &TenantId, generation: u16, purpose: Purpose) -> TenantKey {
-    TenantKey::from_bytes(expand32(prk, &info(tenant, generation, purpose)))
+    let label = purpose.label();
+    let id = tenant.as_str().as_bytes();
+    let parts: [&[u8]; 7] =
+        [&lp_len(TENANT_LABEL), TENANT_LABEL, &lp_len(id), id, &generation.to_be_bytes(), &lp_len(label), label];
+    TenantKey::from_bytes(expand32_parts(prk, &parts))
+}
+
+/// The 4-byte big-endian length prefix `put_lp` writes.
+fn lp_len(x: &[u8]) -> [u8; 4] {
+    u32::try_from(x.len()).unwrap_or(u32::MAX).to_be_bytes()
 }
 
 #[cfg(test)]

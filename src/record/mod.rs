@@ -30,7 +30,9 @@
 //! # Nonces and limits (XAES-256-GCM)
 //!
 //! XAES-256-GCM derives an AES-256-GCM key from the first 96 bits of the nonce. A record key
-//! keeps one random 96-bit prefix (from the OS RNG) and its derived AES-256-GCM instance,
+//! keeps one random 96-bit prefix (from the OS RNG, through a per-thread buffer refilled 64
+//! prefixes at a time and discarded in a forked child: see `record/prefixes.rs`) and its
+//! derived AES-256-GCM instance,
 //! and draws the other 96 bits of each nonce from a CSPRNG (`rand::rng()`, ChaCha seeded by
 //! the OS). The output is standard XAES-256-GCM with uniformly random suffixes. The prefix
 //! is replaced after 2^28 records and in any process forked from the one that drew it: a
@@ -48,6 +50,7 @@
 
 mod format;
 mod index;
+mod prefixes;
 mod rewrap;
 mod sealer;
 

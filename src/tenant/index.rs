@@ -182,7 +182,7 @@ impl Tenant {
     ) -> Result<IndexedRecord, IndexError> {
         let inputs = indexes.iter().map(|i| i.input_of(&[plaintext])).collect::<Result<Vec<_>, _>>()?;
         let mut sealed = Vec::with_capacity(plaintext.len() + crate::record::RECORD_OVERHEAD);
-        let version = self.seal_into_as(suite, plaintext, context, &mut sealed)?;
+        let version = self.seal_with(suite, plaintext, context, &mut sealed)?;
         let index_values = indexes
             .iter()
             .zip(&inputs)

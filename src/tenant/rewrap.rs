@@ -42,24 +42,11 @@ impl Tenant {
     pub fn rewrap(&self, sealed: &[u8], context: &Context) -> Result<Vec<u8>, RewrapError> {
         let suite = record::parse(sealed)?.suite;
         let mut plain = self.open(sealed, context)?;
-        let tenant = self.clone().with_suite(suite);
-        let out = tenant.seal(&plain, context);
+        let mut out = Vec::with_capacity(plain.len() + record::RECORD_OVERHEAD);
+        let sealed = self.seal_with(suite, &plain, context, &mut out);
         plain.zeroize();
-        Ok(out?)
-    }
-
-    /// Rewraps many records in place. Records already under the current key version are
-    /// left untouched; a record that fails is left as it was and reported. `progress` is
-    /// called after each record with the number processed so far.
-    pub fn rewrap_batch<'a>(
-        &self,
-        records: impl IntoIterator<Item = (&'a mut Vec<u8>, &'a Context)>,
-        progress: impl FnMut(usize),
-    ) -> RewrapReport {
-        self.rewrap_each("record.rewrap_batch", records, progress, |(sealed, ctx)| {
-            *sealed = self.rewrap(sealed, ctx)?;
-            Ok(())
-        })
+        sealed?;
+        Ok(out)
     }
 
     /// Opens `sealed`, seals it again under the current key version and computes its values
@@ -157,12 +144,6 @@ impl Tenant {
 /// A batch item: a record and what goes with it.
 trait Rewrappable {
     fn sealed(&self) -> &[u8];
-}
-
-impl Rewrappable for (&mut Vec<u8>, &Context) {
-    fn sealed(&self) -> &[u8] {
-        self.0
-    }
 }
 
 impl Rewrappable for (&mut Vec<u8>, &Context, &mut Vec<IndexValue>) {
