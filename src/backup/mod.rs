@@ -90,6 +90,7 @@ mod keys;
 mod pipeline;
 mod reader;
 mod rewrap;
+mod stored;
 mod writer;
 
 #[cfg(test)]
@@ -128,6 +129,14 @@ pub enum BackupKind {
 }
 
 impl BackupKind {
+    /// "full" or "incremental".
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Incremental => "incremental",
+        }
+    }
+
     fn id(self) -> u8 {
         match self {
             BackupKind::Full => 1,

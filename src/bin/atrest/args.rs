@@ -12,7 +12,8 @@ PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-key; PIN from ATREST_PK
 ATREST_LOCK_WAIT seconds (default 30) for another process holding <keyring>.lock.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 authentication failure (tampered, truncated
-or mismatched data, wrong tenant or snapshot).";
+or mismatched data, wrong keyring), 4 context mismatch (an authentic backup of another tenant,
+snapshot, parent, kind or sequence than the flags name).";
 
 /// Encryption at rest and key management: keyrings, tenant keys and encrypted backups.
 #[derive(Debug, Parser)]
@@ -258,18 +259,19 @@ pub struct BackupContextArgs {
     /// Tenant id.
     #[arg(long, value_name = "ID")]
     pub tenant: String,
-    /// Snapshot id.
+    /// Snapshot id (required to encrypt; to decrypt, verify: what the stream must be, as the
+    /// other flags; a version 2 stream without it is read with the context it stores).
     #[arg(long, value_name = "ID")]
-    pub snapshot: String,
+    pub snapshot: Option<String>,
     /// Parent snapshot id (for incremental backups).
     #[arg(long, value_name = "ID")]
     pub parent: Option<String>,
     /// Backup kind (default: incremental with --parent, full without).
     #[arg(long, value_enum)]
     pub kind: Option<Kind>,
-    /// Sequence number of the backup.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub sequence: u64,
+    /// Sequence number of the backup (default 0).
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
 }
 
 /// Backup kinds.

@@ -17,6 +17,8 @@ pub enum Class {
     Usage,
     /// The data or key did not authenticate: 3.
     Authentication,
+    /// An authentic backup of another context than expected: 4.
+    ContextMismatch,
 }
 
 /// A failed command.
@@ -40,6 +42,7 @@ impl Failure {
             Class::General => 1,
             Class::Usage => 2,
             Class::Authentication => 3,
+            Class::ContextMismatch => 4,
         })
     }
 }
@@ -82,6 +85,11 @@ pub trait Classify: Error + Send + Sync + 'static {
     fn is_authentication(&self) -> bool {
         false
     }
+
+    /// Whether an authentic backup is of another context than expected.
+    fn is_context_mismatch(&self) -> bool {
+        false
+    }
 }
 
 /// The library's error types answer for themselves.
@@ -94,7 +102,17 @@ macro_rules! classify_by_the_library {
         }
     )*};
 }
-classify_by_the_library!(BackupError, KeyringError, OpenError, RootKeyError);
+classify_by_the_library!(KeyringError, OpenError, RootKeyError);
+
+impl Classify for BackupError {
+    fn is_authentication(&self) -> bool {
+        BackupError::is_authentication(self)
+    }
+
+    fn is_context_mismatch(&self) -> bool {
+        matches!(self, BackupError::ContextMismatch { .. })
+    }
+}
 
 /// Files, pipes: never an authentication failure (the library reports those as its own
 /// error types).
@@ -104,7 +122,13 @@ impl Classify for serde_json::Error {}
 
 impl<E: Classify> From<E> for Failure {
     fn from(e: E) -> Self {
-        let class = if e.is_authentication() { Class::Authentication } else { Class::General };
+        let class = if e.is_authentication() {
+            Class::Authentication
+        } else if e.is_context_mismatch() {
+            Class::ContextMismatch
+        } else {
+            Class::General
+        };
         Self { class, what: None, error: Some(Box::new(e)) }
     }
 }

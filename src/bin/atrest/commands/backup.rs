@@ -3,11 +3,10 @@
 use std::path::Path;
 
 use atrest::{
-    BackupContext, BackupError, BackupOptions, BackupReader, BackupWriter, Tenant, inspect_backup,
-    rewrap_backup_header, verify_backup,
+    BackupContext, BackupError, BackupOptions, BackupReader, BackupWriter, Tenant, inspect_backup, rewrap_backup_header,
 };
 
-use crate::args::{BackupCommand, BackupContextArgs, KeyArgs};
+use crate::args::{BackupCommand, BackupContextArgs, KeyArgs, Kind};
 use crate::failure::{Doing, Failure};
 use crate::keys;
 use crate::stream::{self, Counting, Input, Output, Progress};
@@ -17,6 +16,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
     match cmd {
         BackupCommand::Encrypt { context, chunk_size, threads, io } => {
             let (tenant, ctx) = open(keys_args, context)?;
+            let ctx = ctx.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
             let mut opts = BackupOptions::default();
             if let Some(n) = chunk_size {
                 opts = opts.chunk_size(*n);
@@ -53,7 +53,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let in_name = input.name.clone();
             let total = input.len;
             let output = Output::create(io.output.as_deref())?;
-            let mut r = BackupReader::new(&tenant, &ctx, input).doing(|| format!("decrypting {in_name}"))?;
+            let mut r = BackupReader::open(&tenant, ctx.as_ref(), input).doing(|| format!("decrypting {in_name}"))?;
             let out_name = output.name();
             let mut dst = Counting::new(output, Progress::new("decrypting", total));
             let copied = r.copy_to(&mut dst);
@@ -70,7 +70,9 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let (tenant, ctx) = open(keys_args, context)?;
             let input = Input::open(input.as_deref())?;
             let name = input.name.clone();
-            let n = verify_backup(&tenant, &ctx, input).doing(|| format!("verifying {name}"))?;
+            let n = BackupReader::open(&tenant, ctx.as_ref(), input)
+                .and_then(|mut r| r.copy_to(&mut std::io::sink()))
+                .doing(|| format!("verifying {name}"))?;
             println!("{name}: authentic, {n} bytes of plaintext ({})", stream::human_bytes(n));
             Ok(())
         }
@@ -85,10 +87,23 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
     }
 }
 
-fn open(keys_args: &KeyArgs, c: &BackupContextArgs) -> Result<(Tenant, BackupContext), Failure> {
+/// The tenant and the context the flags name (`None` without `--snapshot`).
+fn open(keys_args: &KeyArgs, c: &BackupContextArgs) -> Result<(Tenant, Option<BackupContext>), Failure> {
+    if matches!(c.kind, Some(Kind::Full)) && c.parent.is_some() {
+        return Err(Failure::usage("--kind full takes no --parent (a full backup has no parent)"));
+    }
+    if matches!(c.kind, Some(Kind::Incremental)) && c.parent.is_none() {
+        return Err(Failure::usage("--kind incremental needs --parent"));
+    }
+    let ctx = match &c.snapshot {
+        Some(s) => Some(BackupContext::new(s, c.parent.as_deref(), c.kind(), c.sequence.unwrap_or(0))),
+        None if c.parent.is_some() || c.kind.is_some() || c.sequence.is_some() => {
+            return Err(Failure::usage("--parent, --kind and --sequence need --snapshot"));
+        }
+        None => None,
+    };
     let k = keys::keyring(keys_args)?;
     let t = k.tenant(&c.tenant).doing(|| format!("tenant '{}'", c.tenant))?;
-    let ctx = BackupContext::new(&c.snapshot, c.parent.as_deref(), c.kind(), c.sequence);
     Ok((t, ctx))
 }
 
@@ -131,6 +146,7 @@ fn print_fields(indent: &str, v: &serde_json::Value) {
                 print_fields(&format!("{indent}  "), v);
             }
             serde_json::Value::String(s) => println!("{indent}{k:<width$}  {s}"),
+            serde_json::Value::Null => {}
             other => println!("{indent}{k:<width$}  {other}"),
         }
     }
