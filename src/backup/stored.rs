@@ -146,7 +146,7 @@ mod tests {
         let mut long = b.clone();
         long.push(0);
         assert!(Stored::parse(&long).is_err());
-        for (at, v) in [(10, 2u8), (17, 0), (17, 3), (3, 0)] {
+        for (at, v) in [(10, 2u8), (14, 2), (21, 0), (21, 3), (3, 0)] {
             let mut bad = b.clone();
             bad[at] = v;
             assert!(Stored::parse(&bad).is_err(), "byte {at} = {v}");
