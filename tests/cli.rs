@@ -280,10 +280,17 @@ fn inspect_needs_no_key() {
     let out = c.args(["backup", "inspect", "b.atrb", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(info.is_object() && !info.as_object().unwrap().is_empty(), "{info}");
+    assert_eq!(info["format_version"], 2, "{info}");
+    assert_eq!(info["tenant"], "acme", "{info}");
+    assert_eq!(info["snapshot_id"], "snap-1", "{info}");
+    assert_eq!(info["kind"], "full", "{info}");
+    assert_eq!(info["sequence"], 0, "{info}");
+    assert!(info["created"].as_u64().is_some(), "{info}");
     let out = env.cmd().env_remove("ATREST_ROOT_KEY_FILE").args(["backup", "inspect", "b.atrb"]).output().unwrap();
     assert!(out.status.success());
-    assert!(!out.stdout.is_empty());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("tenant") && text.contains("acme") && text.contains("snap-1"), "{text}");
+    assert!(!text.contains("parent"), "no parent line for a full backup: {text}");
     // Not a backup: a clear failure.
     let err = check_failure(&env.run(&["backup", "inspect", "plain"]), 1, &"inspect plain");
     assert!(err.contains("not an atrest backup"), "{err}");
@@ -329,21 +336,33 @@ fn tampered_stream_exits_3_and_leaves_no_output_file() {
 }
 
 #[test]
-fn wrong_tenant_or_snapshot_fails() {
+fn wrong_tenant_or_snapshot_is_a_context_mismatch_exit_4() {
     let env = Env::new();
     std::fs::write(env.path("plain"), data(50_000)).unwrap();
     env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
     let err =
-        env.fails(&["backup", "decrypt", "--tenant", "globex", "--snapshot", "snap-1", "-i", "b.atrb", "-o", "o"], 3);
-    assert!(err.contains("authentication failed"), "{err}");
-    env.fails(&["backup", "decrypt", "--tenant", "acme", "--snapshot", "snap-2", "-i", "b.atrb", "-o", "o"], 3);
+        env.fails(&["backup", "decrypt", "--tenant", "globex", "--snapshot", "snap-1", "-i", "b.atrb", "-o", "o"], 4);
+    assert!(err.contains("tenant is \"acme\", not \"globex\""), "{err}");
+    let err =
+        env.fails(&["backup", "decrypt", "--tenant", "acme", "--snapshot", "snap-2", "-i", "b.atrb", "-o", "o"], 4);
+    assert!(err.contains("snapshot is \"snap-1\", not \"snap-2\""), "{err}");
+    let err = env
+        .fails(&["backup", "verify", "--tenant", "acme", "--snapshot", "snap-1", "--sequence", "3", "-i", "b.atrb"], 4);
+    assert!(err.contains("sequence is \"0\", not \"3\""), "{err}");
     assert!(!env.path("o").exists());
+    // Without --snapshot the stream says what it is.
+    env.ok(&["backup", "verify", "--tenant", "acme", "-i", "b.atrb"]);
+    let out = env.ok(&["backup", "decrypt", "--tenant", "acme", "-i", "b.atrb"]);
+    assert_eq!(out, data(50_000));
+    // --kind full with --parent, and context flags without --snapshot, are usage errors.
+    env.fails(&args(&["backup", "encrypt", "--kind", "full", "--parent", "p", "-i", "plain", "-o", "x"], &CTX), 2);
+    env.fails(&["backup", "verify", "--tenant", "acme", "--sequence", "1", "-i", "b.atrb"], 2);
 
-    // Another keyring (same tenant name) cannot open it either.
+    // Another keyring (same tenant name) cannot open it: an authentication failure.
     let other = Env::new();
     std::fs::copy(env.path("b.atrb"), other.path("b.atrb")).unwrap();
     let out = other.run(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "o"], &CTX));
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3));
     assert!(!other.path("o").exists());
 }
 
