@@ -250,12 +250,13 @@ fn backup_round_trips_through_pipes_and_files() {
     assert!(std::fs::read(env.path("restored")).unwrap() == plain);
     let text = String::from_utf8(env.ok(&args(&["backup", "verify", "-i", "b.atrb"], &inc))).unwrap();
     assert!(text.contains("700000"), "{text}");
-    // The context must match exactly: kind, parent, sequence, snapshot.
-    env.fails(&args(&["backup", "verify", "-i", "b.atrb", "--kind", "full"], &inc), 3);
-    env.fails(&["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--sequence", "7"], 3);
+    // The context must match exactly: kind, parent, sequence, snapshot (exit 4: an authentic
+    // backup of another context); --kind full with --parent is a usage error.
+    env.fails(&args(&["backup", "verify", "-i", "b.atrb", "--kind", "full"], &inc), 2);
+    env.fails(&["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--sequence", "7"], 4);
     env.fails(
         &["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--parent", "snap-1"],
-        3,
+        4,
     );
 
     // An empty stream round-trips too.

@@ -296,8 +296,8 @@ pub const BACKUP_FORMAT2: &GoldenBackup = &GoldenBackup {
     chunks: 2,
     master: 2,
     generation: 0,
-    stream_id: "FILL",
-    sha256: "FILL",
+    stream_id: "9cfe6debe8c486129799d456213d00a9",
+    sha256: "d7299acdc72c2f3ebdbc4f906b4d4e1f08a8a0320ab6716cce312dcc79a00c34",
 };
 
 /// The header length of [`BACKUP_FORMAT2`]: 189 and its 60-byte context.
