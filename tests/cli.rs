@@ -778,3 +778,37 @@ fn root_key_file_must_be_private_and_ours() {
         assert!(err.contains("owned by uid 65534"), "{err}");
     }
 }
+
+#[test]
+fn no_plaintext_reaches_stdout_before_the_whole_stream_authenticated() {
+    let env = Env::new();
+    let plain = data(1_000_000);
+    std::fs::write(env.path("plain"), &plain).unwrap();
+    env.ok(&args(&["backup", "encrypt", "--chunk-size", "64K", "-i", "plain", "-o", "b.atrb"], &CTX));
+    // One flipped byte three quarters in.
+    let mut bad = std::fs::read(env.path("b.atrb")).unwrap();
+    let at = bad.len() * 3 / 4;
+    bad[at] ^= 0x01;
+    std::fs::write(env.path("bad.atrb"), &bad).unwrap();
+
+    // From a file (seekable: verified first) and from a pipe (spooled, then verified).
+    let out = env.run(&args(&["backup", "decrypt", "-i", "bad.atrb"], &CTX));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty(), "{} plaintext bytes released from a file", out.stdout.len());
+    let out = env.run_with_stdin(&args(&["backup", "decrypt"], &CTX), &bad);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty(), "{} plaintext bytes released from a pipe", out.stdout.len());
+    // Refusing to spool a pipe is a clear usage error, with nothing written.
+    let out = env.run_with_stdin(&args(&["backup", "decrypt", "--no-spool"], &CTX), &bad);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stream-unverified"));
+    assert!(out.stdout.is_empty());
+    // Clean streams still come out whole, both ways.
+    let good = std::fs::read(env.path("b.atrb")).unwrap();
+    assert!(env.run_with_stdin(&args(&["backup", "decrypt"], &CTX), &good).stdout == plain);
+    assert!(env.ok(&args(&["backup", "decrypt", "-i", "b.atrb"], &CTX)) == plain);
+    // The opt-in keeps streaming: authenticated chunks before the bad one come out.
+    let out = env.run(&args(&["backup", "decrypt", "--stream-unverified", "-i", "bad.atrb"], &CTX));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!out.stdout.is_empty() && plain.starts_with(&out.stdout));
+}

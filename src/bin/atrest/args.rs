@@ -214,14 +214,23 @@ pub enum BackupCommand {
     },
     /// Decrypt and authenticate a stream (stdin to stdout by default).
     ///
-    /// With -o, the output file appears only after the whole stream authenticated. To stdout,
-    /// only authenticated chunks are written, but a stream cut short or modified after its start
-    /// is detected only at that point: consumers must check the exit status (for example with
-    /// `set -o pipefail`), or decrypt to a file with -o first.
+    /// No plaintext byte is released before the whole stream authenticated: with -o the file
+    /// appears only then; to stdout (a pipe, a FIFO) the stream is authenticated first and
+    /// then decrypted (a non-seekable input is first spooled to an anonymous 0600 temporary
+    /// file in $TMPDIR, or refused with --no-spool). --stream-unverified streams as chunks
+    /// authenticate instead: a stream damaged after its start is then detected only there,
+    /// and the consumer must check the exit status.
     Decrypt {
         /// Tenant and snapshot the stream is bound to.
         #[command(flatten)]
         context: BackupContextArgs,
+        /// Stream plaintext to stdout as chunks authenticate, before the whole stream did
+        /// (today's streaming; the consumer must check the exit status).
+        #[arg(long)]
+        stream_unverified: bool,
+        /// Never spool a non-seekable input to a temporary file: refuse instead.
+        #[arg(long, conflicts_with = "stream_unverified")]
+        no_spool: bool,
         /// Input and output.
         #[command(flatten)]
         io: IoArgs,

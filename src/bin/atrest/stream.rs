@@ -2,7 +2,7 @@
 //! line for long streams.
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,11 +16,16 @@ const BUF: usize = 256 * 1024;
 
 /// Where a stream comes from.
 pub struct Input {
-    reader: Box<dyn Read>,
+    source: Source,
     /// "stdin" or the file name, for messages.
     pub name: String,
     /// The length, when known (a regular file).
     pub len: Option<u64>,
+}
+
+enum Source {
+    File(File),
+    Stdin(io::StdinLock<'static>),
 }
 
 impl Input {
@@ -33,19 +38,56 @@ impl Input {
                 let name = p.display().to_string();
                 let f = File::open(p).doing(|| format!("opening {name}"))?;
                 let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                Ok(Self { reader: Box::new(f), name, len })
+                Ok(Self { source: Source::File(f), name, len })
             }
         }
     }
 
     fn stdin() -> Self {
-        Self { reader: Box::new(io::stdin().lock()), name: "stdin".into(), len: None }
+        Self { source: Source::Stdin(io::stdin().lock()), name: "stdin".into(), len: None }
+    }
+
+    /// This input as a file that can be read twice (to authenticate the whole stream before
+    /// any plaintext is released): a regular file as it is, anything else (a pipe, a FIFO)
+    /// spooled into an anonymous private temporary file in `$TMPDIR` (mode 0600, unlinked
+    /// from the start, so it is gone on exit or any signal), or refused if `spool` is false.
+    pub fn rewindable(self, spool: bool) -> Result<Self, Failure> {
+        let Self { source, name, len } = self;
+        let mut from = match source {
+            Source::File(f) if len.is_some() => return Ok(Self { source: Source::File(f), name, len }),
+            other => other,
+        };
+        if !spool {
+            return Err(Failure::usage(format!(
+                "{name} is not a regular file: it cannot be authenticated before decrypting without spooling it \
+                 (drop --no-spool, decrypt with -i FILE, or pass --stream-unverified and check the exit status)"
+            )));
+        }
+        let mut tmp = tempfile::tempfile().doing(|| "creating a spool file in $TMPDIR".into())?;
+        let n = match &mut from {
+            Source::File(f) => io::copy(f, &mut tmp),
+            Source::Stdin(s) => io::copy(s, &mut tmp),
+        }
+        .doing(|| format!("spooling {name} to a temporary file"))?;
+        tmp.seek(SeekFrom::Start(0)).doing(|| "rewinding the spool file".into())?;
+        Ok(Self { source: Source::File(tmp), name, len: Some(n) })
+    }
+
+    /// Back to the start (after [`Input::rewindable`]).
+    pub fn rewind(&mut self) -> Result<(), Failure> {
+        match &mut self.source {
+            Source::File(f) => f.seek(SeekFrom::Start(0)).map(|_| ()).doing(|| format!("rewinding {}", self.name)),
+            Source::Stdin(_) => Err(Failure::usage("stdin cannot be rewound")),
+        }
     }
 }
 
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        match &mut self.source {
+            Source::File(f) => f.read(buf),
+            Source::Stdin(s) => s.read(buf),
+        }
     }
 }
 
@@ -117,6 +159,12 @@ impl Output {
 
     fn stdout() -> Self {
         Self::Stdout(BufWriter::with_capacity(BUF, io::stdout().lock()))
+    }
+
+    /// Whether this is a file that appears only when complete (nothing unauthenticated can
+    /// reach a reader of it).
+    pub fn is_file(&self) -> bool {
+        matches!(self, Self::File { .. })
     }
 
     /// Whether this is stdout and stdout is a terminal.

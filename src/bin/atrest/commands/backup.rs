@@ -1,5 +1,6 @@
 //! `atrest backup ...`.
 
+use std::io;
 use std::path::Path;
 
 use atrest::{
@@ -47,12 +48,24 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let output = w.finish().doing(|| format!("finishing the backup stream to {out_name}"))?;
             output.commit()
         }
-        BackupCommand::Decrypt { context, io } => {
+        BackupCommand::Decrypt { context, io, stream_unverified, no_spool } => {
             let (tenant, ctx) = open(keys_args, context)?;
-            let input = Input::open(io.input.as_deref())?;
+            let mut input = Input::open(io.input.as_deref())?;
             let in_name = input.name.clone();
-            let total = input.len;
             let output = Output::create(io.output.as_deref())?;
+            if !output.is_file() && !*stream_unverified {
+                // Authenticate the whole stream before any plaintext reaches a pipe or FIFO.
+                input = input.rewindable(!*no_spool)?;
+                let total = input.len;
+                let mut src = Counting::new(&mut input, Progress::new("verifying", total));
+                let verified = BackupReader::open(&tenant, ctx.as_ref(), &mut src)
+                    .and_then(|mut r| r.copy_to(io::sink()))
+                    .doing(|| format!("verifying {in_name} before decrypting"));
+                src.finish();
+                verified?;
+                input.rewind()?;
+            }
+            let total = input.len;
             let mut r = BackupReader::open(&tenant, ctx.as_ref(), input).doing(|| format!("decrypting {in_name}"))?;
             let out_name = output.name();
             let mut dst = Counting::new(output, Progress::new("decrypting", total));
