@@ -260,7 +260,9 @@ fn backup_round_trips_through_pipes_and_files() {
     );
 
     // An empty stream round-trips too.
-    env.ok(&args(&["backup", "encrypt", "-i", "/dev/null", "-o", "empty.atrb"], &CTX));
+    env.fails(&args(&["backup", "encrypt", "-i", "/dev/null", "-o", "empty.atrb"], &CTX), 1);
+    assert!(!env.path("empty.atrb").exists());
+    env.ok(&args(&["backup", "encrypt", "--allow-empty", "-i", "/dev/null", "-o", "empty.atrb"], &CTX));
     let out = env.run(&args(&["backup", "decrypt", "-i", "empty.atrb"], &CTX));
     assert!(out.status.success() && out.stdout.is_empty());
 
@@ -811,4 +813,61 @@ fn no_plaintext_reaches_stdout_before_the_whole_stream_authenticated() {
     let out = env.run(&args(&["backup", "decrypt", "--stream-unverified", "-i", "bad.atrb"], &CTX));
     assert_eq!(out.status.code(), Some(3));
     assert!(!out.stdout.is_empty() && plain.starts_with(&out.stdout));
+}
+
+#[test]
+fn producer_mode_commits_only_when_the_producer_succeeds() {
+    let env = Env::new();
+    let enc = |out: &str, producer: &[&str]| {
+        let mut a = args(&["backup", "encrypt", "-o", out], &CTX);
+        a.push("--");
+        a.extend_from_slice(producer);
+        env.run(&a)
+    };
+    // Success: the producer's stdout is the backup.
+    let out = enc("ok.atrb", &["sh", "-c", "printf 'hello from the producer'"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("snap-1"), "a summary line for cron logs");
+    assert_eq!(env.ok(&args(&["backup", "decrypt", "-i", "ok.atrb"], &CTX)), b"hello from the producer");
+    // A producer that fails after writing: no file, its status.
+    let out = enc("fail.atrb", &["sh", "-c", "printf 'partial dump'; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited with status 7"));
+    // Killed by a signal: 128 + n.
+    let out = enc("killed.atrb", &["sh", "-c", "printf x; kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    // A producer that cannot start.
+    assert_eq!(enc("none.atrb", &["/nonexistent/pg_dump"]).status.code(), Some(1));
+    // Empty output of a successful producer is refused unless allowed.
+    assert_eq!(enc("empty.atrb", &["true"]).status.code(), Some(1));
+    for f in ["fail.atrb", "killed.atrb", "none.atrb", "empty.atrb"] {
+        assert!(!env.path(f).exists(), "{f} was left behind");
+    }
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+    // -i and a producer exclude each other.
+    let mut a = args(&["backup", "encrypt", "-i", "x", "-o", "y"], &CTX);
+    a.extend_from_slice(&["--", "true"]);
+    env.fails(&a, 2);
+}
+
+#[test]
+fn a_failing_dump_in_a_plain_sh_script_leaves_no_backup() {
+    // Cron's /bin/sh (dash) has no pipefail: producer mode is what makes the failure visible.
+    let env = Env::new();
+    let script = format!(
+        "{BIN} backup encrypt --tenant acme --snapshot nightly -o nightly.atrb -- sh -c 'echo partial; exit 3' \
+         && echo committed"
+    );
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(env.dir.path())
+        .env_clear()
+        .env("ATREST_ROOT_KEY_FILE", env.path("root.key"))
+        .env("ATREST_KEYRING", env.path("keyring.atrk"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "the script went on: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(!env.path("nightly.atrb").exists());
 }

@@ -211,6 +211,14 @@ pub enum BackupCommand {
         /// Input and output.
         #[command(flatten)]
         io: IoArgs,
+        /// Accept an empty input (refused by default: a failed dump is often empty).
+        #[arg(long)]
+        allow_empty: bool,
+        /// Producer mode: run this command and encrypt its stdout (`-- pg_dump -Fc crm`); the
+        /// backup is committed only if it exits 0, else atrest exits with its status
+        /// (128 + n for signal n) and leaves no file.
+        #[arg(last = true, value_name = "PRODUCER", conflicts_with = "input")]
+        producer: Vec<String>,
     },
     /// Decrypt and authenticate a stream (stdin to stdout by default).
     ///

@@ -19,6 +19,8 @@ pub enum Class {
     Authentication,
     /// An authentic backup of another context than expected: 4.
     ContextMismatch,
+    /// A producer command failed: its exit status (128 + n for signal n).
+    Producer(u8),
 }
 
 /// A failed command.
@@ -36,6 +38,17 @@ impl Failure {
         Self { class: Class::Usage, what: Some(msg.into()), error: None }
     }
 
+    /// Any other failure, with a message.
+    pub fn general(msg: impl Into<String>) -> Self {
+        Self { class: Class::General, what: Some(msg.into()), error: None }
+    }
+
+    /// A producer command that failed with exit status `status` (already 128 + n for a
+    /// signal n; 1 if it was 0, which never happens for a failure).
+    pub fn producer(status: u8, msg: impl Into<String>) -> Self {
+        Self { class: Class::Producer(status.max(1)), what: Some(msg.into()), error: None }
+    }
+
     /// The exit code.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self.class {
@@ -43,6 +56,7 @@ impl Failure {
             Class::Usage => 2,
             Class::Authentication => 3,
             Class::ContextMismatch => 4,
+            Class::Producer(n) => n,
         })
     }
 }

@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod failure;
 mod keys;
+mod producer;
 mod stream;
 
 use std::process::ExitCode;

@@ -26,6 +26,7 @@ pub struct Input {
 enum Source {
     File(File),
     Stdin(io::StdinLock<'static>),
+    Child(std::process::ChildStdout),
 }
 
 impl Input {
@@ -41,6 +42,11 @@ impl Input {
                 Ok(Self { source: Source::File(f), name, len })
             }
         }
+    }
+
+    /// The stdout of a producer process.
+    pub fn child(out: std::process::ChildStdout, name: String) -> Self {
+        Self { source: Source::Child(out), name, len: None }
     }
 
     fn stdin() -> Self {
@@ -67,6 +73,7 @@ impl Input {
         let n = match &mut from {
             Source::File(f) => io::copy(f, &mut tmp),
             Source::Stdin(s) => io::copy(s, &mut tmp),
+            Source::Child(c) => io::copy(c, &mut tmp),
         }
         .doing(|| format!("spooling {name} to a temporary file"))?;
         tmp.seek(SeekFrom::Start(0)).doing(|| "rewinding the spool file".into())?;
@@ -77,7 +84,7 @@ impl Input {
     pub fn rewind(&mut self) -> Result<(), Failure> {
         match &mut self.source {
             Source::File(f) => f.seek(SeekFrom::Start(0)).map(|_| ()).doing(|| format!("rewinding {}", self.name)),
-            Source::Stdin(_) => Err(Failure::usage("stdin cannot be rewound")),
+            Source::Stdin(_) | Source::Child(_) => Err(Failure::usage("a pipe cannot be rewound")),
         }
     }
 }
@@ -87,6 +94,7 @@ impl Read for Input {
         match &mut self.source {
             Source::File(f) => f.read(buf),
             Source::Stdin(s) => s.read(buf),
+            Source::Child(c) => c.read(buf),
         }
     }
 }

@@ -10,12 +10,13 @@ use atrest::{
 use crate::args::{BackupCommand, BackupContextArgs, KeyArgs, Kind};
 use crate::failure::{Doing, Failure};
 use crate::keys;
+use crate::producer::Producer;
 use crate::stream::{self, Counting, Input, Output, Progress};
 
 /// `atrest backup ...`.
 pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
     match cmd {
-        BackupCommand::Encrypt { context, chunk_size, threads, io } => {
+        BackupCommand::Encrypt { context, chunk_size, threads, io, allow_empty, producer } => {
             let (tenant, ctx) = open(keys_args, context)?;
             let ctx = ctx.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
             let mut opts = BackupOptions::default();
@@ -25,13 +26,17 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             if let Some(n) = threads {
                 opts = opts.threads(usize::from(*n));
             }
-            let input = Input::open(io.input.as_deref())?;
             let output = Output::create(io.output.as_deref())?;
             if output.is_terminal() {
                 return Err(Failure::usage(
                     "refusing to write an encrypted stream to a terminal: redirect stdout or use -o FILE",
                 ));
             }
+            let mut child = Producer::spawn(producer)?;
+            let input = match child.as_mut() {
+                Some(p) => p.input()?,
+                None => Input::open(io.input.as_deref())?,
+            };
             let (in_name, out_name) = (input.name.clone(), output.name());
             let mut w = BackupWriter::new(&tenant, &ctx, opts, output).doing(|| "starting the backup stream".into())?;
             let total = input.len;
@@ -39,14 +44,30 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let copied = w.copy_from(&mut src);
             let read_failed = src.failed();
             drop(src.finish());
-            match copied {
-                Ok(_) => {}
+            // A producer that failed makes the backup fail, whatever was read: the stream is
+            // never finished (no final chunk), and a temporary output file is deleted.
+            if let Some(p) = child {
+                p.wait()?;
+            }
+            let n = match copied {
+                Ok(n) => n,
                 Err(BackupError::Io(e)) if read_failed => return Err(e).doing(|| format!("reading {in_name}")),
                 Err(e) => return Err(e).doing(|| format!("encrypting to {out_name}")),
+            };
+            if n == 0 && !*allow_empty {
+                return Err(Failure::general(format!(
+                    "{in_name} was empty: refusing to write an empty backup (a failed dump is often empty; pass --allow-empty if it is meant to be)"
+                )));
             }
             // `output` (in `w`) is dropped on any error: a temporary output file is deleted.
             let output = w.finish().doing(|| format!("finishing the backup stream to {out_name}"))?;
-            output.commit()
+            output.commit()?;
+            eprintln!(
+                "atrest: backup written to {out_name}: tenant {}, snapshot {}, {n} bytes of plaintext",
+                tenant.id(),
+                ctx.snapshot_id()
+            );
+            Ok(())
         }
         BackupCommand::Decrypt { context, io, stream_unverified, no_spool } => {
             let (tenant, ctx) = open(keys_args, context)?;
