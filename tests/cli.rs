@@ -268,7 +268,8 @@ fn backup_round_trips_through_pipes_and_files() {
 
     // Output files replace existing ones only on success.
     std::fs::write(env.path("restored"), b"old").unwrap();
-    env.fails(&args(&["backup", "decrypt", "-i", "plain", "-o", "restored"], &CTX), 1);
+    env.fails(&args(&["backup", "decrypt", "-i", "plain", "-o", "restored"], &CTX), 2);
+    env.fails(&args(&["backup", "decrypt", "--force", "-i", "plain", "-o", "restored"], &CTX), 1);
     assert_eq!(std::fs::read(env.path("restored")).unwrap(), b"old");
     assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
 }
@@ -870,4 +871,127 @@ fn a_failing_dump_in_a_plain_sh_script_leaves_no_backup() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty(), "the script went on: {}", String::from_utf8_lossy(&out.stdout));
     assert!(!env.path("nightly.atrb").exists());
+}
+
+#[test]
+fn outputs_never_clobber_and_devices_are_written_in_place() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), data(300_000)).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let first = std::fs::read(env.path("b.atrb")).unwrap();
+    // An existing backup is not replaced without --force.
+    let err = env.fails(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX), 2);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(env.path("b.atrb")).unwrap(), first);
+    env.ok(&args(&["backup", "encrypt", "--force", "-i", "plain", "-o", "b.atrb"], &CTX));
+    assert_ne!(std::fs::read(env.path("b.atrb")).unwrap(), first);
+
+    // Character devices: /dev/null takes everything, /dev/full fails loudly; neither replaced.
+    env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "/dev/null"], &CTX));
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "/dev/null"], &CTX));
+    let err = env.fails(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "/dev/full"], &CTX), 1);
+    assert!(err.contains("/dev/full"), "{err}");
+
+    // A FIFO is written in place, and only after the stream authenticated.
+    let fifo = env.path("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "fifo"], &CTX));
+    assert!(reader.join().unwrap() == data(300_000));
+    let mut bad = std::fs::read(env.path("b.atrb")).unwrap();
+    let at = bad.len() - 100;
+    bad[at] ^= 1;
+    std::fs::write(env.path("bad.atrb"), &bad).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    env.fails(&args(&["backup", "decrypt", "-i", "bad.atrb", "-o", "fifo"], &CTX), 3);
+    // The FIFO was opened (so the reader is released) but nothing unauthenticated reached it.
+    assert!(reader.join().unwrap().is_empty());
+    {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    }
+}
+
+#[test]
+fn of_two_concurrent_writers_one_wins_the_other_fails_loudly() {
+    let env = Env::new();
+    // Slow producers keep both writers running at the same time.
+    let spawn = |what: &str| {
+        let mut a = args(&["backup", "encrypt", "-o", "race.atrb"], &CTX);
+        let script = format!("sleep 1; echo {what}");
+        a.extend_from_slice(&["--", "sh", "-c"]);
+        let mut c = env.cmd();
+        c.args(&a).arg(script).stdout(Stdio::null()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn("first"), spawn("second"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(codes.contains(&Some(0)) && codes.iter().any(|c| *c != Some(0)), "{codes:?}");
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(String::from_utf8_lossy(&loser.stderr).contains("atrest: error:"), "the loser says so");
+    let winner = if a.status.success() { "first" } else { "second" };
+    let out = env.ok(&args(&["backup", "decrypt", "-i", "race.atrb"], &CTX));
+    assert_eq!(String::from_utf8(out).unwrap().trim(), winner);
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+}
+
+#[test]
+fn a_killed_run_leaves_temporary_files_the_next_run_removes() {
+    let env = Env::new();
+    let mut a = args(&["backup", "encrypt", "-o", "k.atrb"], &CTX);
+    a.extend_from_slice(&["--", "sh", "-c", "head -c 3000000 /dev/zero; sleep 30"]);
+    let mut child = env.cmd().args(&a).stderr(Stdio::null()).spawn().unwrap();
+    // Wait for the temporary file, then SIGKILL (no clean-up runs).
+    let tmp = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            env.files().into_iter().find(|f| f.ends_with(".tmp"))
+        })
+        .expect("a temporary file while writing");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(env.files().contains(&tmp), "SIGKILL leaves the temporary file");
+    let mut a = args(&["backup", "encrypt", "-o", "k.atrb"], &CTX);
+    a.extend_from_slice(&["--", "echo", "again"]);
+    env.ok(&a);
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_every_command_quietly() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), vec![b'y'; 3_000_000]).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let run = |cmd: &str| {
+        let mut c = Command::new("bash");
+        c.arg("-c")
+            .arg(format!("{BIN} {cmd} | head -c 1 >/dev/null; echo \"status ${{PIPESTATUS[0]}}\""))
+            .current_dir(env.dir.path())
+            .env("ATREST_ROOT_KEY_FILE", env.path("root.key"))
+            .env("ATREST_KEYRING", env.path("keyring.atrk"));
+        let out = c.output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for cmd in [
+        "backup decrypt --tenant acme -i b.atrb",
+        "backup decrypt --tenant acme --stream-unverified -i b.atrb",
+        "backup encrypt --tenant acme --snapshot s -i plain",
+        "backup inspect b.atrb",
+        "backup inspect --json b.atrb",
+        "backup verify --tenant acme -i b.atrb",
+        "keyring status",
+        "keyring status --json",
+    ] {
+        let (stdout, stderr) = run(cmd);
+        let status = stdout.trim().strip_prefix("status ").unwrap_or("?").to_owned();
+        assert!(["0", "141"].contains(&status.as_str()), "{cmd}: status {status}; stderr {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{cmd}: {stderr}");
+    }
 }

@@ -316,9 +316,14 @@ pub struct IoArgs {
     /// Input file (default: stdin).
     #[arg(long, short, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Output file (default: stdout). Written to a temporary file and renamed on success only.
+    /// Output file (default: stdout). Written to a temporary file and given its name on
+    /// success only, never over an existing file (unless --force); a FIFO or character
+    /// device is written in place.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Parses a master version: `2` or `v2`.

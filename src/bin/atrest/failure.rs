@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use atrest::{BackupError, KeyringError, OpenError, RootKeyError};
@@ -47,6 +48,18 @@ impl Failure {
     /// signal n; 1 if it was 0, which never happens for a failure).
     pub fn producer(status: u8, msg: impl Into<String>) -> Self {
         Self { class: Class::Producer(status.max(1)), what: Some(msg.into()), error: None }
+    }
+
+    /// Whether the failure comes from writing to a closed pipe (EPIPE).
+    pub fn is_broken_pipe(&self) -> bool {
+        let mut cur: Option<&(dyn Error + 'static)> = self.error.as_deref().map(|e| e as &(dyn Error + 'static));
+        while let Some(e) = cur {
+            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
     }
 
     /// The exit code.
@@ -160,6 +173,24 @@ impl<T, E: Classify> Doing<T> for Result<T, E> {
             f.what = Some(what());
             f
         })
+    }
+}
+
+/// The exit status when stdout is a closed pipe: 128 + SIGPIPE, as a shell reports a
+/// process killed by it.
+pub const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// Writes one line to stdout; a closed pipe ends the process quietly with
+/// [`BROKEN_PIPE_STATUS`] (after deleting pending temporary files), any other error with 1.
+pub fn say(args: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        crate::stream::delete_pending();
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(BROKEN_PIPE_STATUS));
+        }
+        eprintln!("atrest: error: writing to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

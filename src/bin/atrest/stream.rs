@@ -99,6 +99,13 @@ impl Read for Input {
     }
 }
 
+/// Deletes the pending temporary output files (before exiting without unwinding).
+pub fn delete_pending() {
+    for p in PENDING.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// Temporary output files to delete if the process is interrupted (SIGINT, SIGTERM, SIGHUP).
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -106,9 +113,7 @@ static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub fn delete_temporary_files_on_interrupt() {
     // Failing to install the handler only loses the clean-up on interrupt.
     let _ = ctrlc::set_handler(|| {
-        for p in PENDING.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            let _ = std::fs::remove_file(p);
-        }
+        delete_pending();
         if io::stderr().is_terminal() {
             eprint!("\r\x1b[2K");
         }
@@ -133,24 +138,37 @@ impl Drop for Pending {
     }
 }
 
-/// Where a stream goes: stdout, or a file that appears only when [`Output::commit`] succeeds.
+/// Where a stream goes: stdout, a FIFO or character device written directly, or a file
+/// that appears only when [`Output::commit`] succeeds.
 pub enum Output {
     /// Standard output.
     Stdout(BufWriter<io::StdoutLock<'static>>),
-    /// A temporary file beside the target, renamed over it on commit, deleted on drop.
+    /// A FIFO or character device (`/dev/null`, `/dev/full`), written in place: never
+    /// replaced.
+    Device {
+        /// The opened device.
+        file: BufWriter<File>,
+        /// Its name, for messages.
+        target: PathBuf,
+    },
+    /// A temporary file beside the target, renamed to it on commit, deleted on drop.
     File {
         /// The temporary file.
         tmp: BufWriter<PendingFile>,
         /// The final name, for messages.
         target: PathBuf,
+        /// Replace an existing file (`--force`); otherwise commit only if none appeared.
+        force: bool,
         /// Deletes the temporary file if the process is interrupted.
         _pending: Pending,
     },
 }
 
 impl Output {
-    /// Stdout for `None` or `-`, otherwise a temporary file in the target's directory.
-    pub fn create(path: Option<&Path>) -> Result<Self, Failure> {
+    /// Stdout for `None` or `-`; a FIFO or character device as it is; otherwise a temporary
+    /// file in the target's directory (an existing target is refused unless `force`). Stale
+    /// temporary files of an earlier killed run to the same target are removed first.
+    pub fn create(path: Option<&Path>, force: bool) -> Result<Self, Failure> {
         let target = match path {
             None => return Ok(Self::stdout()),
             Some(p) if p == Path::new("-") => return Ok(Self::stdout()),
@@ -159,10 +177,29 @@ impl Output {
         if target.file_name().is_none() {
             return Err(Failure::usage(format!("{} is not a file name", target.display())));
         }
+        let name = target.display().to_string();
+        match std::fs::metadata(target) {
+            Ok(m) if is_device(&m) => {
+                let f = std::fs::OpenOptions::new().write(true).open(target).doing(|| format!("opening {name}"))?;
+                return Ok(Self::Device { file: BufWriter::with_capacity(BUF, f), target: target.to_path_buf() });
+            }
+            Ok(_) if !force => {
+                return Err(Failure::usage(format!(
+                    "{name} exists: refusing to replace it (pass --force to replace it)"
+                )));
+            }
+            _ => {}
+        }
+        atrest::fs::remove_dead_strays(target);
         let tmp = PendingFile::new(target)
             .doing(|| format!("creating a temporary file in {}", atrest::fs::parent_dir(target).display()))?;
         let pending = Pending::new(tmp.temp_path());
-        Ok(Self::File { tmp: BufWriter::with_capacity(BUF, tmp), target: target.to_path_buf(), _pending: pending })
+        Ok(Self::File {
+            tmp: BufWriter::with_capacity(BUF, tmp),
+            target: target.to_path_buf(),
+            force,
+            _pending: pending,
+        })
     }
 
     fn stdout() -> Self {
@@ -177,6 +214,7 @@ impl Output {
 
     /// Whether this is stdout and stdout is a terminal.
     pub fn is_terminal(&self) -> bool {
+        // (A device named with -o is never treated as a terminal: it was asked for.)
         matches!(self, Self::Stdout(_)) && io::stdout().is_terminal()
     }
 
@@ -184,7 +222,7 @@ impl Output {
     pub fn name(&self) -> String {
         match self {
             Self::Stdout(_) => "stdout".into(),
-            Self::File { target, .. } => target.display().to_string(),
+            Self::Device { target, .. } | Self::File { target, .. } => target.display().to_string(),
         }
     }
 
@@ -193,11 +231,18 @@ impl Output {
     pub fn commit(self) -> Result<(), Failure> {
         match self {
             Self::Stdout(mut w) => w.flush().doing(|| "writing to stdout".into()),
-            Self::File { tmp, target, _pending } => {
+            Self::Device { mut file, target } => file.flush().doing(|| format!("writing {}", target.display())),
+            Self::File { tmp, target, force, _pending } => {
                 let name = target.display().to_string();
                 let tmp =
                     tmp.into_inner().map_err(io::IntoInnerError::into_error).doing(|| format!("writing {name}"))?;
-                tmp.commit().doing(|| format!("renaming the output to {name}"))
+                if force {
+                    tmp.commit().doing(|| format!("renaming the output to {name}"))
+                } else {
+                    // Never over a file that appeared meanwhile (another writer won the race).
+                    tmp.commit_new()
+                        .doing(|| format!("{name} appeared while it was being written; this output was discarded"))
+                }
             }
         }
     }
@@ -207,6 +252,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::Stdout(w) => w.write(buf),
+            Self::Device { file, .. } => file.write(buf),
             Self::File { tmp, .. } => tmp.write(buf),
         }
     }
@@ -214,6 +260,7 @@ impl Write for Output {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Self::Stdout(w) => w.write_all(buf),
+            Self::Device { file, .. } => file.write_all(buf),
             Self::File { tmp, .. } => tmp.write_all(buf),
         }
     }
@@ -221,6 +268,7 @@ impl Write for Output {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Stdout(w) => w.flush(),
+            Self::Device { file, .. } => file.flush(),
             Self::File { tmp, .. } => tmp.flush(),
         }
     }
@@ -372,15 +420,27 @@ mod tests {
     fn output_file_appears_only_on_commit() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.bin");
-        let mut o = Output::create(Some(&target)).unwrap();
+        let mut o = Output::create(Some(&target), true).unwrap();
         o.write_all(b"partial").unwrap();
         drop(o);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut o = Output::create(Some(&target)).unwrap();
+        let mut o = Output::create(Some(&target), true).unwrap();
         o.write_all(b"complete").unwrap();
         assert!(!target.exists());
         o.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"complete");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
+}
+
+/// A FIFO or character device: written in place, never replaced.
+#[cfg(unix)]
+fn is_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_fifo() || m.file_type().is_char_device()
+}
+
+#[cfg(not(unix))]
+fn is_device(_: &std::fs::Metadata) -> bool {
+    false
 }

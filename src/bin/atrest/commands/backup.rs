@@ -26,7 +26,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             if let Some(n) = threads {
                 opts = opts.threads(usize::from(*n));
             }
-            let output = Output::create(io.output.as_deref())?;
+            let output = Output::create(io.output.as_deref(), io.force)?;
             if output.is_terminal() {
                 return Err(Failure::usage(
                     "refusing to write an encrypted stream to a terminal: redirect stdout or use -o FILE",
@@ -73,7 +73,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let (tenant, ctx) = open(keys_args, context)?;
             let mut input = Input::open(io.input.as_deref())?;
             let in_name = input.name.clone();
-            let output = Output::create(io.output.as_deref())?;
+            let output = Output::create(io.output.as_deref(), io.force)?;
             if !output.is_file() && !*stream_unverified {
                 // Authenticate the whole stream before any plaintext reaches a pipe or FIFO.
                 input = input.rewindable(!*no_spool)?;
