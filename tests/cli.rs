@@ -995,3 +995,37 @@ fn a_closed_stdout_pipe_ends_every_command_quietly() {
         assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{cmd}: {stderr}");
     }
 }
+
+#[test]
+fn summaries_json_and_rewrap_says_what_changed() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), data(100_000)).unwrap();
+    let out = env.ok(&args(&["backup", "encrypt", "--json", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["plaintext_bytes"], 100_000);
+    assert_eq!(v["snapshot_id"], "snap-1");
+    assert_eq!(v["stream_id"].as_str().unwrap().len(), 32, "{v}");
+    let text = String::from_utf8(env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "c.atrb"], &CTX))).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("stream_id=") && text.contains("snapshot_id=snap-1") && text.contains("plaintext_bytes=100000")
+    );
+    let v: Value =
+        serde_json::from_slice(&env.ok(&["backup", "verify", "--json", "--tenant", "acme", "-i", "b.atrb"])).unwrap();
+    assert_eq!((v["authentic"].as_bool(), v["plaintext_bytes"].as_u64()), (Some(true), Some(100_000)));
+
+    let out = String::from_utf8(env.ok(&["backup", "rewrap", "b.atrb", "--tenant", "acme"])).unwrap();
+    assert!(out.contains("already under v1"), "{out}");
+    env.ok(&["keyring", "rotate"]);
+    let out = String::from_utf8(env.ok(&["backup", "rewrap", "b.atrb", "--tenant", "acme", "--verify"])).unwrap();
+    assert!(out.contains("from v1") && out.contains("to v2") && out.contains("authentic, 100000"), "{out}");
+    let v: Value =
+        serde_json::from_slice(&env.ok(&["backup", "rewrap", "b.atrb", "--tenant", "acme", "--json"])).unwrap();
+    assert_eq!(v["changed"], false);
+    // --verify catches a damaged chunk the header check alone does not see.
+    let mut bad = std::fs::read(env.path("c.atrb")).unwrap();
+    let at = bad.len() - 10;
+    bad[at] ^= 1;
+    std::fs::write(env.path("c.atrb"), &bad).unwrap();
+    env.fails(&["backup", "rewrap", "c.atrb", "--tenant", "acme", "--verify"], 3);
+}

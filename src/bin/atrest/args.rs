@@ -214,6 +214,9 @@ pub enum BackupCommand {
         /// Accept an empty input (refused by default: a failed dump is often empty).
         #[arg(long)]
         allow_empty: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
         /// Producer mode: run this command and encrypt its stdout (`-- pg_dump -Fc crm`); the
         /// backup is committed only if it exits 0, else atrest exits with its status
         /// (128 + n for signal n) and leaves no file.
@@ -251,6 +254,9 @@ pub enum BackupCommand {
         /// Input file (default: stdin).
         #[arg(long, short, value_name = "FILE")]
         input: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a stream's header (no key needed; nothing is authenticated).
     Inspect {
@@ -267,6 +273,12 @@ pub enum BackupCommand {
         /// Tenant id.
         #[arg(long, value_name = "ID")]
         tenant: String,
+        /// Authenticate the whole stream too (a version 2 stream), not only its header.
+        #[arg(long)]
+        verify: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -7,6 +7,7 @@ use atrest::{
     BackupContext, BackupError, BackupOptions, BackupReader, BackupWriter, Tenant, inspect_backup, rewrap_backup_header,
 };
 
+use super::summary;
 use crate::args::{BackupCommand, BackupContextArgs, KeyArgs, Kind};
 use crate::failure::{Doing, Failure};
 use crate::keys;
@@ -16,7 +17,7 @@ use crate::stream::{self, Counting, Input, Output, Progress};
 /// `atrest backup ...`.
 pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
     match cmd {
-        BackupCommand::Encrypt { context, chunk_size, threads, io, allow_empty, producer } => {
+        BackupCommand::Encrypt { context, chunk_size, threads, io, allow_empty, producer, json } => {
             let (tenant, ctx) = open(keys_args, context)?;
             let ctx = ctx.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
             let mut opts = BackupOptions::default();
@@ -61,12 +62,10 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             }
             // `output` (in `w`) is dropped on any error: a temporary output file is deleted.
             let output = w.finish().doing(|| format!("finishing the backup stream to {out_name}"))?;
+            let to_stdout = io.output.as_deref().is_none_or(|p| p == Path::new("-"));
             output.commit()?;
-            eprintln!(
-                "atrest: backup written to {out_name}: tenant {}, snapshot {}, {n} bytes of plaintext",
-                tenant.id(),
-                ctx.snapshot_id()
-            );
+            let v = summary::backup("encrypt", &out_name, io.output.as_deref(), tenant.id().as_str(), &ctx, n);
+            summary::emit(&v, *json, to_stdout);
             Ok(())
         }
         BackupCommand::Decrypt { context, io, stream_unverified, no_spool } => {
@@ -100,25 +99,62 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
                 Err(e) => Err(e).doing(|| format!("decrypting {in_name}")),
             }
         }
-        BackupCommand::Verify { context, input } => {
+        BackupCommand::Verify { context, input: path, json } => {
             let (tenant, ctx) = open(keys_args, context)?;
-            let input = Input::open(input.as_deref())?;
+            let input = Input::open(path.as_deref())?;
             let name = input.name.clone();
-            let n = BackupReader::open(&tenant, ctx.as_ref(), input)
-                .and_then(|mut r| r.copy_to(&mut std::io::sink()))
+            let (n, ctx) = BackupReader::open(&tenant, ctx.as_ref(), input)
+                .and_then(|mut r| Ok((r.copy_to(&mut std::io::sink())?, r.context().clone())))
                 .doing(|| format!("verifying {name}"))?;
-            println!("{name}: authentic, {n} bytes of plaintext ({})", stream::human_bytes(n));
+            let mut v = summary::backup("verify", &name, path.as_deref(), tenant.id().as_str(), &ctx, n);
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("authentic".into(), true.into());
+            }
+            if *json {
+                summary::emit(&v, true, false);
+            } else {
+                println!("{name}: authentic, {n} bytes of plaintext ({})", stream::human_bytes(n));
+            }
             Ok(())
         }
         BackupCommand::Inspect { file, json } => inspect(file, *json),
-        BackupCommand::Rewrap { file, tenant } => {
-            let k = keys::keyring(keys_args)?;
-            let t = k.tenant(tenant).doing(|| format!("tenant '{tenant}'"))?;
-            let v = rewrap_backup_header(&t, file).doing(|| format!("re-wrapping {}", file.display()))?;
-            println!("{}: data key now wrapped under {v}", file.display());
-            Ok(())
+        BackupCommand::Rewrap { file, tenant, verify, json } => rewrap(keys_args, file, tenant, *verify, *json),
+    }
+}
+
+/// `atrest backup rewrap`: says whether anything changed; `--verify` authenticates the whole
+/// stream afterwards.
+fn rewrap(keys_args: &KeyArgs, file: &Path, tenant: &str, verify: bool, json: bool) -> Result<(), Failure> {
+    let k = keys::keyring(keys_args)?;
+    let t = k.tenant(tenant).doing(|| format!("tenant '{tenant}'"))?;
+    let name = file.display().to_string();
+    let before = inspect_backup(Input::open(Some(file))?).doing(|| format!("reading the header of {name}"))?;
+    let v = rewrap_backup_header(&t, file).doing(|| format!("re-wrapping {name}"))?;
+    let changed = v != before.key_version;
+    let mut plaintext_bytes = None;
+    if verify {
+        let n = BackupReader::open(&t, None, Input::open(Some(file))?)
+            .and_then(|mut r| r.copy_to(&mut std::io::sink()))
+            .doing(|| format!("verifying {name} (a version 1 stream needs `backup verify` with its context)"))?;
+        plaintext_bytes = Some(n);
+    }
+    if json {
+        let out = serde_json::json!({
+            "command": "rewrap", "file": name, "from": before.key_version.to_string(), "to": v.to_string(),
+            "changed": changed, "verified": verify, "plaintext_bytes": plaintext_bytes,
+        });
+        println!("{out}");
+    } else if changed {
+        println!("{name}: data key re-wrapped from {} to {v}", before.key_version);
+    } else {
+        println!("{name}: already under {v}, nothing changed");
+    }
+    if let Some(n) = plaintext_bytes {
+        if !json {
+            println!("{name}: authentic, {n} bytes of plaintext");
         }
     }
+    Ok(())
 }
 
 /// The tenant and the context the flags name (`None` without `--snapshot`).
