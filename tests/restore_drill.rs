@@ -12,7 +12,6 @@
 #[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
 mod common;
 
-use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

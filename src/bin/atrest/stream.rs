@@ -404,6 +404,18 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// A FIFO or character device: written in place, never replaced.
+#[cfg(unix)]
+fn is_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_fifo() || m.file_type().is_char_device()
+}
+
+#[cfg(not(unix))]
+fn is_device(_: &std::fs::Metadata) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,16 +443,4 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"complete");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
-}
-
-/// A FIFO or character device: written in place, never replaced.
-#[cfg(unix)]
-fn is_device(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    m.file_type().is_fifo() || m.file_type().is_char_device()
-}
-
-#[cfg(not(unix))]
-fn is_device(_: &std::fs::Metadata) -> bool {
-    false
 }

@@ -149,10 +149,8 @@ fn rewrap(keys_args: &KeyArgs, file: &Path, tenant: &str, verify: bool, json: bo
     } else {
         println!("{name}: already under {v}, nothing changed");
     }
-    if let Some(n) = plaintext_bytes {
-        if !json {
-            println!("{name}: authentic, {n} bytes of plaintext");
-        }
+    if let Some(n) = plaintext_bytes.filter(|_| !json) {
+        println!("{name}: authentic, {n} bytes of plaintext");
     }
     Ok(())
 }
