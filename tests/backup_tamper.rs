@@ -8,6 +8,9 @@
     clippy::cast_possible_truncation
 )]
 
+#[allow(dead_code, reason = "uses only common::data; the rest of the shared kit is unused here")]
+mod common;
+
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 
 use atrest::{
@@ -15,6 +18,7 @@ use atrest::{
     Keyring, LocalRootKey, MasterVersion, OpenError, SealError, Suite, Tenant, decrypt_backup, encrypt_backup,
     inspect_backup, verify_backup,
 };
+use common::data::pseudo_random as data;
 
 const CS: usize = 64 << 10;
 const SLOT: usize = CS + 16;
@@ -34,19 +38,6 @@ fn fx() -> Fx {
     let keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
     let tenant = keyring.tenant("acme").unwrap();
     Fx { keyring, tenant, ctx: BackupContext::incremental("snap-2", "snap-1", 1) }
-}
-
-/// Deterministic bytes that differ from chunk to chunk.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn opts() -> BackupOptions {
@@ -591,11 +582,11 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let acme = keyring.tenant("acme").unwrap();
     let ctx = BackupContext::full("nightly");
     let pt = data(3 * CS + 123, 14);
-    let path = dir.path().join("nightly.atb");
+    let path = dir.path().join("nightly.atrb");
     let mut w = BackupWriter::new(&acme, &ctx, opts(), std::fs::File::create(&path).unwrap()).unwrap();
     w.write_all(&pt).unwrap();
     w.finish().unwrap();
-    let kept = dir.path().join("kept.atb");
+    let kept = dir.path().join("kept.atrb");
     std::fs::copy(&path, &kept).unwrap();
     let before = std::fs::read(&path).unwrap();
 
@@ -668,7 +659,7 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let mut names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["kept.atb", "keyring.atrk", "keyring.atrk.lock", "nightly.atb"]);
+    assert_eq!(names, ["kept.atrb", "keyring.atrk", "keyring.atrk.lock", "nightly.atrb"]);
 }
 
 /// A seekable-typed input whose seeks fail, like a pipe.

@@ -2,6 +2,9 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::data; the rest of the shared kit is unused here")]
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -63,6 +66,21 @@ impl Env {
         check_failure(&self.run(args), code, &args)
     }
 
+    /// Destroys a disabled version with `--skip-grace-period`, once the staleness bound (1 s,
+    /// counted in whole seconds) has passed since it was disabled.
+    fn destroy_in_emergency(&self, version: &str) {
+        let args = ["keyring", "destroy", "--version", version, "--yes", "--skip-grace-period"];
+        for _ in 0..50 {
+            let out = self.run(&args);
+            if out.status.success() {
+                return;
+            }
+            assert!(String::from_utf8_lossy(&out.stderr).contains("too recently"), "{out:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("destroy --skip-grace-period never succeeded");
+    }
+
     fn status(&self) -> Value {
         serde_json::from_slice(&self.ok(&["keyring", "status", "--json"])).unwrap()
     }
@@ -113,15 +131,7 @@ fn states(status: &Value) -> Vec<(u64, String)> {
 
 /// Deterministic test data that does not compress to nothing.
 fn data(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
+    common::data::pseudo_random(len, 1)
 }
 
 fn flip_middle_byte(src: &Path, dst: &Path) {
@@ -183,7 +193,14 @@ fn keyring_lifecycle() {
     assert!(err.contains("--yes"), "{err}");
     assert_eq!(states(&env.status())[0].1, "enabled");
     env.fails(&["keyring", "destroy", "--version", "2", "--yes"], 1);
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    // Destroying needs the version disabled first, for the grace period (24 h).
+    let err = env.fails(&["keyring", "destroy", "--version", "1", "--yes"], 1);
+    assert!(err.contains("must be disabled"), "{err}");
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    let err = env.fails(&["keyring", "destroy", "--version", "1", "--yes"], 1);
+    assert!(err.contains("disabled too recently"), "{err}");
+    assert_eq!(states(&env.status())[0].1, "disabled");
+    env.destroy_in_emergency("1");
     assert_eq!(states(&env.status())[0].1, "destroyed");
     env.fails(&["keyring", "enable", "--version", "1"], 1);
 
@@ -206,7 +223,18 @@ fn tenant_rotate_and_shred() {
     assert_eq!(env.status()["tenants"].as_array().unwrap().len(), 1);
 
     env.ok(&["keyring", "rotate"]);
-    env.ok(&["tenant", "shred", "globex", "--yes"]);
+    // A shred needs evidence that the tenant exists: a misspelled id is refused.
+    let out =
+        env.run_with_stdin(&["backup", "encrypt", "--tenant", "globex", "--snapshot", "s0", "-o", "g0.atrb"], b"x");
+    assert!(out.status.success());
+    let err = env.fails(&["tenant", "shred", "globex", "--yes"], 2);
+    assert!(err.contains("--evidence-backup") && err.contains("--unverified"), "{err}");
+    let err = env.fails(&["tenant", "shred", "globexx", "--yes", "--evidence-backup", "g0.atrb"], 1);
+    assert!(err.contains("does not authenticate"), "{err}");
+    assert_eq!(env.status()["tenants"].as_array().unwrap().len(), 1, "a refused shred changes nothing");
+    env.ok(&["tenant", "shred", "globex", "--yes", "--evidence-backup", "g0.atrb"]);
+    let err = env.fails(&["tenant", "shred", "globex", "--yes", "--unverified"], 1);
+    assert!(err.contains("already shredded"), "{err}");
     let s = env.status();
     let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
     assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([1, 2]));
@@ -221,7 +249,8 @@ fn tenant_rotate_and_shred() {
     assert!(err.contains("shredded"), "{err}");
     assert!(!env.path("g.atrb").exists());
 
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    env.destroy_in_emergency("1");
     let s = env.status();
     let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
     assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([2]));
@@ -385,7 +414,8 @@ fn rewrap_moves_a_backup_to_the_current_key() {
     assert!(before != after, "rewrap changed nothing");
 
     // The old master key can go: the rewrapped backup still opens.
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    env.destroy_in_emergency("1");
     env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "restored"], &CTX));
     assert!(std::fs::read(env.path("restored")).unwrap() == plain);
     env.fails(&["backup", "rewrap", "missing.atrb", "--tenant", "acme"], 1);
@@ -1028,4 +1058,60 @@ fn summaries_json_and_rewrap_says_what_changed() {
     bad[at] ^= 1;
     std::fs::write(env.path("c.atrb"), &bad).unwrap();
     env.fails(&["backup", "rewrap", "c.atrb", "--tenant", "acme", "--verify"], 3);
+}
+
+#[test]
+fn lifecycle_commands_write_an_audit_log_without_secrets() {
+    let env = Env::new();
+    let log = env.path("audit.jsonl");
+    let with_log = |args: &[&str]| {
+        let out = env.cmd().env("ATREST_AUDIT_LOG", &log).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    with_log(&["keyring", "rotate"]);
+    with_log(&["keyring", "disable", "--version", "1"]);
+    with_log(&["tenant", "rotate", "acme"]);
+    with_log(&["tenant", "shred", "acme", "--yes", "--unverified"]);
+    let out = env
+        .cmd()
+        .env("ATREST_AUDIT_LOG", &log)
+        .args(["tenant", "shred", "acmee", "--yes", "--evidence-backup", "root.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for want in
+        ["keyring.rotate", "keyring.set_state", "tenant.rotate", "tenant.shred.unverified", "tenant.shred.refused"]
+    {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(events.iter().all(|e| e["pid"].is_u64() && e["ts"].is_f64() && e["command"].is_string()));
+    assert_eq!(events.iter().find(|e| e["event"] == "keyring.rotate").unwrap()["command"], "keyring rotate");
+    // The root key text never appears.
+    let key = std::fs::read_to_string(env.path("root.key")).unwrap();
+    let hex_key = key.trim().rsplit(':').next().unwrap();
+    assert_eq!(hex_key.len(), 64);
+    for window in hex_key.as_bytes().windows(12) {
+        assert!(!text.contains(std::str::from_utf8(window).unwrap()), "the audit log holds root key material");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // An audit log that cannot be opened stops the command before it changes anything.
+    let out =
+        env.cmd().env("ATREST_AUDIT_LOG", env.path("no/such/dir/a.log")).args(["keyring", "rotate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.status()["primary"], 2);
+}
+
+#[test]
+fn tenant_ids_with_invisible_characters_are_refused_and_escaped() {
+    let env = Env::new();
+    let err = env.fails(&["tenant", "rotate", "ac\u{202e}me"], 1);
+    assert!(err.contains("invisible") && err.contains("\\u{202e}"), "{err}");
+    assert!(!err.contains('\u{202e}'), "the raw control character reached the terminal");
 }

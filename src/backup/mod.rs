@@ -440,3 +440,9 @@ fn decrypt_with(
 pub fn verify_backup<R: std::io::Read>(tenant: &Tenant, ctx: &BackupContext, input: R) -> Result<u64, BackupError> {
     BackupReader::new(tenant, ctx, input)?.verify_to_end()
 }
+
+/// Authenticates the header at the start of `stream` for `tenant` (data key unwrap,
+/// commitment, header tag): evidence that the stream is a backup of this tenant.
+pub(crate) fn authenticate_header(tenant: &Tenant, stream: &[u8]) -> Result<(), BackupError> {
+    keys::open_header(tenant, &header::Header::parse_prefix(stream)?)
+}

@@ -80,7 +80,7 @@ fn journal_path(path: &Path) -> PathBuf {
 /// let dir = tempfile::tempdir()?;
 /// let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
 /// let acme = keyring.tenant("acme")?;
-/// let path = dir.path().join("nightly.atb");
+/// let path = dir.path().join("nightly.atrb");
 /// std::fs::write(&path, encrypt_backup(&acme, &BackupContext::full("n1"), b"data", BackupOptions::default())?)?;
 /// let v2 = keyring.rotate()?;
 /// assert_eq!(rewrap_backup_header(&acme, &path)?.master, v2);
@@ -243,7 +243,7 @@ mod tests {
         let ctx = BackupContext::full("s1");
         let t = keyring.tenant("acme").unwrap();
         let stream = encrypt_backup(&t, &ctx, &[7u8; 100_000], BackupOptions::default().chunk_size(64 << 10)).unwrap();
-        let path = dir.path().join("b.atb");
+        let path = dir.path().join("b.atrb");
         fs::write(&path, &stream).unwrap();
         (dir, keyring, path, stream, ctx)
     }

@@ -41,6 +41,11 @@ pub struct KeyArgs {
     /// The root key in a PKCS#11 token instead of a key file.
     #[command(flatten)]
     pub pkcs11: Pkcs11Args,
+
+    /// Write audit events (keyring changes, shreds, refusals; never secrets) as JSON lines to
+    /// FILE (appended), `-` (stderr) or `syslog` (/dev/log, also served by journald).
+    #[arg(long, global = true, env = "ATREST_AUDIT_LOG", value_name = "FILE|-|syslog")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A root key held in a PKCS#11 token.
@@ -127,7 +132,8 @@ pub enum KeyringCommand {
         #[arg(long, value_name = "N", value_parser = parse_version)]
         version: MasterVersion,
     },
-    /// Irreversibly erase a master key version: everything sealed under it is lost.
+    /// Irreversibly erase a master key version: everything sealed under it is lost. The version
+    /// must have been disabled for the grace period (24 hours) first.
     Destroy {
         /// The version (e.g. 2 or v2).
         #[arg(long, value_name = "N", value_parser = parse_version)]
@@ -135,6 +141,10 @@ pub enum KeyringCommand {
         /// Confirm that data under this version becomes unrecoverable.
         #[arg(long)]
         yes: bool,
+        /// Emergency (a compromised key): destroy once disabled for the staleness bound (1 s)
+        /// instead of the whole grace period.
+        #[arg(long)]
+        skip_grace_period: bool,
     },
     /// Re-wrap every master key under a new root key (root rotation, or key file <-> HSM migration).
     RewrapRoot(NewRootArgs),
@@ -184,13 +194,27 @@ pub enum TenantCommand {
         /// Tenant id.
         tenant: String,
     },
-    /// Crypto-shred a tenant: refused at once; complete when every current master version is destroyed.
+    /// Crypto-shred a tenant: refused at once; complete when every current master version is
+    /// destroyed. Needs evidence that the tenant exists (a backup or a record of it that
+    /// authenticates), so that a misspelled id cannot look like a completed erasure.
     Shred {
         /// Tenant id.
         tenant: String,
         /// Confirm: the tenant's data becomes unreadable at once.
         #[arg(long)]
         yes: bool,
+        /// Evidence: a backup stream of the tenant (its header must authenticate).
+        #[arg(long, value_name = "FILE", group = "evidence")]
+        evidence_backup: Option<PathBuf>,
+        /// Evidence: a file holding one sealed record of the tenant (opened with --context).
+        #[arg(long, value_name = "FILE", group = "evidence", requires = "context")]
+        evidence_record: Option<PathBuf>,
+        /// The record's context, as key=value pairs in order (e.g. table=contacts,row=42).
+        #[arg(long, value_name = "K=V,...", value_delimiter = ',')]
+        context: Vec<String>,
+        /// Shred without evidence (the audit log says so).
+        #[arg(long, group = "evidence")]
+        unverified: bool,
     },
 }
 
