@@ -858,7 +858,7 @@ fn producer_mode_commits_only_when_the_producer_succeeds() {
     // Success: the producer's stdout is the backup.
     let out = enc("ok.atrb", &["sh", "-c", "printf 'hello from the producer'"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("snap-1"), "a summary line for cron logs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshot_id=snap-1"), "a summary line for cron logs");
     assert_eq!(env.ok(&args(&["backup", "decrypt", "-i", "ok.atrb"], &CTX)), b"hello from the producer");
     // A producer that fails after writing: no file, its status.
     let out = enc("fail.atrb", &["sh", "-c", "printf 'partial dump'; exit 7"]);
