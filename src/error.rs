@@ -396,6 +396,18 @@ pub enum BackupError {
         "backup authentication failed: the stream was modified, truncated, or does not match this tenant and snapshot"
     )]
     Authentication,
+    /// The stream authenticated (or, for `field` = "tenant", names another tenant in its
+    /// header) but its stored backup context is not what the caller expects: a different
+    /// backup, not a damaged one. Only version 2 streams store their context.
+    #[error("this backup's {field} is {found:?}, not {expected:?}")]
+    ContextMismatch {
+        /// The field that differs: "tenant", "snapshot", "parent", "kind" or "sequence".
+        field: &'static str,
+        /// What the stream says.
+        found: String,
+        /// What the caller expected.
+        expected: String,
+    },
     /// The input is not an atrest backup stream.
     #[error("not an atrest backup stream")]
     NotABackup,

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 
 use atrest::{
-    BACKUP_HEADER_LEN, BackupContext, BackupOptions, Keyring, LocalRootKey, RootKey, encrypt_backup, inspect_backup,
-    rewrap_backup_header, verify_backup,
+    BackupContext, BackupOptions, Keyring, LocalRootKey, RootKey, encrypt_backup, inspect_backup, rewrap_backup_header,
+    verify_backup,
 };
 use common::child;
 
@@ -57,8 +57,13 @@ fn rewrap_loop() {
         rotate_and_rewrap(&k, &backup);
     }
     let bytes = std::fs::read(&backup).unwrap();
-    assert_eq!(&bytes[BACKUP_HEADER_LEN..], &body[..]);
+    assert_eq!(&bytes[header_len(&bytes)..], &body[..]);
     assert_eq!(verify_backup(&k.tenant("acme").unwrap(), &snapshot(), bytes.as_slice()).unwrap(), 200_000);
+}
+
+/// The header length the stream names (a rewrap never changes it).
+fn header_len(stream: &[u8]) -> usize {
+    usize::try_from(inspect_backup(stream).unwrap().header_len).unwrap()
 }
 
 fn setup(dir: &Path) -> (Keyring, PathBuf, Vec<u8>) {
@@ -68,7 +73,7 @@ fn setup(dir: &Path) -> (Keyring, PathBuf, Vec<u8>) {
     let stream = encrypt_backup(&t, &snapshot(), &data, BackupOptions::default().chunk_size(64 * 1024)).unwrap();
     let path = dir.join("acme.atrb");
     std::fs::write(&path, &stream).unwrap();
-    (k, path, stream[BACKUP_HEADER_LEN..].to_vec())
+    (k, path, stream[header_len(&stream)..].to_vec())
 }
 
 fn spawn_child(dir: &Path) -> Child {
@@ -100,8 +105,8 @@ fn sigkill_during_rewrap_header_never_corrupts() {
         child::kill_after(c, child::kill_delay(i, 3_000, 45_000));
 
         let bytes = std::fs::read(&backup).unwrap();
-        assert_eq!(bytes.len(), BACKUP_HEADER_LEN + body.len(), "kill {i}: length changed");
-        assert_eq!(&bytes[BACKUP_HEADER_LEN..], &body[..], "kill {i}: chunk bytes changed");
+        assert_eq!(bytes.len(), header_len(&bytes) + body.len(), "kill {i}: length changed");
+        assert_eq!(&bytes[header_len(&bytes)..], &body[..], "kill {i}: chunk bytes changed");
         let k = Keyring::open(&dir.path().join("k.atrk"), LocalRootKey::new(root_key()))
             .unwrap_or_else(|e| panic!("kill {i}: keyring: {e}"));
         let t = k.tenant("acme").unwrap();
@@ -124,7 +129,7 @@ fn sigkill_during_rewrap_header_never_corrupts() {
     let journals = child::leftovers(dir.path(), ".atrest-rewrap").len();
     assert_eq!(journals, 0);
     let bytes = std::fs::read(&backup).unwrap();
-    assert_eq!(&bytes[BACKUP_HEADER_LEN..], &body[..]);
+    assert_eq!(&bytes[header_len(&bytes)..], &body[..]);
     verify_backup(&k.tenant("acme").unwrap(), &snapshot(), bytes.as_slice()).unwrap();
     println!("40 kills, {rewrapped_runs} runs rewrapped at least once, final generation {last_generation}");
 }

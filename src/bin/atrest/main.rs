@@ -2,15 +2,24 @@
 //! streams from the command line.
 //!
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error, 3 when data or a key does not
-//! authenticate (tampered, truncated or mismatched input). Every failure prints one line,
+//! authenticate (tampered, truncated or mismatched input), 4 for an authentic backup of
+//! another context, a producer's status in producer mode, 128 + n for signal n (130 for
+//! SIGINT, 141 when stdout is a closed pipe). Every failure prints one line,
 //! `atrest: error: ...`, on stderr. With `-o FILE` the output appears only on success.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+/// `println!` that ends the process quietly with status 141 (128 + SIGPIPE) when stdout is a
+/// closed pipe (`atrest ... | head`), instead of panicking.
+macro_rules! println {
+    ($($t:tt)*) => { $crate::failure::say(format_args!($($t)*)) };
+}
 
 mod args;
 mod audit;
 mod commands;
 mod failure;
 mod keys;
+mod producer;
 mod stream;
 
 use std::process::ExitCode;
@@ -45,6 +54,8 @@ fn main() -> ExitCode {
     // Everything `run` owns (temporary output files in particular) is dropped before exiting.
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout pipe (`| head`) ends the command quietly, as for other tools.
+        Err(f) if f.is_broken_pipe() => ExitCode::from(failure::BROKEN_PIPE_STATUS),
         Err(f) => {
             eprintln!("atrest: error: {f}");
             f.exit_code()
