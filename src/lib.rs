@@ -26,9 +26,9 @@ mod tenant;
 // Keyrings and tenants: a root key protects versioned master keys; tenants' keys derive from them.
 pub use id::{InvalidTenantId, KeyVersion, MAX_TENANT_ID_LEN, MasterVersion, TenantId};
 pub use keyring::{
-    AUDIT_EVERY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, DestroyConfirmation, KeyState,
-    Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV, RootKeyProvider,
-    ShredStatus, TenantStatus,
+    AUDIT_EVERY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, DestroyConfirmation, HandleStatus,
+    KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV,
+    RootKeyProvider, ShredStatus, TenantStatus,
 };
 pub use tenant::{ShredEvidence, Tenant};
 

@@ -32,7 +32,7 @@ pub use options::{DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALEN
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 pub use root::{LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
-pub use status::{KeyringStatus, MasterStatus, ShredStatus, TenantStatus};
+pub use status::{HandleStatus, KeyringStatus, MasterStatus, ShredStatus, TenantStatus};
 pub use store::KeyringLocation;
 
 pub(crate) use cache::{DerivedKey, Use};
