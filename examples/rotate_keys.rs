@@ -33,10 +33,13 @@ fn destroy_after_grace(keyring: &Keyring, v: MasterVersion) -> Result<(), Keyrin
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
+    // The root key goes to a file (mode 0600) next to the keyring here; keep it apart from the
+    // data in a real deployment. A root key that is never saved cannot reopen the keyring.
+    let root = LocalRootKey::generate_file(&dir.path().join("root.key"))?;
     let location = KeyringLocation::File(dir.path().join("keyring.atrk"));
     // A short grace period for the demo (the default is 24 hours).
     let options = KeyringOptions::default().destroy_grace(Duration::from_secs(1));
-    let keyring = Keyring::create_at(&location, LocalRootKey::generate()?, options)?;
+    let keyring = Keyring::create_at(&location, root, options)?;
     let acme = keyring.tenant("acme")?;
     let globex = keyring.tenant("globex")?;
 

@@ -148,6 +148,14 @@ pub enum RootKeyError {
     /// The root key may leave the token, and that was not explicitly allowed.
     #[error("PKCS#11 key '{0}' is extractable: refusing it as a root key unless explicitly allowed")]
     KeyExtractable(String),
+    /// The root key cannot leave the token now but could earlier (`CKA_NEVER_EXTRACTABLE` or
+    /// `CKA_ALWAYS_SENSITIVE` is false: it was created extractable or readable and changed
+    /// later), so a copy may exist outside the token; and that was not explicitly allowed.
+    #[error(
+        "PKCS#11 key '{0}' was extractable or readable before (CKA_NEVER_EXTRACTABLE or CKA_ALWAYS_SENSITIVE is \
+         false), so a copy may exist outside the token: refusing it as a root key unless explicitly allowed"
+    )]
+    KeyWasExtractable(String),
     /// The token does not support a mechanism atrest needs.
     #[error("the PKCS#11 token does not support {0}")]
     MechanismUnsupported(String),
@@ -350,6 +358,10 @@ pub enum BackupError {
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),
+    /// An internal invariant of the backup code failed: a bug in atrest, never caused by
+    /// the input or the caller. The stream being written or read must be discarded.
+    #[error("internal error in atrest's backup code ({0}): please report it")]
+    Internal(&'static str),
 }
 
 impl From<BackupError> for std::io::Error {
@@ -359,5 +371,102 @@ impl From<BackupError> for std::io::Error {
             BackupError::Authentication => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             other => std::io::Error::other(other),
         }
+    }
+}
+
+// Whether an error is an authentication failure: data or a key that does not verify
+// (modified, truncated, mismatched), as opposed to a missing file, a refused operation or a
+// broken token. Tools map it to its own exit status (the `atrest` CLI: 3).
+
+impl OpenError {
+    /// Whether this is [`OpenError::Authentication`].
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Self::Authentication)
+    }
+}
+
+impl RewrapError {
+    /// Whether the record failed to authenticate ([`RewrapError::Open`] of
+    /// [`OpenError::Authentication`]).
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Self::Open(e) if e.is_authentication())
+    }
+}
+
+impl RootKeyError {
+    /// Whether this is [`RootKeyError::Authentication`] (a wrapped key that does not
+    /// unwrap under this root key).
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Self::Authentication)
+    }
+}
+
+impl KeyringError {
+    /// Whether the keyring file failed its integrity check ([`KeyringError::Tampered`]) or a
+    /// master key did not unwrap under the root key ([`RootKeyError::Authentication`]).
+    /// [`KeyringError::WrongRootKey`] is not: the file names another root key, and nothing
+    /// was forged.
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        match self {
+            Self::Tampered(_) => true,
+            Self::Root(e) => e.is_authentication(),
+            _ => false,
+        }
+    }
+}
+
+impl BackupError {
+    /// Whether the stream or a key did not authenticate: [`BackupError::Authentication`],
+    /// or a nested authentication failure ([`BackupError::Key`], [`BackupError::Keyring`]),
+    /// or an I/O error that carries one (a [`BackupReader`](crate::BackupReader) used as a
+    /// [`std::io::Read`] reports its failures that way).
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        match self {
+            Self::Authentication => true,
+            Self::Key(e) => e.is_authentication(),
+            Self::Keyring(e) => e.is_authentication(),
+            Self::Io(e) => {
+                e.get_ref().and_then(|inner| inner.downcast_ref::<Self>()).is_some_and(Self::is_authentication)
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authentication_failures_are_recognized_through_nesting() {
+        assert!(OpenError::Authentication.is_authentication());
+        assert!(!OpenError::UnsupportedFormat(9).is_authentication());
+        assert!(RewrapError::Open(OpenError::Authentication).is_authentication());
+        assert!(!RewrapError::Seal(SealError::Rng(RngError)).is_authentication());
+        assert!(RootKeyError::Authentication.is_authentication());
+        assert!(!RootKeyError::WrongPin.is_authentication());
+        assert!(KeyringError::Tampered("k".into()).is_authentication());
+        assert!(KeyringError::Root(RootKeyError::Authentication).is_authentication());
+        let wrong = KeyringError::WrongRootKey { expected: "a".into(), given: "b".into() };
+        assert!(!wrong.is_authentication());
+        assert!(!KeyringError::NoFile.is_authentication());
+        assert!(BackupError::Authentication.is_authentication());
+        assert!(BackupError::Key(OpenError::Authentication).is_authentication());
+        assert!(!BackupError::Key(OpenError::UnsupportedFormat(2)).is_authentication());
+        assert!(BackupError::Keyring(KeyringError::Tampered("k".into())).is_authentication());
+        assert!(!BackupError::NotABackup.is_authentication());
+        // Through std::io::Error, as a BackupReader used as a Read reports it, and back.
+        for inner in [BackupError::Authentication, BackupError::Key(OpenError::Authentication)] {
+            let io: std::io::Error = inner.into();
+            assert!(BackupError::Io(io).is_authentication());
+        }
+        let io: std::io::Error = BackupError::NotABackup.into();
+        assert!(!BackupError::Io(io).is_authentication());
+        assert!(!BackupError::Io(std::io::Error::other("disk full")).is_authentication());
     }
 }

@@ -76,7 +76,7 @@ enum Outcome {
 /// Reads a stream sequentially with `threads` threads, in odd-sized pieces; returns the
 /// bytes released and how it ended.
 fn read_seq(t: &Tenant, ctx: &BackupContext, stream: &[u8], threads: usize) -> (Vec<u8>, Outcome) {
-    let mut r = match BackupReader::with_threads(t, ctx, stream, threads) {
+    let mut r = match BackupReader::with_options(t, ctx, stream, BackupOptions::default().threads(threads)) {
         Ok(r) => r,
         Err(e) => return (Vec::new(), Outcome::Open(e)),
     };
@@ -652,7 +652,8 @@ fn a_failed_seek_on_an_unseekable_input_leaves_sequential_reading_intact() {
     let pt = data(2 * CS + 3, 15);
     let stream = enc(&f, &pt);
     assert!(BackupReader::open_seekable(&f.tenant, &f.ctx, Unseekable(&stream)).is_err());
-    let mut r = BackupReader::with_threads(&f.tenant, &f.ctx, Unseekable(&stream), 1).unwrap();
+    let mut r = BackupReader::with_options(&f.tenant, &f.ctx, Unseekable(&stream), BackupOptions::default().threads(1))
+        .unwrap();
     let mut first = vec![0u8; 1000];
     r.read_exact(&mut first).unwrap();
     assert!(r.seek(SeekFrom::Start(0)).is_err());

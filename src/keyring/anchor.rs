@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file;
+use crate::fs;
 use crate::error::KeyringError;
 
 const PREFIX: &str = "atrest-anchor v1 ";
@@ -61,7 +61,7 @@ impl Anchor {
             return Ok(());
         }
         let text = format!("{PREFIX}{} {revision}\n", hex::encode(id));
-        atomic_file::write(&self.path, text.as_bytes(), atomic_file::Mode::Replace)
+        fs::replace(&self.path, text.as_bytes())
             .map_err(|source| KeyringError::Io { path: self.path.clone(), source })
     }
 }

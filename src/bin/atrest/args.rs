@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Root key: --root-key-file / ATREST_ROOT_KEY_FILE, or ATREST_ROOT_KEY holding the key text, or a
 PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-key; PIN from ATREST_PKCS11_PIN or
---pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING.
+--pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING. A keyring change waits at most
+ATREST_LOCK_WAIT seconds (default 30) for another process holding <keyring>.lock.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 authentication failure (tampered, truncated
 or mismatched data, wrong tenant or snapshot).";

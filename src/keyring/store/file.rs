@@ -1,11 +1,10 @@
 //! The file store: one keyring file, changed under an exclusive lock on `<file>.lock` and
 //! replaced atomically, so two processes never lose each other's update.
 
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use super::{Change, Store};
-use crate::atomic_file;
+use crate::fs;
 use crate::error::KeyringError;
 
 /// A keyring file.
@@ -15,37 +14,6 @@ pub(crate) struct FileStore {
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError + '_ {
     move |source| KeyringError::Io { path: path.to_path_buf(), source }
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-/// An exclusive advisory lock on `<keyring>.lock`, released on drop.
-struct FileLock(File);
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<Self, KeyringError> {
-        let lp = lock_path(path);
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let f = opts.open(&lp).map_err(io_err(&lp))?;
-        f.lock().map_err(io_err(&lp))?;
-        Ok(Self(f))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
 }
 
 impl FileStore {
@@ -64,7 +32,7 @@ impl Store for FileStore {
     }
 
     fn create(&self, doc: &[u8], _revision: u64) -> Result<(), KeyringError> {
-        atomic_file::write(&self.path, doc, atomic_file::Mode::CreateNew).map_err(|e| {
+        fs::create_new(&self.path, doc).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 KeyringError::AlreadyExists(self.path.clone())
             } else {
@@ -74,11 +42,11 @@ impl Store for FileStore {
     }
 
     fn update(&self, change: &mut Change<'_>) -> Result<(), KeyringError> {
-        let _lock = FileLock::acquire(&self.path)?;
+        let _lock = fs::Lock::acquire(&self.path, fs::lock_wait()).map_err(io_err(&self.path))?;
         let current = self.read()?;
         if let Some((doc, _revision)) = change(&current)? {
-            atomic_file::write(&self.path, &doc, atomic_file::Mode::Replace).map_err(io_err(&self.path))?;
-            atomic_file::remove_strays(&self.path);
+            fs::replace(&self.path, &doc).map_err(io_err(&self.path))?;
+            fs::remove_strays(&self.path);
         }
         Ok(())
     }
