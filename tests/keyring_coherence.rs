@@ -4,6 +4,8 @@
 //! and, with a revision anchor, by a fresh open.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
+mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
 

@@ -6,6 +6,8 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
+mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
 #[path = "common/pg_server.rs"]

@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::fs;
 use crate::error::KeyringError;
+use crate::fs;
 
 const PREFIX: &str = "atrest-anchor v1 ";
 
@@ -61,8 +61,7 @@ impl Anchor {
             return Ok(());
         }
         let text = format!("{PREFIX}{} {revision}\n", hex::encode(id));
-        fs::replace(&self.path, text.as_bytes())
-            .map_err(|source| KeyringError::Io { path: self.path.clone(), source })
+        fs::replace(&self.path, text.as_bytes()).map_err(|source| KeyringError::Io { path: self.path.clone(), source })
     }
 }
 

@@ -9,6 +9,7 @@ mod cache;
 mod derive;
 mod file;
 mod key_state;
+mod migrate;
 mod options;
 mod persist;
 #[cfg(feature = "pkcs11")]

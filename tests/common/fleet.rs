@@ -1,3 +1,6 @@
+//! Included by the coherence tests next to `mod common;` (it starts workers through
+//! `common::child`).
+//!
 //! Long-lived worker processes for the keyring coherence tests: the test binary re-executes
 //! itself (`--exact fleet_child`) with a JSON spec in `ATREST_FLEET_CHILD`; each worker
 //! opens the keyring at a location (file or `postgres://`), seals and opens continuously and
@@ -10,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use atrest::{
@@ -46,9 +49,7 @@ pub fn ctx(child: usize, n: u64) -> Context {
 
 /// Starts a worker running `spec`.
 pub fn spawn(spec: &Spec) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "fleet_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, serde_json::to_string(spec).unwrap())
+    crate::common::child::rerun("fleet_child", CHILD_ENV, &serde_json::to_string(spec).unwrap())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()

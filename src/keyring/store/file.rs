@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{Change, Store};
-use crate::fs;
 use crate::error::KeyringError;
+use crate::fs;
 
 /// A keyring file.
 pub(crate) struct FileStore {
