@@ -76,8 +76,7 @@ fn postgres_fleet_of_six_changing_at_once_loses_nothing() {
             victim: Some(format!("w{id}v")),
         })
         .collect();
-    let children: Vec<_> = specs.iter().map(fleet::spawn).collect();
-    fleet::wait_ready(&specs);
+    let workers = fleet::start(&specs);
     // This process disables every version that stopped being primary, as an operator would.
     let (mut disabled, mut ok_changes) = (Vec::<(u64, u16)>::new(), 0u64);
     let start = Instant::now();
@@ -92,7 +91,7 @@ fn postgres_fleet_of_six_changing_at_once_loses_nothing() {
             }
         }
     }
-    fleet::stop(&specs, children);
+    fleet::stop(&specs, workers);
 
     let logs: Vec<Vec<Event>> = specs.iter().map(|s| fleet::read_log(&s.out)).collect();
     let mut by_workers = 0;

@@ -48,7 +48,7 @@ pub fn ctx(child: usize, n: u64) -> Context {
 }
 
 /// Starts a worker running `spec`.
-pub fn spawn(spec: &Spec) -> Child {
+fn spawn(spec: &Spec) -> Child {
     crate::common::child::rerun("fleet_child", CHILD_ENV, &serde_json::to_string(spec).unwrap())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -57,7 +57,7 @@ pub fn spawn(spec: &Spec) -> Child {
 }
 
 /// Waits until every worker logged READY.
-pub fn wait_ready(specs: &[Spec]) {
+fn wait_ready(specs: &[Spec]) {
     let t = std::time::Instant::now();
     while !specs.iter().all(|s| std::fs::read_to_string(&s.out).is_ok_and(|l| l.starts_with("READY"))) {
         assert!(t.elapsed() < Duration::from_secs(60), "workers did not start");
@@ -65,12 +65,31 @@ pub fn wait_ready(specs: &[Spec]) {
     }
 }
 
+/// Running workers, killed if the test fails before [`stop`].
+pub struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts one worker per spec.
+pub fn start(specs: &[Spec]) -> Workers {
+    let w = Workers(specs.iter().map(spawn).collect());
+    wait_ready(specs);
+    w
+}
+
 /// Stops the workers and checks they exited cleanly.
-pub fn stop(specs: &[Spec], children: Vec<Child>) {
+pub fn stop(specs: &[Spec], mut workers: Workers) {
     for s in specs {
         std::fs::write(&s.stop, "").unwrap();
     }
-    for (mut c, s) in children.into_iter().zip(specs) {
+    for (mut c, s) in std::mem::take(&mut workers.0).into_iter().zip(specs) {
         let status = c.wait().unwrap();
         assert!(status.success(), "worker {} failed ({status}); log tail:\n{}", s.id, tail(&s.out));
     }
@@ -303,11 +322,9 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
             victim: None,
         })
         .collect();
-    let children: Vec<Child> = specs.iter().map(spawn).collect();
-    wait_ready(&specs);
+    let workers = start(&specs);
     std::thread::sleep(Duration::from_millis(300));
     let evidence_ctx = ctx(usize::MAX, 999);
-    let t2_record = keyring.tenant("t2").unwrap().seal(b"evidence", &evidence_ctx).unwrap();
     let v = MasterVersion::new;
     let mut changes: Vec<(u64, Seen)> = Vec::new();
     let pause = staleness + Duration::from_millis(600);
@@ -328,6 +345,8 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
                 Seen::Probe(m, "disabled")
             }
             3 => {
+                // Evidence that t2 exists: a record of it that opens now.
+                let t2_record = keyring.tenant("t2").unwrap().seal(b"evidence", &evidence_ctx).unwrap();
                 keyring
                     .shred_tenant("t2", ShredEvidence::Record { sealed: &t2_record, context: &evidence_ctx })
                     .unwrap();
@@ -341,7 +360,7 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
         changes.push((now_ns(), seen));
         std::thread::sleep(pause);
     }
-    stop(&specs, children);
+    stop(&specs, workers);
     let mut latencies = Vec::new();
     for s in &specs {
         let events = read_log(&s.out);

@@ -129,7 +129,7 @@ impl PostgresStore {
     }
 
     /// Runs `f` on the shared connection, connecting first if needed; drops the connection
-    /// after a failure that is not the database refusing a statement.
+    /// after any database failure.
     fn with_conn<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, Fail>) -> Result<T, KeyringError> {
         let mut slot = lock(&self.conn);
         let client = match slot.as_mut() {
@@ -140,9 +140,9 @@ impl PostgresStore {
             Ok(v) => Ok(v),
             Err(Fail::Keyring(e)) => Err(e),
             Err(Fail::Db(e)) => {
-                if e.as_db_error().is_none() || client.is_closed() {
-                    *slot = None;
-                }
+                // Whatever failed (a lost connection, a server shutting down, a timeout), the
+                // next use starts on a fresh connection: reconnecting is cheap, errors rare.
+                *slot = None;
                 Err(self.db_error(&e))
             }
         }
