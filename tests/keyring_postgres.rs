@@ -285,3 +285,45 @@ fn postgres_status_shows_each_live_handle_and_its_revision() {
     let file = Keyring::create(&dir.path().join("k.atrk"), root(&root_path)).unwrap();
     assert!(file.status().handles.is_empty());
 }
+
+/// The CLI takes a `postgres://` URL wherever it takes a keyring file, and `keyring migrate`
+/// moves a keyring between a database and a file, never over an existing keyring.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_keyring_in_postgres_and_migrate() {
+    let server = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root_path = new_root(dir.path());
+    let url = server.url("cli_keyrings", "prod");
+    let file = dir.path().join("copy.atrk");
+    let atrest = |keyring: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_atrest"))
+            .env_remove("ATREST_ROOT_KEY")
+            .env("ATREST_ROOT_KEY_FILE", &root_path)
+            .env("ATREST_KEYRING", keyring)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = atrest(&url, &["keyring", "init"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(atrest(&url, &["keyring", "rotate"]).0, Some(0));
+    let (code, out) = atrest(&url, &["keyring", "status"]);
+    assert!(code == Some(0) && out.contains("revision   1") && out.contains("cli_keyrings"), "{out}");
+    let (code, out) = atrest(&url, &["keyring", "migrate", "--to", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = atrest(file.to_str().unwrap(), &["keyring", "status", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((st["revision"].as_u64(), st["primary"].as_u64()), (Some(1), Some(2)), "{out}");
+    // Never over an existing keyring, in either direction.
+    let (code, out) = atrest(&url, &["keyring", "migrate", "--to", file.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{out}");
+    let (code, out) = atrest(file.to_str().unwrap(), &["keyring", "migrate", "--to", &url]);
+    assert!(code != Some(0) && out.contains("already exists"), "{out}");
+    let other = server.url("cli_keyrings", "copy");
+    assert_eq!(atrest(file.to_str().unwrap(), &["keyring", "migrate", "--to", &other]).0, Some(0));
+    let (code, out) = atrest(&other, &["keyring", "status", "--json"]);
+    assert!(code == Some(0) && out.contains(&format!("\"id\": {}", st["id"])), "{out}");
+}
