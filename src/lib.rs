@@ -33,8 +33,8 @@ mod tenant;
 pub use id::{InvalidTenantId, KeyVersion, MAX_TENANT_ID_LEN, MasterVersion, TenantId};
 pub use keyring::{
     AUDIT_EVERY, DEFAULT_CACHE_CAPACITY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS,
-    DestroyConfirmation, KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus,
-    ROOT_KEY_ENV, RootKeyProvider, ShredStatus, TenantStatus,
+    DestroyConfirmation, HandleStatus, KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey,
+    MasterStatus, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, TenantStatus,
 };
 pub use tenant::{BULK_WINDOW, ShredEvidence, Tenant};
 

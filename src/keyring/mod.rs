@@ -9,6 +9,7 @@ mod cache;
 mod derive;
 mod file;
 mod key_state;
+mod migrate;
 mod options;
 mod persist;
 #[cfg(feature = "pkcs11")]
@@ -32,7 +33,7 @@ pub use options::{DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALEN
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 pub use root::{LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
-pub use status::{KeyringStatus, MasterStatus, ShredStatus, TenantStatus};
+pub use status::{HandleStatus, KeyringStatus, MasterStatus, ShredStatus, TenantStatus};
 pub use store::KeyringLocation;
 
 pub(crate) use cache::{DerivedKey, Use};
@@ -388,7 +389,10 @@ impl Keyring {
     /// Re-reads the store once because a record or backup named a key version this handle
     /// does not know (another server may have rotated a moment ago). Coalesced: at most one
     /// such re-read per 50 ms, so records naming bogus versions cannot make a handle hammer
-    /// its store. Returns whether a newer document was installed.
+    /// its store. Returns whether the caller should look up the version again: always, for a
+    /// handle with a store, because the newer document may have been installed by this call,
+    /// by the watcher at the same moment, or by the caller that looked 10 ms ago (a `false`
+    /// from "nothing new *here*" made a record sealed a moment ago fail to open).
     pub(crate) fn refresh_for_unknown_version(&self) -> bool {
         if self.inner.store.is_none() {
             return false;
@@ -396,11 +400,14 @@ impl Keyring {
         {
             let mut last = lock(&self.inner.last_forced);
             if last.is_some_and(|t| t.elapsed() < Duration::from_millis(50)) {
-                return false;
+                return true;
             }
             *last = Some(Instant::now());
         }
-        self.refresh().unwrap_or(false)
+        if let Err(e) = self.refresh() {
+            tracing::debug!(target: "atrest::keyring", error = %e, "re-read for an unknown key version failed");
+        }
+        true
     }
 }
 

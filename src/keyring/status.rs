@@ -24,6 +24,28 @@ pub struct KeyringStatus {
     pub masters: Vec<MasterStatus>,
     /// Tenants with a generation above 0 or a shred.
     pub tenants: Vec<TenantStatus>,
+    /// The live handles of this keyring and the revision each has verified, from their
+    /// heartbeats (PostgreSQL store; empty for a file): shows when a change reached the
+    /// fleet.
+    pub handles: Vec<HandleStatus>,
+}
+
+/// A keyring handle as its last heartbeat reported it (PostgreSQL store).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct HandleStatus {
+    /// Random id of the handle (one per opened keyring).
+    pub handle: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The revision it has verified and serves.
+    pub revision: u64,
+    /// Seconds since its last heartbeat (sent on every revision change, else every 10 s).
+    pub seen_secs_ago: u64,
+    /// No heartbeat for over a minute: the process ended or lost the database.
+    pub stale: bool,
 }
 
 /// Public facts about a master version.
@@ -67,7 +89,9 @@ pub struct ShredStatus {
 }
 
 impl Keyring {
-    /// A snapshot of the keyring's public facts (no key material).
+    /// A snapshot of the keyring's public facts (no key material). For a PostgreSQL store
+    /// this also queries the heartbeats of the keyring's live handles (left empty, with a
+    /// warning logged, if the database cannot be reached).
     pub fn status(&self) -> KeyringStatus {
         let s = self.state();
         KeyringStatus {
@@ -100,6 +124,12 @@ impl Keyring {
                     }),
                 })
                 .collect(),
+            handles: self.inner.store.as_deref().map_or_else(Vec::new, |store| {
+                store.handles().unwrap_or_else(|e| {
+                    tracing::warn!(target: "atrest::keyring", error = %e, "cannot list the keyring's handles");
+                    Vec::new()
+                })
+            }),
         }
     }
 }

@@ -42,7 +42,10 @@ fn run(weak: &Weak<Inner>, store: &dyn Store, interval: std::time::Duration) {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(()) => keyring.mark_available(),
+            Ok(()) => {
+                keyring.mark_available();
+                store.heartbeat(keyring.state().revision);
+            }
             Err(e) => keyring.mark_failed(&e),
         }
     }

@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Root key: --root-key-file / ATREST_ROOT_KEY_FILE, or ATREST_ROOT_KEY holding the key text, or a
 PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-key; PIN from ATREST_PKCS11_PIN or
---pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING. A keyring change waits at most
-ATREST_LOCK_WAIT seconds (default 30) for another process holding <keyring>.lock.
+--pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING, a file or a postgres:// URL. A change
+to a keyring file waits at most ATREST_LOCK_WAIT seconds (default 30) for another process
+holding <keyring>.lock.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 authentication failure (tampered, truncated
 or mismatched data, wrong keyring), 4 context mismatch (an authentic backup of another tenant,
@@ -34,8 +35,10 @@ pub struct KeyArgs {
     #[arg(long, global = true, env = "ATREST_ROOT_KEY_FILE", value_name = "PATH")]
     pub root_key_file: Option<PathBuf>,
 
-    /// Keyring file.
-    #[arg(long, global = true, env = "ATREST_KEYRING", value_name = "PATH")]
+    /// Keyring: a file, or (built with the `postgres` feature) a PostgreSQL row,
+    /// `postgres://user@host/db?table=atrest_keyrings&keyring=default` (PGHOST, PGPORT, PGUSER,
+    /// PGPASSWORD, PGDATABASE fill what the URL leaves out).
+    #[arg(long, global = true, env = "ATREST_KEYRING", value_name = "PATH|URL")]
     pub keyring: Option<PathBuf>,
 
     /// The root key in a PKCS#11 token instead of a key file.
@@ -148,6 +151,13 @@ pub enum KeyringCommand {
     },
     /// Re-wrap every master key under a new root key (root rotation, or key file <-> HSM migration).
     RewrapRoot(NewRootArgs),
+    /// Copy the keyring to another store (a file or a postgres:// URL), never over an existing
+    /// keyring; the copy is verified by opening it. The old store is left as it was.
+    Migrate {
+        /// Where to copy the keyring: a file path or a postgres:// URL.
+        #[arg(long, value_name = "PATH|URL")]
+        to: PathBuf,
+    },
 }
 
 /// The root key to move the keyring to.

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use atrest::{Keyring, LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
+use atrest::{Keyring, KeyringLocation, KeyringOptions, LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
 
 use crate::args::{KeyArgs, Pkcs11Args};
 use crate::failure::{Doing, Failure};
@@ -49,16 +49,27 @@ pub fn root_file(path: &Path) -> Result<Arc<dyn RootKeyProvider>, Failure> {
     Ok(Arc::new(k))
 }
 
-/// The keyring file path.
-pub fn keyring_path(keys: &KeyArgs) -> Result<&Path, Failure> {
-    keys.keyring.as_deref().ok_or_else(|| Failure::usage("no keyring file: give --keyring PATH or set ATREST_KEYRING"))
+/// A file path or a `postgres://` URL as a keyring location.
+pub fn location(given: &Path) -> KeyringLocation {
+    match given.to_str() {
+        Some(text) => KeyringLocation::parse(text),
+        None => KeyringLocation::File(given.to_path_buf()),
+    }
+}
+
+/// The keyring location named by the global options.
+pub fn keyring_location(keys: &KeyArgs) -> Result<KeyringLocation, Failure> {
+    keys.keyring
+        .as_deref()
+        .map(location)
+        .ok_or_else(|| Failure::usage("no keyring: give --keyring PATH|URL or set ATREST_KEYRING"))
 }
 
 /// Opens the keyring named by the global options.
 pub fn keyring(keys: &KeyArgs) -> Result<Keyring, Failure> {
-    let path = keyring_path(keys)?;
+    let loc = keyring_location(keys)?;
     let root = root(keys, Purpose::Open)?;
-    Keyring::open(path, root).doing(|| "opening the keyring".into())
+    Keyring::open_at(&loc, root, KeyringOptions::default()).doing(|| "opening the keyring".into())
 }
 
 /// A PKCS#11 root key. `pin_env` names the PIN variable; `fallback_pin_env` is read if it is

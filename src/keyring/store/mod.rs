@@ -4,12 +4,15 @@
 //! revision) and tells a watcher cheaply whether the document may have changed.
 
 mod file;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use file::FileStore;
 
+use super::status::HandleStatus;
 use crate::error::KeyringError;
 
 /// A change to apply to the current document: returns the new document and its revision.
@@ -37,6 +40,16 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Waits up to `timeout` for a sign of change (a notification), or just sleeps.
     fn wait(&self, timeout: Duration) {
         std::thread::sleep(timeout);
+    }
+
+    /// Records that this handle has verified and serves `revision` (a heartbeat the
+    /// operator sees in `keyring status`). Called by the watcher after every successful
+    /// check; a store rate-limits it. Stores without heartbeats ignore it.
+    fn heartbeat(&self, _revision: u64) {}
+
+    /// The handles whose heartbeats the store keeps (none for a file).
+    fn handles(&self) -> Result<Vec<HandleStatus>, KeyringError> {
+        Ok(Vec::new())
     }
 
     /// The file behind this store, if it is one.
@@ -72,6 +85,9 @@ impl KeyringLocation {
     pub(crate) fn store(&self) -> Result<Box<dyn Store>, KeyringError> {
         match self {
             KeyringLocation::File(p) => Ok(Box::new(FileStore::new(p.clone()))),
+            #[cfg(feature = "postgres")]
+            KeyringLocation::Postgres(url) => Ok(Box::new(postgres::PostgresStore::new(url)?)),
+            #[cfg(not(feature = "postgres"))]
             KeyringLocation::Postgres(_) => {
                 Err(KeyringError::StoreUnsupported("PostgreSQL keyring stores need the `postgres` feature of atrest"))
             }

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::Path;
 
 use atrest::{
-    Context, DestroyConfirmation, KeyState, Keyring, KeyringStatus, LocalRootKey, MasterVersion, RootKeyProvider,
-    ShredEvidence,
+    Context, DestroyConfirmation, KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey,
+    MasterVersion, RootKeyProvider, ShredEvidence,
 };
 
 use crate::args::{KeyArgs, KeyringCommand, NewRootArgs, TenantCommand};
@@ -23,17 +23,12 @@ pub fn keygen(out: &Path) -> Result<(), Failure> {
 pub fn keyring(keys_args: &KeyArgs, cmd: &KeyringCommand) -> Result<(), Failure> {
     match cmd {
         KeyringCommand::Init => {
-            let path = keys::keyring_path(keys_args)?;
+            let loc = keys::keyring_location(keys_args)?;
             let root = keys::root(keys_args, Purpose::OpenOrGenerate)?;
-            let k = Keyring::create(path, root).doing(|| "creating the keyring".into())?;
+            let k =
+                Keyring::create_at(&loc, root, KeyringOptions::default()).doing(|| "creating the keyring".into())?;
             let s = k.status();
-            println!(
-                "created keyring {} (id {}, root key {}), primary {}",
-                path.display(),
-                s.id,
-                s.root_key_id,
-                s.primary
-            );
+            println!("created keyring {loc} (id {}, root key {}), primary {}", s.id, s.root_key_id, s.primary);
         }
         KeyringCommand::Status { json } => {
             let k = keys::keyring(keys_args)?;
@@ -42,8 +37,19 @@ pub fn keyring(keys_args: &KeyArgs, cmd: &KeyringCommand) -> Result<(), Failure>
                 let text = serde_json::to_string_pretty(&s).doing(|| "formatting the status".into())?;
                 println!("{text}");
             } else {
-                print_status(k.path(), &s, now())?;
+                print_status(&keys::keyring_location(keys_args)?, &s, now())?;
             }
+        }
+        KeyringCommand::Migrate { to } => {
+            let k = keys::keyring(keys_args)?;
+            let to = keys::location(to);
+            let copy = k.copy_to(&to, KeyringOptions::default()).doing(|| format!("copying the keyring to {to}"))?;
+            println!(
+                "keyring {} copied to {to} at revision {} and verified; point applications at the new location, \
+                 then retire the old store (it still holds the wrapped keys)",
+                copy.status().id,
+                copy.status().revision
+            );
         }
         KeyringCommand::Rotate => {
             let k = keys::keyring(keys_args)?;
@@ -188,11 +194,9 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn print_status(path: Option<&Path>, s: &KeyringStatus, now: u64) -> Result<(), Failure> {
+fn print_status(location: &KeyringLocation, s: &KeyringStatus, now: u64) -> Result<(), Failure> {
     let mut out = String::new();
-    if let Some(p) = path {
-        out.push_str(&format!("keyring    {}\n", p.display()));
-    }
+    out.push_str(&format!("keyring    {location}\n"));
     out.push_str(&format!("id         {}\n", s.id));
     out.push_str(&format!("revision   {}\n", s.revision));
     out.push_str(&format!("created    {}\n", when(s.created_at, now)));
@@ -227,6 +231,21 @@ fn print_status(path: Option<&Path>, s: &KeyringStatus, now: u64) -> Result<(), 
         }
         out.push_str(&line);
         out.push('\n');
+    }
+    if !s.handles.is_empty() {
+        out.push_str("\nlive handles (heartbeats)\n");
+    }
+    for h in &s.handles {
+        let behind = if h.revision < s.revision { " (behind)" } else { "" };
+        let stale = if h.stale { ", stale: no heartbeat for over a minute" } else { "" };
+        out.push_str(&format!(
+            "  {} pid {} handle {}  revision {}{behind}, seen {} s ago{stale}\n",
+            h.host.escape_debug(),
+            h.pid,
+            h.handle.escape_debug(),
+            h.revision,
+            h.seen_secs_ago
+        ));
     }
     std::io::stdout().lock().write_all(out.as_bytes()).doing(|| "writing to stdout".into())
 }

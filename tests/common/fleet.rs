@@ -1,0 +1,397 @@
+//! Included by the coherence tests next to `mod common;` (it starts workers through
+//! `common::child`).
+//!
+//! Long-lived worker processes for the keyring coherence tests: the test binary re-executes
+//! itself (`--exact fleet_child`) with a JSON spec in `ATREST_FLEET_CHILD`; each worker
+//! opens the keyring at a location (file or `postgres://`), seals and opens continuously and
+//! logs, with wall-clock times, what it observes (the key version of each seal, refusals,
+//! probes of records under each master version, a record handed over by the parent). In
+//! fleet mode it also changes the keyring itself. The parent then measures how long each
+//! change took to reach each worker.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use atrest::{
+    Context, KeyState, Keyring, KeyringLocation, KeyringOptions, LocalRootKey, MasterVersion, OpenError, SealError,
+    ShredEvidence, record_info,
+};
+
+pub const CHILD_ENV: &str = "ATREST_FLEET_CHILD";
+
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+pub struct Spec {
+    pub id: usize,
+    pub location: String,
+    pub root: PathBuf,
+    pub out: PathBuf,
+    pub stop: PathBuf,
+    pub tenants: Vec<String>,
+    pub staleness_ms: u64,
+    /// A record the parent re-seals after each rotation (`<tenant> <n> <hex>`).
+    pub handoff: Option<PathBuf>,
+    /// Fleet mode: this worker also rotates, rotates its tenants and shreds `victim`.
+    pub changes: bool,
+    pub victim: Option<String>,
+}
+
+pub fn now_ns() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()).unwrap()
+}
+
+pub fn ctx(child: usize, n: u64) -> Context {
+    Context::new().with("child", child.to_string()).with("n", n.to_string())
+}
+
+/// Starts a worker running `spec`.
+fn spawn(spec: &Spec) -> Child {
+    crate::common::child::rerun("fleet_child", CHILD_ENV, &serde_json::to_string(spec).unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until every worker logged READY.
+fn wait_ready(specs: &[Spec]) {
+    let t = std::time::Instant::now();
+    while !specs.iter().all(|s| std::fs::read_to_string(&s.out).is_ok_and(|l| l.starts_with("READY"))) {
+        assert!(t.elapsed() < Duration::from_secs(60), "workers did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Running workers, killed if the test fails before [`stop`].
+pub struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts one worker per spec.
+pub fn start(specs: &[Spec]) -> Workers {
+    let w = Workers(specs.iter().map(spawn).collect());
+    wait_ready(specs);
+    w
+}
+
+/// Stops the workers and checks they exited cleanly.
+pub fn stop(specs: &[Spec], mut workers: Workers) {
+    for s in specs {
+        std::fs::write(&s.stop, "").unwrap();
+    }
+    for (mut c, s) in std::mem::take(&mut workers.0).into_iter().zip(specs) {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "worker {} failed ({status}); log tail:\n{}", s.id, tail(&s.out));
+    }
+}
+
+fn tail(p: &Path) -> String {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn seal_kind(e: &SealError) -> &'static str {
+    match e {
+        SealError::TenantShredded { .. } => "shredded",
+        SealError::KeyringUnavailable => "unavailable",
+        SealError::KeyUnavailable(_) => "key-unavailable",
+        _ => "other",
+    }
+}
+
+pub fn open_kind(r: &Result<Vec<u8>, OpenError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(OpenError::TenantShredded { .. }) => "shredded",
+        Err(OpenError::KeyDisabled(_)) => "disabled",
+        Err(OpenError::KeyDestroyed(_)) => "destroyed",
+        Err(OpenError::KeyringUnavailable) => "unavailable",
+        Err(OpenError::Authentication) => "auth",
+        Err(_) => "other",
+    }
+}
+
+/// The worker's main loop (when `ATREST_FLEET_CHILD` is set).
+pub fn child_main() {
+    let Ok(json) = std::env::var(CHILD_ENV) else { return };
+    let spec: Spec = serde_json::from_str(&json).unwrap();
+    let root = LocalRootKey::from_file(&spec.root).unwrap();
+    let opts = KeyringOptions::default().staleness(Duration::from_millis(spec.staleness_ms));
+    let keyring = Keyring::open_at(&KeyringLocation::parse(&spec.location), root, opts).unwrap();
+    let mut log = std::io::BufWriter::new(std::fs::File::create(&spec.out).unwrap());
+    let tenants: Vec<_> = spec.tenants.iter().map(|t| keyring.tenant(t).unwrap()).collect();
+    // Per master version: the first record sealed under it, to probe its state.
+    let mut probes: BTreeMap<u16, (usize, u64, Vec<u8>)> = BTreeMap::new();
+    let mut last: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut changed = |log: &mut dyn Write, key: String, kind: &'static str, line: String| {
+        if last.insert(key, kind) != Some(kind) {
+            writeln!(log, "{line}").unwrap();
+        }
+    };
+    writeln!(log, "READY {}", now_ns()).unwrap();
+    log.flush().unwrap();
+    let mut rng = spec.id as u64 * 7919 + 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut n, mut ok_changes, mut shredded_victim) = (0u64, 0u64, false);
+    let mut victim_record = None;
+    while !spec.stop.exists() {
+        for (i, t) in tenants.iter().enumerate() {
+            n += 1;
+            let c = ctx(spec.id, n);
+            let now = now_ns();
+            match t.seal(b"fleet payload", &c) {
+                Ok(rec) => {
+                    let kv = record_info(&rec).unwrap().key_version;
+                    writeln!(log, "S {now} {} {} {}", spec.tenants[i], kv.master.get(), kv.generation).unwrap();
+                    writeln!(log, "R {} {n} {}", spec.tenants[i], hex::encode(&rec)).unwrap();
+                    changed(&mut log, format!("seal {i}"), "ok", String::new());
+                    if spec.victim.as_ref() == Some(&spec.tenants[i]) {
+                        victim_record = Some((n, rec.clone()));
+                    }
+                    probes.entry(kv.master.get()).or_insert((i, n, rec));
+                }
+                Err(e) => {
+                    let k = seal_kind(&e);
+                    changed(&mut log, format!("seal {i}"), k, format!("E {now} {} {k}", spec.tenants[i]));
+                }
+            }
+        }
+        for (master, (i, pn, rec)) in &probes {
+            let r = tenants[*i].open(rec, &ctx(spec.id, *pn));
+            let now = now_ns();
+            let k = open_kind(&r);
+            changed(&mut log, format!("probe {master} {i}"), k, format!("P {now} {master} {} {k}", spec.tenants[*i]));
+        }
+        if let Some(h) = &spec.handoff
+            && let Ok(text) = std::fs::read_to_string(h)
+        {
+            let mut parts = text.split_whitespace();
+            let (t, hn, hx) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+            let r = keyring.tenant(t).unwrap().open(&hex::decode(hx).unwrap(), &ctx(usize::MAX, hn.parse().unwrap()));
+            if r.is_err() {
+                writeln!(log, "H {} {} {}", now_ns(), open_kind(&r), hn).unwrap();
+            }
+        }
+        if spec.changes && next() % 8 == 0 {
+            let now = now_ns();
+            let (kind, ok) = match next() % 10 {
+                0 => ("rotate", keyring.rotate().is_ok()),
+                1..=6 => {
+                    let t = &spec.tenants[usize::try_from(next() % spec.tenants.len() as u64).unwrap()];
+                    ("rotate_tenant", keyring.rotate_tenant(t).is_ok())
+                }
+                _ => match (&spec.victim, &victim_record, shredded_victim) {
+                    (Some(v), Some((vn, rec)), false) => {
+                        shredded_victim = true;
+                        let c = ctx(spec.id, *vn);
+                        ("shred", keyring.shred_tenant(v, ShredEvidence::Record { sealed: rec, context: &c }).is_ok())
+                    }
+                    _ => ("none", false),
+                },
+            };
+            if kind != "none" {
+                ok_changes += u64::from(ok);
+                writeln!(log, "C {now} {kind} {ok}").unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    writeln!(log, "END {ok_changes}").unwrap();
+    log.flush().unwrap();
+}
+
+/// One logged observation.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Seal { t: u64, tenant: String, master: u16, generation: u16 },
+    SealErr { t: u64, tenant: String, kind: String },
+    Probe { t: u64, master: u16, kind: String },
+    Handoff { t: u64, kind: String },
+    Record { tenant: String, n: u64, sealed: Vec<u8> },
+    Change { ok: bool },
+    End { ok_changes: u64 },
+}
+
+pub fn read_log(p: &Path) -> Vec<Event> {
+    let f = std::io::BufReader::new(std::fs::File::open(p).unwrap());
+    f.lines()
+        .map_while(Result::ok)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            let num = |i: usize| w[i].parse::<u64>().unwrap();
+            Some(match w[0] {
+                "S" => Event::Seal {
+                    t: num(1),
+                    tenant: w[2].into(),
+                    master: w[3].parse().unwrap(),
+                    generation: w[4].parse().unwrap(),
+                },
+                "E" => Event::SealErr { t: num(1), tenant: w[2].into(), kind: w[3].into() },
+                "P" => Event::Probe { t: num(1), master: w[2].parse().unwrap(), kind: w[4].into() },
+                "H" => Event::Handoff { t: num(1), kind: w[2].into() },
+                "R" => Event::Record { tenant: w[1].into(), n: num(2), sealed: hex::decode(w[3]).unwrap() },
+                "C" => Event::Change { ok: w[3] == "true" },
+                "END" => Event::End { ok_changes: num(1) },
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// A change made by the parent, and how a worker shows it has seen it.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// A seal (any tenant) under this master version or a later one.
+    Master(u16),
+    /// A seal of this tenant with at least this generation.
+    Generation(String, u16),
+    /// A probe of a record under this master version answered this kind.
+    Probe(u16, &'static str),
+    /// A seal of this tenant was refused as shredded.
+    Shredded(String),
+}
+
+/// When a worker first showed `seen` at or after `since` (ns).
+pub fn first_seen(events: &[Event], since: u64, seen: &Seen) -> Option<u64> {
+    events.iter().find_map(|e| match (e, seen) {
+        (Event::Seal { t, master, .. }, Seen::Master(m)) if *t >= since && master >= m => Some(*t),
+        (Event::Seal { t, tenant, generation, .. }, Seen::Generation(tn, g))
+            if *t >= since && tenant == tn && generation >= g =>
+        {
+            Some(*t)
+        }
+        (Event::Probe { t, master, kind }, Seen::Probe(m, k)) if *t >= since && master == m && kind == k => Some(*t),
+        (Event::SealErr { t, tenant, kind }, Seen::Shredded(tn))
+            if *t >= since && tenant == tn && kind == "shredded" =>
+        {
+            Some(*t)
+        }
+        _ => None,
+    })
+}
+
+/// p-th percentile (0..=100) of sorted `v`.
+pub fn percentile(v: &[Duration], p: usize) -> Duration {
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+/// The propagation scenario, on any store: three workers seal and open under a 1 s bound
+/// while this process rotates, rotates a tenant, disables, shreds and re-enables; returns
+/// every (change, worker) latency, sorted.
+pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Duration) -> Vec<Duration> {
+    let root = LocalRootKey::from_file(root_path).unwrap();
+    let keyring =
+        Keyring::open_at(&KeyringLocation::parse(location), root, KeyringOptions::default().staleness(staleness))
+            .unwrap();
+    let tenants: Vec<String> = ["t0", "t1", "t2"].map(String::from).to_vec();
+    let handoff = dir.join("handoff");
+    let write_handoff = |n: u64| {
+        let rec = keyring.tenant("t0").unwrap().seal(b"handoff", &ctx(usize::MAX, n)).unwrap();
+        let tmp = dir.join("handoff.tmp");
+        std::fs::write(&tmp, format!("t0 {n} {}", hex::encode(rec))).unwrap();
+        std::fs::rename(tmp, &handoff).unwrap();
+    };
+    write_handoff(0);
+    let specs: Vec<Spec> = (0..3)
+        .map(|id| Spec {
+            id,
+            location: location.to_owned(),
+            root: root_path.to_owned(),
+            out: dir.join(format!("worker{id}.log")),
+            stop: dir.join(format!("worker{id}.stop")),
+            tenants: tenants.clone(),
+            staleness_ms: u64::try_from(staleness.as_millis()).unwrap(),
+            handoff: Some(handoff.clone()),
+            changes: false,
+            victim: None,
+        })
+        .collect();
+    let workers = start(&specs);
+    std::thread::sleep(Duration::from_millis(300));
+    let evidence_ctx = ctx(usize::MAX, 999);
+    let v = MasterVersion::new;
+    let mut changes: Vec<(u64, Seen)> = Vec::new();
+    let pause = staleness + Duration::from_millis(600);
+    for step in 0..8u64 {
+        let seen = match step {
+            0 | 4 => {
+                let m = keyring.rotate().unwrap();
+                write_handoff(step + 1);
+                Seen::Master(m.get())
+            }
+            1 | 7 => {
+                let t = if step == 1 { "t1" } else { "t0" };
+                Seen::Generation(t.into(), keyring.rotate_tenant(t).unwrap())
+            }
+            2 | 5 => {
+                let m = if step == 2 { 1 } else { 2 };
+                keyring.set_state(v(m), KeyState::Disabled).unwrap();
+                Seen::Probe(m, "disabled")
+            }
+            3 => {
+                // Evidence that t2 exists: a record of it that opens now.
+                let t2_record = keyring.tenant("t2").unwrap().seal(b"evidence", &evidence_ctx).unwrap();
+                keyring
+                    .shred_tenant("t2", ShredEvidence::Record { sealed: &t2_record, context: &evidence_ctx })
+                    .unwrap();
+                Seen::Shredded("t2".into())
+            }
+            _ => {
+                keyring.set_state(v(1), KeyState::Enabled).unwrap();
+                Seen::Probe(1, "ok")
+            }
+        };
+        changes.push((now_ns(), seen));
+        std::thread::sleep(pause);
+    }
+    stop(&specs, workers);
+    let mut latencies = Vec::new();
+    for s in &specs {
+        let events = read_log(&s.out);
+        for (at, seen) in &changes {
+            let t = first_seen(&events, at.saturating_sub(50_000_000), seen)
+                .unwrap_or_else(|| panic!("worker {} never saw {seen:?}; log tail:\n{}", s.id, tail(&s.out)));
+            latencies.push(Duration::from_nanos(t.saturating_sub(*at)));
+            if let Seen::Master(m) = seen {
+                // Never back to an older primary once the new one was used.
+                let regress =
+                    events.iter().any(|e| matches!(e, Event::Seal { t: st, master, .. } if *st > t && master < m));
+                assert!(!regress, "worker {} sealed under an older primary after v{m}", s.id);
+            }
+        }
+        let handoff_failures: Vec<_> = events.iter().filter(|e| matches!(e, Event::Handoff { .. })).collect();
+        assert!(
+            handoff_failures.is_empty(),
+            "worker {} could not open a record sealed a moment ago: {handoff_failures:?}",
+            s.id
+        );
+    }
+    latencies.sort();
+    latencies
+}
+
+/// Prints p50/p99/max and fails if the max exceeds the bound plus `slack`.
+pub fn report(what: &str, latencies: &[Duration], bound: Duration, slack: Duration) {
+    let (p50, p99, max) = (percentile(latencies, 50), percentile(latencies, 99), latencies[latencies.len() - 1]);
+    println!(
+        "{what}: {} observations, propagation p50 {p50:.1?} p99 {p99:.1?} max {max:.1?} (bound {bound:?})",
+        latencies.len()
+    );
+    assert!(max <= bound + slack, "{what}: a change took {max:?} to propagate (bound {bound:?} + slack {slack:?})");
+}
