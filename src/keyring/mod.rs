@@ -4,6 +4,8 @@
 //! The keyring hands out derived key material ([`DerivedKey`]) and knows no cipher: records
 //! and backups turn that material into ciphers in their own modules.
 
+#[cfg(feature = "aws-kms")]
+mod aws_kms;
 mod cache;
 mod derive;
 mod file;
@@ -14,6 +16,9 @@ mod pkcs11;
 mod root;
 mod state;
 mod status;
+mod uri;
+#[cfg(feature = "vault")]
+mod vault;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,12 +26,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::{ArcSwap, Guard};
 
+#[cfg(feature = "aws-kms")]
+pub use aws_kms::AwsKmsRoot;
 pub use cache::{AUDIT_EVERY, DEFAULT_CACHE_CAPACITY};
 pub use key_state::KeyState;
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 pub use root::{LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
 pub use status::{KeyringStatus, MasterStatus, ShredStatus, TenantStatus};
+pub use uri::{KeyUriError, RootKeyUri, root_key_from_uri};
+#[cfg(feature = "vault")]
+pub use vault::{DEFAULT_VAULT_TIMEOUT, VaultTransitConfig, VaultTransitRoot};
 
 pub(crate) use cache::{DerivedKey, Use};
 pub(crate) use derive::Purpose;
