@@ -6,11 +6,6 @@ use super::{KeyUriError, Kind};
 use crate::error::RootKeyError;
 use crate::keyring::root::{LocalRootKey, RootKeyProvider};
 
-/// The environment variable naming the PKCS#11 module when the URI has no `module-path`.
-pub(crate) const PKCS11_MODULE_ENV: &str = "ATREST_PKCS11_MODULE";
-/// The environment variable naming a PIN file when the URI has no `pin-source`.
-pub(crate) const PKCS11_PIN_FILE_ENV: &str = "ATREST_PKCS11_PIN_FILE";
-
 #[cfg(not(all(feature = "pkcs11", feature = "vault", feature = "aws-kms")))]
 fn disabled(scheme: &'static str, feature: &'static str) -> RootKeyError {
     RootKeyError::InvalidUri(KeyUriError::FeatureDisabled { scheme, feature })
@@ -31,6 +26,11 @@ fn pkcs11(uri: &super::Pkcs11Uri, generate: bool) -> Result<Arc<dyn RootKeyProvi
     use std::path::PathBuf;
 
     use crate::keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
+
+    /// Names the PKCS#11 module when the URI has no `module-path`.
+    const PKCS11_MODULE_ENV: &str = "ATREST_PKCS11_MODULE";
+    /// Names a PIN file when the URI has no `pin-source`.
+    const PKCS11_PIN_FILE_ENV: &str = "ATREST_PKCS11_PIN_FILE";
 
     let module = match &uri.module {
         Some(m) => m.clone(),
