@@ -95,7 +95,8 @@ impl Bao {
              path \"transit/decrypt/{key}\" {{ capabilities = [\"update\"] }}\n"
         );
         self.api("POST", "sys/policies/acl/atrest-narrow", json!({ "policy": policy }));
-        let out = self.api("POST", "auth/token/create", json!({ "policies": ["atrest-narrow"], "no_default_policy": true }));
+        let out =
+            self.api("POST", "auth/token/create", json!({ "policies": ["atrest-narrow"], "no_default_policy": true }));
         out["auth"]["client_token"].as_str().unwrap().to_owned()
     }
 
@@ -209,7 +210,9 @@ fn revoked_token_is_a_typed_error_and_the_handle_keeps_its_keys() {
 
     bao.api("POST", "auth/token/revoke", json!({ "token": token }));
     match Keyring::open(&path, Arc::clone(&narrow)) {
-        Err(KeyringError::Root(RootKeyError::KmsPermissionDenied { key, .. })) => assert_eq!(key, "transit/keys/atrest"),
+        Err(KeyringError::Root(RootKeyError::KmsPermissionDenied { key, .. })) => {
+            assert_eq!(key, "transit/keys/atrest")
+        }
         other => panic!("expected KmsPermissionDenied, got {other:?}"),
     }
     let e = keyring.reload().unwrap_err();
@@ -244,7 +247,8 @@ fn missing_key_and_unusable_key_types_are_typed_errors() {
     Keyring::create(&path, VaultTransitRoot::new(&bao.config_with("gone", &bao.root_token)).unwrap()).unwrap();
     bao.api("POST", "transit/keys/gone/config", json!({"deletion_allowed": true}));
     bao.api("DELETE", "transit/keys/gone", json!({}));
-    let e = Keyring::open(&path, VaultTransitRoot::new(&bao.config_with("gone", &bao.root_token)).unwrap()).unwrap_err();
+    let e =
+        Keyring::open(&path, VaultTransitRoot::new(&bao.config_with("gone", &bao.root_token)).unwrap()).unwrap_err();
     assert!(matches!(e, KeyringError::Root(RootKeyError::KmsKeyMissing { .. })), "{e:?}");
 }
 
@@ -456,8 +460,11 @@ fn softhsm_token(dir: &Path) -> std::path::PathBuf {
     let tokens = dir.join("tokens");
     std::fs::create_dir(&tokens).unwrap();
     let conf = dir.join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()))
-        .unwrap();
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+    )
+    .unwrap();
     let pin = random_hex(8);
     let pin_file = dir.join("user.pin");
     std::fs::write(&pin_file, &pin).unwrap();

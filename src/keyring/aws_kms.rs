@@ -227,7 +227,7 @@ impl Kms {
                     .encryption_context(CONTEXT_KEY, &job.context)
                     .send()
                     .await
-                    .map_err(|e| self.error(e))?
+                    .map_err(|e| kms_error(&self.service, &self.arn, e))?
                     .ciphertext_blob
             }
             Op::Decrypt => {
@@ -238,7 +238,7 @@ impl Kms {
                     .encryption_context(CONTEXT_KEY, &job.context)
                     .send()
                     .await
-                    .map_err(|e| self.error(e))?
+                    .map_err(|e| kms_error(&self.service, &self.arn, e))?
                     .plaintext
             }
         };
@@ -246,45 +246,108 @@ impl Kms {
             blob.ok_or_else(|| RootKeyError::Kms { service: self.service.clone(), reason: "an empty answer".into() })?;
         Ok(Zeroizing::new(blob.into_inner()))
     }
+}
 
-    /// An SDK error as a typed error, by the service's error code.
-    fn error<E, R>(&self, e: SdkError<E, R>) -> RootKeyError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
-        SdkError<E, R>: RequestId,
-    {
-        let (service, key) = (self.service.clone(), self.arn.clone());
-        let detail = || {
+/// An SDK error as a typed error, by the service's error code.
+fn kms_error<E, R>(service: &str, arn: &str, e: SdkError<E, R>) -> RootKeyError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+    SdkError<E, R>: RequestId,
+{
+    let (service, key) = (service.to_owned(), arn.to_owned());
+    let reason = match &e {
+        // The service's code and message (the raw answer is long and says no more).
+        SdkError::ServiceError(_) => {
+            let message = e.message().map(|m| format!(": {m}")).unwrap_or_default();
             let request = e.request_id().map(|id| format!(" (request id {id})")).unwrap_or_default();
-            format!("{}{request}", DisplayErrorContext(&e))
-        };
-        let reason = detail();
-        match &e {
-            SdkError::ServiceError(_) => match e.code().unwrap_or_default() {
-                "InvalidCiphertextException" | "IncorrectKeyException" => RootKeyError::Authentication,
-                "NotFoundException" => RootKeyError::KmsKeyMissing { service, key },
-                "DisabledException" | "KMSInvalidStateException" | "InvalidKeyUsageException" => {
-                    RootKeyError::KmsKeyUnusable { service, key, reason }
-                }
-                "AccessDeniedException"
-                | "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "IncompleteSignature"
-                | "InvalidClientTokenId"
-                | "ExpiredTokenException"
-                | "MissingAuthenticationToken" => RootKeyError::KmsPermissionDenied { service, key, reason },
-                "DependencyTimeoutException"
-                | "KMSInternalException"
-                | "KeyUnavailableException"
-                | "ThrottlingException" => RootKeyError::KmsUnreachable { service, reason },
-                _ => RootKeyError::Kms { service, reason },
-            },
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                RootKeyError::KmsUnreachable { service, reason }
-            }
-            SdkError::ConstructionFailure(_) => RootKeyError::KmsConfig { service, reason },
-            _ => RootKeyError::Kms { service, reason },
+            format!("{}{message}{request}", e.code().unwrap_or("unknown error"))
         }
+        _ => DisplayErrorContext(&e).to_string(),
+    };
+    match &e {
+        SdkError::ServiceError(_) => match e.code().unwrap_or_default() {
+            "InvalidCiphertextException" | "IncorrectKeyException" => RootKeyError::Authentication,
+            "NotFoundException" => RootKeyError::KmsKeyMissing { service, key },
+            "DisabledException" | "KMSInvalidStateException" | "InvalidKeyUsageException" => {
+                RootKeyError::KmsKeyUnusable { service, key, reason }
+            }
+            "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "IncompleteSignature"
+            | "InvalidClientTokenId"
+            | "ExpiredTokenException"
+            | "MissingAuthenticationToken" => RootKeyError::KmsPermissionDenied { service, key, reason },
+            "DependencyTimeoutException"
+            | "KMSInternalException"
+            | "KeyUnavailableException"
+            | "ThrottlingException" => RootKeyError::KmsUnreachable { service, reason },
+            _ => RootKeyError::Kms { service, reason },
+        },
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            RootKeyError::KmsUnreachable { service, reason }
+        }
+        SdkError::ConstructionFailure(_) => RootKeyError::KmsConfig { service, reason },
+        _ => RootKeyError::Kms { service, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_kms::config::http::HttpResponse;
+    use aws_sdk_kms::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_kms::operation::decrypt::DecryptError;
+
+    use super::*;
+
+    fn service_error(code: &str) -> RootKeyError {
+        let meta = ErrorMetadata::builder().code(code).message("the service's words").build();
+        let raw = HttpResponse::new(400.try_into().unwrap(), "".into());
+        kms_error("AWS KMS in eu-west-1", "arn", SdkError::service_error(DecryptError::generic(meta), raw))
+    }
+
+    #[test]
+    fn service_errors_map_to_typed_errors() {
+        for code in ["InvalidCiphertextException", "IncorrectKeyException"] {
+            assert!(matches!(service_error(code), RootKeyError::Authentication), "{code}");
+        }
+        assert!(matches!(service_error("NotFoundException"), RootKeyError::KmsKeyMissing { .. }));
+        for code in ["DisabledException", "KMSInvalidStateException", "InvalidKeyUsageException"] {
+            assert!(matches!(service_error(code), RootKeyError::KmsKeyUnusable { .. }), "{code}");
+        }
+        for code in ["AccessDeniedException", "UnrecognizedClientException", "ExpiredTokenException"] {
+            assert!(matches!(service_error(code), RootKeyError::KmsPermissionDenied { .. }), "{code}");
+        }
+        for code in ["KMSInternalException", "ThrottlingException", "KeyUnavailableException"] {
+            assert!(matches!(service_error(code), RootKeyError::KmsUnreachable { .. }), "{code}");
+        }
+        match service_error("SomethingNew") {
+            RootKeyError::Kms { reason, .. } => assert_eq!(reason, "SomethingNew: the service's words"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transport_errors_are_unreachable_and_construction_errors_config() {
+        let e = |err: SdkError<DecryptError, HttpResponse>| kms_error("AWS KMS", "arn", err);
+        assert!(matches!(e(SdkError::timeout_error("slow")), RootKeyError::KmsUnreachable { .. }));
+        let refused = ConnectorError::io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());
+        assert!(matches!(e(SdkError::dispatch_failure(refused)), RootKeyError::KmsUnreachable { .. }));
+        assert!(matches!(e(SdkError::construction_failure("no credentials")), RootKeyError::KmsConfig { .. }));
+    }
+
+    #[test]
+    fn refuses_bytes_without_the_version_byte_before_any_call() {
+        // The provider's thread starts without reaching KMS.
+        let root = AwsKmsRoot::new("arn:aws:kms:eu-west-1:111122223333:key/k").unwrap();
+        assert_eq!(root.key_id(), "aws-kms://arn:aws:kms:eu-west-1:111122223333:key/k");
+        for junk in [&b""[..], b"\x01", b"\x02blob"] {
+            assert!(matches!(root.unwrap(junk, b"aad"), Err(RootKeyError::Authentication)));
+        }
+        assert!(matches!(
+            AwsKmsRoot::new("arn:aws:kms:eu-west-1:111122223333:alias/a"),
+            Err(RootKeyError::InvalidUri(_))
+        ));
     }
 }

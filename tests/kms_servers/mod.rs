@@ -21,8 +21,8 @@ pub const CHILD_ENV: &str = "ATREST_KMS_TEST_CHILD";
 /// PATH. `None` (after saying so) if absent and `$require_env` is not `1`; a panic if it is.
 pub fn find_tool(name: &str, override_env: &str, require_env: &str, install: &str) -> Option<PathBuf> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-venv/bin").join(name);
-    let on_path = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
+    let on_path =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()));
     let found = std::env::var_os(override_env).map(PathBuf::from).or(venv.is_file().then_some(venv)).or(on_path);
     if found.is_none() {
         let msg = format!(
