@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use atrest::secrecy::SecretString;
 use atrest::{
-    Context, Keyring, KeyringError, LocalRootKey, RootKeyError, RootKeyProvider, SecretBytes, VaultTransitConfig,
-    VaultTransitRoot, root_key_from_uri,
+    Context, Keyring, KeyringError, KeyringLocation, KeyringOptions, LocalRootKey, OpenError, RootKeyError,
+    RootKeyProvider, SealError, SecretBytes, VaultTransitConfig, VaultTransitRoot, root_key_from_uri,
 };
 use common::servers::{Server, free_port, is_child, random_hex, run_child};
 use serde_json::{Value, json};
@@ -305,6 +305,10 @@ fn unreachable_server_fails_open_and_reload_keeps_the_last_state() {
     let keyring = Keyring::create(&path, bao.root()).unwrap();
     let tenant = keyring.tenant("acme").unwrap();
     let sealed = tenant.seal(b"kept", &ctx()).unwrap();
+    let options =
+        KeyringOptions::default().staleness(Duration::from_millis(50)).max_unavailable(Duration::from_millis(300));
+    let watched = Keyring::open_at(&KeyringLocation::File(path.clone()), bao.root(), options).unwrap();
+    let watched_tenant = watched.tenant("acme").unwrap();
     bao.server.stop();
 
     let started = Instant::now();
@@ -315,6 +319,20 @@ fn unreachable_server_fails_open_and_reload_keeps_the_last_state() {
     let e = Keyring::open(&path, bao.root()).unwrap_err();
     assert!(matches!(e, KeyringError::Root(RootKeyError::KmsUnreachable { .. })), "{e:?}");
     assert!(e.to_string().contains("unreachable"), "{e}");
+
+    // While the keyring document is unchanged the handle needs no KMS call and keeps serving.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(watched_tenant.open(&sealed, &ctx()).unwrap(), b"kept");
+    // A changed document that cannot be verified: the last verified state is served for at
+    // most `max_unavailable`, then keys are refused until the KMS answers again.
+    std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while watched_tenant.seal(b"x", &ctx()).is_ok() {
+        assert!(Instant::now() < deadline, "the handle never stopped serving");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(watched_tenant.seal(b"x", &ctx()), Err(SealError::KeyringUnavailable)));
+    assert!(matches!(watched_tenant.open(&sealed, &ctx()), Err(OpenError::KeyringUnavailable)));
 }
 
 /// A provider that counts its calls.

@@ -68,14 +68,17 @@ struct Job {
 /// emulator). Its [`key_id`](RootKeyProvider::key_id) is the key URI `aws-kms://ARN`.
 ///
 /// # Network use
-/// The keyring calls KMS only when it loads a keyring file (open, reload, and the re-read
-/// before every change) and when it wraps a new master key; sealing and opening records
-/// never reach KMS.
+/// The keyring calls KMS only when it loads a keyring document (open, reload, a refresh
+/// after the document changed, and the re-read before every change) and when it wraps a
+/// new master key; sealing and opening records and backups never reach KMS.
 /// - **Unreachable at open**: [`Keyring::open`](crate::Keyring::open) fails with a typed
 ///   error ([`RootKeyError::KmsUnreachable`], [`RootKeyError::KmsPermissionDenied`], ...),
 ///   never [`RootKeyError::Authentication`].
 /// - **Unreachable at reload**: [`Keyring::reload`](crate::Keyring::reload) returns the
-///   error and the handle keeps serving its last verified state.
+///   error and the handle keeps serving its last verified state; if the document changed
+///   and cannot be verified, for at most
+///   [`KeyringOptions::max_unavailable`](crate::KeyringOptions::max_unavailable), then it
+///   refuses keys until KMS answers again.
 ///
 /// Each attempt times out after 10 s and the whole call after 30 s; the SDK retries
 /// throttling and transient errors (3 attempts).

@@ -51,14 +51,18 @@ const AEAD_TYPES: [&str; 4] = ["aes128-gcm96", "aes256-gcm96", "chacha20-poly130
 /// has the same path fails to unwrap and is reported as tampered.
 ///
 /// # Network use
-/// The keyring calls the server only when it loads a keyring file (open, reload, and the
-/// re-read before every change) and when it wraps a new master key; it keeps the unwrapped
-/// master keys in memory, so sealing and opening records never reach the server.
+/// The keyring calls the server only when it loads a keyring document (open, reload, a
+/// refresh after the document changed, and the re-read before every change) and when it
+/// wraps a new master key; it keeps the unwrapped master keys in memory, so sealing and
+/// opening records and backups never reach the server.
 /// - **Unreachable at open** (or a sealed server, a revoked token): [`Keyring::open`]
 ///   fails with a typed error ([`RootKeyError::KmsUnreachable`],
 ///   [`RootKeyError::KmsPermissionDenied`], ...), never [`RootKeyError::Authentication`].
 /// - **Unreachable at reload**: [`Keyring::reload`] returns the error and the handle keeps
-///   serving its last verified state (its master keys stay in memory).
+///   serving its last verified state. While the document is unchanged a handle makes no
+///   call at all; if it changed and cannot be verified, the handle serves its last state
+///   for at most [`KeyringOptions::max_unavailable`] (5 minutes by default), then refuses
+///   keys until the server answers again.
 ///
 /// Each request has a timeout ([`VaultTransitConfig::timeout`], 10 s by default);
 /// connection failures, timeouts, HTTP 429 and 5xx are retried twice with backoff
@@ -80,6 +84,7 @@ const AEAD_TYPES: [&str; 4] = ["aes128-gcm96", "aes256-gcm96", "chacha20-poly130
 ///
 /// [`Keyring::open`]: crate::Keyring::open
 /// [`Keyring::reload`]: crate::Keyring::reload
+/// [`KeyringOptions::max_unavailable`]: crate::KeyringOptions::max_unavailable
 ///
 /// # Example
 /// ```no_run
