@@ -369,7 +369,7 @@ fn no_transit_call_while_sealing_and_opening_100k_records() {
     let tenants: Vec<_> = (0..10).map(|i| keyring.tenant(&format!("tenant-{i}")).unwrap()).collect();
     for i in 0..100_000u32 {
         let t = &tenants[i as usize % tenants.len()];
-        let c = Context::new().with("row", &i.to_string());
+        let c = Context::new().with("row", i.to_string());
         let sealed = t.seal(&i.to_be_bytes(), &c).unwrap();
         assert_eq!(t.open(&sealed, &c).unwrap(), i.to_be_bytes());
     }

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use super::{KeyUriError, Kind};
+use super::Kind;
 use crate::error::RootKeyError;
 use crate::keyring::root::{LocalRootKey, RootKeyProvider};
 
 #[cfg(not(all(feature = "pkcs11", feature = "vault", feature = "aws-kms")))]
 fn disabled(scheme: &'static str, feature: &'static str) -> RootKeyError {
-    RootKeyError::InvalidUri(KeyUriError::FeatureDisabled { scheme, feature })
+    RootKeyError::InvalidUri(super::KeyUriError::FeatureDisabled { scheme, feature })
 }
 
 pub(super) fn open(kind: &Kind, generate: bool) -> Result<Arc<dyn RootKeyProvider>, RootKeyError> {

@@ -225,9 +225,9 @@ mod tests {
     #[test]
     fn addresses() {
         assert_eq!(check_address("https://vault.example:8200/").unwrap(), ("https://vault.example:8200".into(), false));
-        assert_eq!(check_address("http://127.0.0.1:8200").unwrap().1, true);
-        assert_eq!(check_address("http://[::1]:8200").unwrap().1, true);
-        assert_eq!(check_address("http://localhost").unwrap().1, true);
+        assert!(check_address("http://127.0.0.1:8200").unwrap().1);
+        assert!(check_address("http://[::1]:8200").unwrap().1);
+        assert!(check_address("http://localhost").unwrap().1);
         assert!(check_address("https://[::1]").is_ok());
         for bad in [
             "http://vault.example:8200",
