@@ -237,6 +237,67 @@ pub enum RootKeyError {
     /// Any other PKCS#11 failure (the return value name, never key material).
     #[error("PKCS#11 error: {0}")]
     Pkcs11(String),
+    /// A key management service (Vault/OpenBao transit, AWS KMS) could not be reached or
+    /// did not answer in time: connection refused, DNS, TLS, timeout, a sealed Vault, or
+    /// server errors and throttling that outlasted the retries. Transient: try again later.
+    #[error("{service} is unreachable: {reason}")]
+    KmsUnreachable {
+        /// The service and its address, for example `Vault transit at https://vault:8200`.
+        service: String,
+        /// What failed (no key material, no credentials).
+        reason: String,
+    },
+    /// The key management service refused the caller: a missing, revoked or expired token
+    /// or credentials, or a policy that does not allow this operation on this key.
+    #[error("{service} denied access to key '{key}': {reason}")]
+    KmsPermissionDenied {
+        /// The service and its address.
+        service: String,
+        /// The key.
+        key: String,
+        /// The service's answer (and its request id, if it gives one).
+        reason: String,
+    },
+    /// The key management service has no such key (or it was deleted).
+    #[error("{service} has no key '{key}'")]
+    KmsKeyMissing {
+        /// The service and its address.
+        service: String,
+        /// The key.
+        key: String,
+    },
+    /// The key exists but cannot do this: disabled, pending deletion, a key type without
+    /// associated data, or a wrapped key under a key version the service no longer decrypts.
+    #[error("{service} cannot use key '{key}': {reason}")]
+    KmsKeyUnusable {
+        /// The service and its address.
+        service: String,
+        /// The key.
+        key: String,
+        /// Why, as the service says.
+        reason: String,
+    },
+    /// The key management service answered in a way atrest does not expect (an unknown
+    /// error, a malformed response).
+    #[error("{service} failed: {reason}")]
+    Kms {
+        /// The service and its address.
+        service: String,
+        /// What it answered.
+        reason: String,
+    },
+    /// The key management service is not configured: no address or token, plain HTTP to a
+    /// remote host, a CA certificate file that cannot be read, TLS verification switched off.
+    #[error("{service} is not configured: {reason}")]
+    KmsConfig {
+        /// The service.
+        service: String,
+        /// What is missing or refused.
+        reason: String,
+    },
+    /// A root key URI is malformed, or names a scheme this build does not support.
+    #[error(transparent)]
+    InvalidUri(#[from] crate::keyring::KeyUriError),
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),

@@ -36,14 +36,24 @@ pub use keyring::{
     DestroyConfirmation, HandleStatus, KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey,
     MasterStatus, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, TenantStatus,
 };
+// Every root key by one URI syntax: a key file, `env:`, `pkcs11:`, `hcvault://`, `aws-kms://`.
+pub use keyring::{KeyUriError, RootKeyUri, root_key_from_uri};
 pub use tenant::{BULK_WINDOW, ShredEvidence, Tenant};
 
 // Root keys in a PKCS#11 token (feature `pkcs11`).
 #[cfg(feature = "pkcs11")]
 pub use keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
-/// Re-exported because [`Pkcs11Config`] takes its PIN as a [`secrecy::SecretString`].
-#[cfg(feature = "pkcs11")]
+/// Re-exported because a PKCS#11 PIN and a Vault token are [`secrecy::SecretString`]s.
+#[cfg(any(feature = "pkcs11", feature = "vault"))]
 pub use secrecy;
+
+// Root keys in a Vault / OpenBao transit engine (feature `vault`).
+#[cfg(feature = "vault")]
+pub use keyring::{DEFAULT_VAULT_TIMEOUT, VaultTransitConfig, VaultTransitRoot};
+
+// Root keys in AWS KMS (feature `aws-kms`).
+#[cfg(feature = "aws-kms")]
+pub use keyring::AwsKmsRoot;
 
 // Records: small values sealed under a tenant's record key, bound to their context.
 pub use context::Context;

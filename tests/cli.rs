@@ -471,6 +471,50 @@ fn root_key_sources_and_root_rewrap() {
 }
 
 #[test]
+fn root_key_uri_flag_and_environment() {
+    let env = Env::new();
+    let file_uri = format!("file:{}", env.path("root.key").display());
+    let key_text = std::fs::read_to_string(env.path("root.key")).unwrap();
+    let by_uri = |uri: &str, extra: &[(&str, &str)]| {
+        let mut c = env.cmd();
+        c.env_remove("ATREST_ROOT_KEY_FILE").env("ATREST_ROOT_KEY_URI", uri).envs(extra.iter().copied());
+        c.args(["keyring", "status", "--json"]).output().unwrap()
+    };
+    // The same key by path, file: URI, env: URI (through ATREST_ROOT_KEY_URI) and --root-key.
+    for uri in [env.path("root.key").to_str().unwrap(), &file_uri] {
+        let out = by_uri(uri, &[]);
+        assert!(out.status.success(), "{uri}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = by_uri("env:MY_ROOT", &[("MY_ROOT", key_text.trim())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        env.cmd().env_remove("ATREST_ROOT_KEY_FILE").args(["--root-key", &file_uri, "keyring", "status"]).output();
+    assert!(out.unwrap().status.success());
+
+    // Two sources, a malformed URI, a scheme this build lacks: usage errors (2).
+    let err = env.fails(&["--root-key", &file_uri, "keyring", "status"], 2);
+    assert!(err.contains("choose one"), "{err}");
+    let err = check_failure(&by_uri("pkcs11:token=t;object=k?pin-value=1234", &[]), 2, &"pin-value");
+    assert!(err.contains("pin-value is refused") && !err.contains("1234"), "{err}");
+    check_failure(&by_uri("nope:x", &[]), 2, &"unknown scheme");
+    if !cfg!(feature = "aws-kms") {
+        let err = check_failure(&by_uri("aws-kms://arn:aws:kms:eu-west-1:111122223333:key/k", &[]), 2, &"feature");
+        assert!(err.contains("`aws-kms` feature"), "{err}");
+    }
+    // A missing variable is an ordinary failure naming it.
+    let err = check_failure(&by_uri("env:ATREST_TEST_NOT_SET", &[]), 1, &"unset variable");
+    assert!(err.contains("ATREST_TEST_NOT_SET"), "{err}");
+
+    // rewrap-root --new-root-key: the keyring moves to the new key's URI.
+    env.ok(&["keygen", "--out", "new.key"]);
+    let new_uri = format!("file://{}", env.path("new.key").display());
+    env.fails(&["keyring", "rewrap-root", "--new-root-key", &new_uri, "--new-root-key-file", "new.key"], 2);
+    env.ok(&["keyring", "rewrap-root", "--new-root-key", &new_uri]);
+    assert!(by_uri(&new_uri, &[]).status.success());
+    assert_eq!(by_uri(&file_uri, &[]).status.code(), Some(1), "the old root still opens the keyring");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let env = Env::new();
     let out = env.run(&["backup", "encrypt", "--snapshot", "s"]);

@@ -5,6 +5,8 @@
 //! and backups turn that material into ciphers in their own modules.
 
 mod anchor;
+#[cfg(feature = "aws-kms")]
+mod aws_kms;
 mod cache;
 mod derive;
 mod file;
@@ -18,6 +20,9 @@ mod root;
 mod state;
 mod status;
 mod store;
+mod uri;
+#[cfg(feature = "vault")]
+mod vault;
 mod watch;
 
 use std::path::Path;
@@ -27,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 
+#[cfg(feature = "aws-kms")]
+pub use aws_kms::AwsKmsRoot;
 pub use cache::{AUDIT_EVERY, DEFAULT_CACHE_CAPACITY};
 pub use key_state::KeyState;
 pub use options::{DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, KeyringOptions};
@@ -35,6 +42,9 @@ pub use pkcs11::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 pub use root::{LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
 pub use status::{HandleStatus, KeyringStatus, MasterStatus, ShredStatus, TenantStatus};
 pub use store::KeyringLocation;
+pub use uri::{KeyUriError, RootKeyUri, root_key_from_uri};
+#[cfg(feature = "vault")]
+pub use vault::{DEFAULT_VAULT_TIMEOUT, VaultTransitConfig, VaultTransitRoot};
 
 pub(crate) use cache::{DerivedKey, Use};
 pub(crate) use derive::Purpose;

@@ -7,7 +7,9 @@
 //! - [`secrets`]: the scanner proving that no key reaches `Debug`, `Display` or error output;
 //! - [`data`]: deterministic pseudo-random test data;
 //! - [`child`]: re-running one test of the same binary in a child process (crash tests,
-//!   per-process state), and checking what a finished command printed.
+//!   per-process state), and checking what a finished command printed;
+//! - [`servers`]: key management servers (OpenBao, the AWS KMS emulator) started on a free
+//!   loopback port for one test and stopped when it ends.
 //!
 //! Each test crate compiles the whole kit and uses part of it, so `mod common;` carries
 //! `#[allow(dead_code)]` where a file leaves some of it unused.
@@ -16,4 +18,5 @@ pub mod child;
 pub mod data;
 pub mod golden;
 pub mod secrets;
+pub mod servers;
 pub mod spec;

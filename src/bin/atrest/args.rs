@@ -6,11 +6,13 @@ use atrest::{BackupKind, MasterVersion};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
-Root key: --root-key-file / ATREST_ROOT_KEY_FILE, or ATREST_ROOT_KEY holding the key text, or a
-PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-key; PIN from ATREST_PKCS11_PIN or
---pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING, a file or a postgres:// URL. A change
-to a keyring file waits at most ATREST_LOCK_WAIT seconds (default 30) for another process
-holding <keyring>.lock.
+Root key: --root-key URI / ATREST_ROOT_KEY_URI (a key file path, file:PATH, env:VAR,
+pkcs11:token=T;object=K?module-path=M&pin-source=file:P, hcvault://HOST[:PORT]/MOUNT/keys/NAME
+with VAULT_TOKEN, aws-kms://arn:aws:kms:REGION:ACCOUNT:key/ID); or --root-key-file /
+ATREST_ROOT_KEY_FILE, or ATREST_ROOT_KEY holding the key text, or a PKCS#11 token
+(--pkcs11-module, --pkcs11-token, --pkcs11-key; PIN from ATREST_PKCS11_PIN or
+--pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING, a file or a postgres:// URL. A keyring change waits at most
+ATREST_LOCK_WAIT seconds (default 30) for another process holding <keyring>.lock.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 authentication failure (tampered, truncated
 or mismatched data, wrong keyring), 4 context mismatch (an authentic backup of another tenant,
@@ -31,6 +33,11 @@ pub struct Cli {
 /// Global options naming the root key and the keyring file.
 #[derive(Debug, Args)]
 pub struct KeyArgs {
+    /// The root key by URI: a key file path or file:PATH, env:VAR, pkcs11:..., hcvault://...,
+    /// aws-kms://... (instead of --root-key-file or --pkcs11-*).
+    #[arg(long, global = true, env = "ATREST_ROOT_KEY_URI", value_name = "URI")]
+    pub root_key: Option<String>,
+
     /// Root key file (made by `atrest keygen`). Without it, ATREST_ROOT_KEY may hold the key text.
     #[arg(long, global = true, env = "ATREST_ROOT_KEY_FILE", value_name = "PATH")]
     pub root_key_file: Option<PathBuf>,
@@ -163,6 +170,10 @@ pub enum KeyringCommand {
 /// The root key to move the keyring to.
 #[derive(Debug, Args)]
 pub struct NewRootArgs {
+    /// New root key by URI (as --root-key; a PKCS#11 key is generated in the token if missing).
+    #[arg(long, value_name = "URI")]
+    pub new_root_key: Option<String>,
+
     /// New root key file (made by `atrest keygen`).
     #[arg(long, value_name = "PATH")]
     pub new_root_key_file: Option<PathBuf>,

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use atrest::{Keyring, KeyringLocation, KeyringOptions, LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
+use atrest::{
+    Keyring, KeyringLocation, KeyringOptions, LocalRootKey, ROOT_KEY_ENV, RootKeyError, RootKeyProvider, RootKeyUri,
+};
 
 use crate::args::{KeyArgs, Pkcs11Args};
 use crate::failure::{Doing, Failure};
@@ -20,6 +22,15 @@ pub enum Purpose {
 
 /// The root key named by the global options.
 pub fn root(keys: &KeyArgs, purpose: Purpose) -> Result<Arc<dyn RootKeyProvider>, Failure> {
+    if let Some(uri) = &keys.root_key {
+        if keys.root_key_file.is_some() || keys.pkcs11.any() {
+            return Err(Failure::usage(
+                "both a root key URI (--root-key / ATREST_ROOT_KEY_URI) and --root-key-file or --pkcs11-* options were \
+                 given: choose one",
+            ));
+        }
+        return root_uri(uri, purpose);
+    }
     if keys.pkcs11.any() {
         if cfg!(not(feature = "pkcs11")) {
             return pkcs11(&keys.pkcs11, "ATREST_PKCS11_PIN", None, purpose);
@@ -39,8 +50,23 @@ pub fn root(keys: &KeyArgs, purpose: Purpose) -> Result<Arc<dyn RootKeyProvider>
         return Ok(Arc::new(k));
     }
     Err(Failure::usage(format!(
-        "no root key: give --root-key-file PATH (or ATREST_ROOT_KEY_FILE), set {ROOT_KEY_ENV}, or use --pkcs11-module/--pkcs11-token/--pkcs11-key"
+        "no root key: give --root-key URI (or ATREST_ROOT_KEY_URI), --root-key-file PATH (or ATREST_ROOT_KEY_FILE), set {ROOT_KEY_ENV}, or use --pkcs11-module/--pkcs11-token/--pkcs11-key"
     )))
+}
+
+/// The root key a URI names (`--root-key`, `--new-root-key`).
+pub fn root_uri(uri: &str, purpose: Purpose) -> Result<Arc<dyn RootKeyProvider>, Failure> {
+    // A URI that does not parse is not echoed: it may hold what it must not (a pin-value).
+    let parsed = RootKeyUri::parse(uri).map_err(|e| Failure::usage(format!("root key URI: {e}")))?;
+    let opened = match purpose {
+        Purpose::Open => parsed.open(),
+        Purpose::OpenOrGenerate => parsed.open_or_generate(),
+    };
+    match opened {
+        // A scheme this build lacks: the command line asks for something unavailable.
+        Err(RootKeyError::InvalidUri(e)) => Err(Failure::usage(format!("root key URI {parsed}: {e}"))),
+        other => other.doing(|| format!("opening the root key {parsed}")),
+    }
 }
 
 /// A root key file.

@@ -97,13 +97,17 @@ fn set_state(keys_args: &KeyArgs, v: MasterVersion, state: KeyState) -> Result<(
 
 fn new_root(new: &NewRootArgs) -> Result<std::sync::Arc<dyn RootKeyProvider>, Failure> {
     let p = new.pkcs11();
-    match (&new.new_root_key_file, p.any()) {
-        (Some(_), true) => Err(Failure::usage("give either --new-root-key-file or --new-pkcs11-* options, not both")),
-        (Some(f), false) => keys::root_file(f),
-        (None, true) => keys::pkcs11(&p, "ATREST_NEW_PKCS11_PIN", Some("ATREST_PKCS11_PIN"), Purpose::OpenOrGenerate),
-        (None, false) => Err(Failure::usage(
-            "no new root key: give --new-root-key-file PATH (make one with `atrest keygen`) or --new-pkcs11-* options",
+    match (&new.new_root_key, &new.new_root_key_file, p.any()) {
+        (Some(uri), None, false) => keys::root_uri(uri, Purpose::OpenOrGenerate),
+        (None, Some(f), false) => keys::root_file(f),
+        (None, None, true) => {
+            keys::pkcs11(&p, "ATREST_NEW_PKCS11_PIN", Some("ATREST_PKCS11_PIN"), Purpose::OpenOrGenerate)
+        }
+        (None, None, false) => Err(Failure::usage(
+            "no new root key: give --new-root-key URI, --new-root-key-file PATH (make one with `atrest keygen`) or \
+             --new-pkcs11-* options",
         )),
+        _ => Err(Failure::usage("give one of --new-root-key, --new-root-key-file or --new-pkcs11-* options")),
     }
 }
 
