@@ -43,12 +43,25 @@ fn loc(url: &str) -> KeyringLocation {
     KeyringLocation::parse(url)
 }
 
-#[test]
-fn postgres_changes_reach_every_process_within_the_bound() {
+/// A fresh server, a temp dir with a root key, and the URL of keyring `name` in `table`.
+struct Setup {
+    server: PgServer,
+    dir: tempfile::TempDir,
+    root_path: PathBuf,
+    url: String,
+}
+
+fn setup(table: &str, name: &str) -> Setup {
     let server = PgServer::start();
     let dir = tempfile::tempdir().unwrap();
     let root_path = new_root(dir.path());
-    let url = server.url("atrest_keyrings", "prop");
+    let url = server.url(table, name);
+    Setup { server, dir, root_path, url }
+}
+
+#[test]
+fn postgres_changes_reach_every_process_within_the_bound() {
+    let Setup { server: _server, dir, root_path, url } = setup("atrest_keyrings", "prop");
     Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()).unwrap();
     let latencies = fleet::propagation(&url, dir.path(), &root_path, DEFAULT_STALENESS);
     fleet::report("postgres store", &latencies, DEFAULT_STALENESS, Duration::from_millis(1000));
@@ -56,10 +69,7 @@ fn postgres_changes_reach_every_process_within_the_bound() {
 
 #[test]
 fn postgres_fleet_of_six_changing_at_once_loses_nothing() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("fleet", "main");
+    let Setup { server: _server, dir, root_path, url } = setup("fleet", "main");
     let keyring = Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()).unwrap();
     let bound = DEFAULT_STALENESS;
     let specs: Vec<Spec> = (0..6)
@@ -156,10 +166,7 @@ fn postgres_fleet_of_six_changing_at_once_loses_nothing() {
 
 #[test]
 fn postgres_stopped_mid_run_serves_then_refuses_then_recovers() {
-    let mut server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("atrest_keyrings", "default");
+    let Setup { mut server, dir: _dir, root_path, url } = setup("atrest_keyrings", "default");
     Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()).unwrap();
     let max_unavailable = Duration::from_secs(2);
     let staleness = Duration::from_millis(200);
@@ -211,10 +218,7 @@ fn postgres_stopped_mid_run_serves_then_refuses_then_recovers() {
 
 #[test]
 fn postgres_rollback_substitution_and_existing_rows_are_refused() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("kr", "main");
+    let Setup { server, dir, root_path, url } = setup("kr", "main");
     let anchor = dir.path().join("anchor");
     let opts = KeyringOptions::default().staleness(Duration::from_millis(100)).revision_anchor(&anchor);
     let k = Keyring::create_at(&loc(&url), root(&root_path), opts.clone()).unwrap();
@@ -256,10 +260,7 @@ fn postgres_rollback_substitution_and_existing_rows_are_refused() {
 
 #[test]
 fn postgres_status_shows_each_live_handle_and_its_revision() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("atrest_keyrings", "default");
+    let Setup { server: _server, dir, root_path, url } = setup("atrest_keyrings", "default");
     let opts = KeyringOptions::default().staleness(Duration::from_millis(200));
     let k1 = Keyring::create_at(&loc(&url), root(&root_path), opts.clone()).unwrap();
     let k2 = Keyring::open_at(&loc(&url), root(&root_path), opts).unwrap();
@@ -291,10 +292,7 @@ fn postgres_status_shows_each_live_handle_and_its_revision() {
 #[cfg(feature = "cli")]
 #[test]
 fn cli_keyring_in_postgres_and_migrate() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("cli_keyrings", "prod");
+    let Setup { server, dir, root_path, url } = setup("cli_keyrings", "prod");
     let file = dir.path().join("copy.atrk");
     let atrest = |keyring: &str, args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_atrest"))
