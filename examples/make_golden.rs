@@ -118,10 +118,36 @@ fn make_backups(dir: &Path, mode: Mode, keyring: &Keyring) -> Result<(), Box<dyn
     put(dir, mode, g::FAIL_BACKUP_APPENDED, &[main.as_slice(), g::BACKUP_APPENDED].concat())?;
     put(dir, mode, g::FAIL_BACKUP_SPLICED_HEADER, &[&tiny[..h], &main[h..]].concat())?;
 
+    make_format2(dir, mode, keyring)?;
     for (b, s) in g::BACKUPS.iter().zip(&streams) {
         let info = atrest::inspect_backup(&s[..])?;
         println!("{}: stream_id {} sha256 {}", b.file, info.stream_id, sha256_hex(s));
     }
+    Ok(())
+}
+
+/// The format version 2 stream and its `fail_*` files.
+fn make_format2(dir: &Path, mode: Mode, keyring: &Keyring) -> Result<(), Box<dyn Error>> {
+    let b = g::BACKUP_FORMAT2;
+    let stream = if mode == Mode::OnlyNew && dir.join(b.file).exists() {
+        g::read(b.file)
+    } else {
+        let tenant = keyring.tenant(b.tenant)?;
+        let opts = BackupOptions::default().chunk_size(b.chunk_size).threads(1);
+        let stream = encrypt_backup(&tenant, &(b.context)(), &g::backup_plaintext(b.plaintext_len), opts)?;
+        assert_eq!(stream.len(), g::BACKUP_FORMAT2_HEADER_LEN + b.plaintext_len + 16 * b.chunks);
+        put(dir, mode, b.file, &stream)?;
+        stream
+    };
+    let mut edited = stream.clone();
+    assert_eq!(edited[g::BACKUP_FORMAT2_SNAPSHOT_AT], b'1');
+    edited[g::BACKUP_FORMAT2_SNAPSHOT_AT] = b'2';
+    put(dir, mode, g::FAIL_BACKUP_FORMAT2_CONTEXT, &edited)?;
+    let mut edited = stream.clone();
+    edited[46] = 2;
+    put(dir, mode, g::FAIL_BACKUP_FORMAT2_METHOD, &edited)?;
+    let info = atrest::inspect_backup(&stream[..])?;
+    println!("{}: stream_id {} sha256 {}", b.file, info.stream_id, sha256_hex(&stream));
     Ok(())
 }
 

@@ -105,6 +105,12 @@ impl PendingFile {
             .suffix(TEMP_SUFFIX)
             .rand_bytes(TEMP_RAND)
             .tempfile_in(parent_dir(target))?;
+        // Held while the writer lives: tells a live writer's file from a killed one's (see
+        // `remove_dead_strays`).
+        tmp.as_file().try_lock().map_err(|e| match e {
+            std::fs::TryLockError::Error(e) => e,
+            std::fs::TryLockError::WouldBlock => io::Error::other("a new temporary file is locked"),
+        })?;
         Ok(Self { tmp, target: target.to_path_buf() })
     }
 
@@ -207,19 +213,44 @@ pub fn create_new(target: &Path, contents: &[u8]) -> io::Result<()> {
     f.commit_new()
 }
 
+/// Removes the temporary files that writers of `target` left when they were killed (they
+/// may hold plaintext), keeping those of live writers: every [`PendingFile`] holds a lock on
+/// its file while its writer lives.
+#[cfg_attr(not(feature = "cli"), allow(dead_code, reason = "used by the atrest binary"))]
+pub fn remove_dead_strays(target: &Path) {
+    for path in strays(target) {
+        // A file we can lock has no live writer.
+        if std::fs::OpenOptions::new().read(true).open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The temporary files of `target`'s writers, as named by [`PendingFile::new`].
+fn strays(target: &Path) -> Vec<PathBuf> {
+    let (Ok(prefix), Ok(entries)) = (temp_prefix(target), std::fs::read_dir(parent_dir(target))) else {
+        return Vec::new();
+    };
+    let prefix = prefix.to_string_lossy().into_owned();
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix)
+                && n.ends_with(TEMP_SUFFIX)
+                && n.len() == prefix.len() + TEMP_RAND + TEMP_SUFFIX.len()
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Removes the temporary files that writers of `target` left when they were killed.
 ///
 /// Call only while holding a lock that excludes every other writer of `target`.
 pub fn remove_strays(target: &Path) {
-    let (Ok(prefix), Ok(entries)) = (temp_prefix(target), std::fs::read_dir(parent_dir(target))) else { return };
-    let prefix = prefix.to_string_lossy().into_owned();
-    for e in entries.flatten() {
-        let n = e.file_name();
-        let n = n.to_string_lossy();
-        if n.starts_with(&prefix) && n.ends_with(TEMP_SUFFIX) && n.len() == prefix.len() + TEMP_RAND + TEMP_SUFFIX.len()
-        {
-            let _ = std::fs::remove_file(e.path());
-        }
+    for path in strays(target) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

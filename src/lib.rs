@@ -32,11 +32,11 @@ mod tenant;
 // Keyrings and tenants: a root key protects versioned master keys; tenants' keys derive from them.
 pub use id::{InvalidTenantId, KeyVersion, MAX_TENANT_ID_LEN, MasterVersion, TenantId};
 pub use keyring::{
-    AUDIT_EVERY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, DestroyConfirmation, HandleStatus,
-    KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV,
-    RootKeyProvider, ShredStatus, TenantStatus,
+    AUDIT_EVERY, DEFAULT_CACHE_CAPACITY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS,
+    DestroyConfirmation, HandleStatus, KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey,
+    MasterStatus, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, TenantStatus,
 };
-pub use tenant::{ShredEvidence, Tenant};
+pub use tenant::{BULK_WINDOW, ShredEvidence, Tenant};
 
 // Root keys in a PKCS#11 token (feature `pkcs11`).
 #[cfg(feature = "pkcs11")]
@@ -52,6 +52,12 @@ pub use record::{
     record_info,
 };
 
+// Blind indexes: find sealed values by equality, per tenant, across key rotations.
+pub use record::{
+    BlindIndex, BlindIndexBuilder, CustomTransform, IndexLookup, IndexPlan, IndexPlanner, IndexValue, IndexWarning,
+    IndexedRecord, MAX_INDEX_BITS, MAX_INDEX_FIELDS, MAX_INDEX_NAME_LEN, Transform,
+};
+
 // Backups: chunked, seekable streams under a fresh data key wrapped by the tenant's backup key.
 pub use backup::{
     BACKUP_HEADER_LEN, BackupContext, BackupInfo, BackupKind, BackupOptions, BackupReader, BackupWriter,
@@ -60,7 +66,7 @@ pub use backup::{
 };
 
 // Errors, split by operation; authentication failures are one opaque variant each.
-pub use error::{BackupError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
+pub use error::{BackupError, IndexError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
 
 // Secrets and algorithms: key newtypes that zeroize, the AEAD suites and their backends.
 pub use backend::{Backend, BackendUnavailable};

@@ -52,7 +52,7 @@ proptest! {
             w.write_all(p).unwrap();
         }
         let stream = w.finish().unwrap();
-        prop_assert_eq!(stream.len(), atrest::BACKUP_HEADER_LEN + pt.len() + 16 * pt.len().div_ceil(cs).max(1));
+        prop_assert_eq!(stream.len(), usize::try_from(atrest::inspect_backup(&stream[..]).unwrap().header_len).unwrap() + pt.len() + 16 * pt.len().div_ceil(cs).max(1));
         prop_assert_eq!(&decrypt_backup(&TENANT, &ctx(), &stream).unwrap(), &pt);
         prop_assert_eq!(verify_backup(&TENANT, &ctx(), &stream[..]).unwrap(), pt.len() as u64);
         for rt in [1, 2] {

@@ -8,17 +8,25 @@
     clippy::cast_possible_truncation
 )]
 
+#[allow(dead_code, reason = "uses only common::data; the rest of the shared kit is unused here")]
+mod common;
+
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 
 use atrest::{
-    BACKUP_HEADER_LEN, BackupContext, BackupError, BackupKind, BackupOptions, BackupReader, BackupWriter,
-    DestroyConfirmation, KeyState, Keyring, LocalRootKey, MasterVersion, OpenError, SealError, Suite, Tenant,
-    decrypt_backup, encrypt_backup, inspect_backup, verify_backup,
+    BackupContext, BackupError, BackupKind, BackupOptions, BackupReader, BackupWriter, DestroyConfirmation, KeyState,
+    Keyring, LocalRootKey, MasterVersion, OpenError, SealError, Suite, Tenant, decrypt_backup, encrypt_backup,
+    inspect_backup, verify_backup,
 };
+use common::data::pseudo_random as data;
 
 const CS: usize = 64 << 10;
 const SLOT: usize = CS + 16;
-const H: usize = BACKUP_HEADER_LEN;
+/// The format 2 header of [`fx`]'s streams: 189 bytes and the 46-byte stored context
+/// (tenant `acme`, snapshot `snap-2`, parent `snap-1`, incremental, sequence 1, created).
+const H: usize = 189 + 46;
+/// The stored tenant id's bytes in that header.
+const TENANT_BYTES: std::ops::Range<usize> = 193..197;
 
 struct Fx {
     keyring: Keyring,
@@ -30,19 +38,6 @@ fn fx() -> Fx {
     let keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
     let tenant = keyring.tenant("acme").unwrap();
     Fx { keyring, tenant, ctx: BackupContext::incremental("snap-2", "snap-1", 1) }
-}
-
-/// Deterministic bytes that differ from chunk to chunk.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn opts() -> BackupOptions {
@@ -105,7 +100,13 @@ fn assert_rejected(f: &Fx, stream: &[u8], pt: &[u8], first_bad_chunk: Option<usi
             Outcome::Clean => panic!("{what}: accepted with {threads} threads"),
             Outcome::Read(e) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}"),
             Outcome::Open(e) => assert!(
-                matches!(e, BackupError::Authentication | BackupError::NotABackup | BackupError::UnsupportedFormat(_)),
+                matches!(
+                    e,
+                    BackupError::Authentication
+                        | BackupError::ContextMismatch { .. }
+                        | BackupError::NotABackup
+                        | BackupError::UnsupportedFormat(_)
+                ),
                 "{what}: {e:?}"
             ),
         }
@@ -177,6 +178,12 @@ fn every_header_bit_flip_is_rejected_before_any_chunk() {
             match i {
                 0..8 => assert!(matches!(opened, Err(BackupError::NotABackup)), "byte {i}"),
                 8 => assert!(matches!(opened, Err(BackupError::UnsupportedFormat(_))), "byte {i}"),
+                // The stored tenant id: another (valid) id is named as another tenant's backup.
+                _ if TENANT_BYTES.contains(&i) => assert!(
+                    auth(BackupReader::open(&f.tenant, None, &s[..]))
+                        || matches!(opened, Err(BackupError::ContextMismatch { field: "tenant", .. })),
+                    "byte {i} bit {bit}"
+                ),
                 _ => assert!(auth(opened), "byte {i} bit {bit}"),
             }
             assert_rejected(&f, &s, &pt, Some(0), &format!("header byte {i} bit {bit}"));
@@ -325,8 +332,15 @@ fn wrong_tenant_keyring_or_context_is_rejected() {
     let pt = data(CS + 10, 7);
     let stream = enc(&f, &pt);
     let globex = f.keyring.tenant("globex").unwrap();
-    assert!(auth(BackupReader::new(&globex, &f.ctx, &stream[..])));
-    assert!(auth(decrypt_backup(&globex, &f.ctx, &stream)));
+    // A format 2 stream names its tenant: another tenant is told whose backup it is.
+    for e in [BackupReader::new(&globex, &f.ctx, &stream[..]).err(), decrypt_backup(&globex, &f.ctx, &stream).err()] {
+        match e {
+            Some(BackupError::ContextMismatch { field: "tenant", found, expected }) => {
+                assert_eq!((found.as_str(), expected.as_str()), ("acme", "globex"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     let other_keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
     let acme_elsewhere = other_keyring.tenant("acme").unwrap();
     assert!(auth(BackupReader::new(&acme_elsewhere, &f.ctx, &stream[..])));
@@ -342,8 +356,12 @@ fn wrong_tenant_keyring_or_context_is_rejected() {
         BackupContext::incremental("snap-2s", "nap-1", 1),
         BackupContext::incremental("snap-", "2snap-1", 1),
     ];
-    for ctx in contexts {
-        assert!(auth(decrypt_backup(&f.tenant, &ctx, &stream)), "{ctx:?}");
+    let fields = ["snapshot", "parent", "sequence", "kind", "parent", "snapshot", "snapshot"];
+    for (ctx, field) in contexts.into_iter().zip(fields) {
+        match decrypt_backup(&f.tenant, &ctx, &stream) {
+            Err(BackupError::ContextMismatch { field: got, .. }) => assert_eq!(got, field, "{ctx:?}"),
+            other => panic!("{ctx:?}: {other:?}"),
+        }
         let g = Fx { keyring: f.keyring.clone(), tenant: f.tenant.clone(), ctx: ctx.clone() };
         assert_rejected(&g, &stream, &pt, Some(0), &format!("{ctx:?}"));
     }
@@ -401,12 +419,22 @@ fn not_a_backup_and_inspect() {
     assert!(matches!(inspect_backup(&b"hello"[..]), Err(BackupError::NotABackup)));
     // A header cut short is named as such by the keyless inspect, at every length.
     let full = enc(&f, &data(10, 9));
-    for cut in 8..BACKUP_HEADER_LEN {
+    for cut in 8..H {
         assert!(matches!(inspect_backup(&full[..cut]), Err(BackupError::MalformedHeader)), "cut {cut}");
     }
     let stream = enc(&f, &data(10, 9));
     let info = inspect_backup(&stream[..]).unwrap();
-    assert_eq!(info.format_version, 1);
+    assert_eq!(info.format_version, 2);
+    assert_eq!(info.tenant.as_deref(), Some("acme"));
+    assert_eq!(info.snapshot_id.as_deref(), Some("snap-2"));
+    assert_eq!(info.parent.as_deref(), Some("snap-1"));
+    assert_eq!(info.kind, Some(BackupKind::Incremental));
+    assert_eq!(info.sequence, Some(1));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(info.created.is_some_and(|c| c <= now && c + 600 > now), "{:?}", info.created);
+    // Read without knowing the context: the stream says what it is.
+    let r = BackupReader::open(&f.tenant, None, &stream[..]).unwrap();
+    assert_eq!(r.context(), &f.ctx);
     assert_eq!(info.suite, Suite::Aes256Gcm);
     assert_eq!(info.chunk_size, CS as u32);
     assert_eq!(info.key_version, f.tenant.key_version());
@@ -554,11 +582,11 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let acme = keyring.tenant("acme").unwrap();
     let ctx = BackupContext::full("nightly");
     let pt = data(3 * CS + 123, 14);
-    let path = dir.path().join("nightly.atb");
+    let path = dir.path().join("nightly.atrb");
     let mut w = BackupWriter::new(&acme, &ctx, opts(), std::fs::File::create(&path).unwrap()).unwrap();
     w.write_all(&pt).unwrap();
     w.finish().unwrap();
-    let kept = dir.path().join("kept.atb");
+    let kept = dir.path().join("kept.atrb");
     std::fs::copy(&path, &kept).unwrap();
     let before = std::fs::read(&path).unwrap();
 
@@ -575,7 +603,7 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     assert_eq!(after[H..], before[H..], "chunk bytes are untouched");
     let changed: Vec<usize> = (0..H).filter(|&i| after[i] != before[i]).collect();
     assert!(!changed.is_empty());
-    assert!(changed.iter().all(|i| (46..122).contains(i)), "only key version and wrapping change: {changed:?}");
+    assert!(changed.iter().all(|i| (47..123).contains(i)), "only key version and wrapping change: {changed:?}");
     assert_eq!(inspect_backup(&after[..]).unwrap().key_version.master, v2);
     assert_eq!(decrypt_backup(&acme, &ctx, &after).unwrap(), pt);
     // Idempotent.
@@ -614,7 +642,10 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     reopened.rotate().unwrap();
     let globex = reopened.tenant("globex").unwrap();
     let current = std::fs::read(&path).unwrap();
-    assert!(auth(atrest::rewrap_backup_header(&globex, &path)));
+    assert!(matches!(
+        atrest::rewrap_backup_header(&globex, &path),
+        Err(BackupError::ContextMismatch { field: "tenant", .. })
+    ));
     let mut damaged = current.clone();
     damaged[130] ^= 1;
     std::fs::write(&path, &damaged).unwrap();
@@ -628,7 +659,7 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let mut names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["kept.atb", "keyring.atrk", "keyring.atrk.lock", "nightly.atb"]);
+    assert_eq!(names, ["kept.atrb", "keyring.atrk", "keyring.atrk.lock", "nightly.atrb"]);
 }
 
 /// A seekable-typed input whose seeks fail, like a pipe.

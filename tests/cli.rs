@@ -2,6 +2,9 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::data; the rest of the shared kit is unused here")]
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -63,6 +66,21 @@ impl Env {
         check_failure(&self.run(args), code, &args)
     }
 
+    /// Destroys a disabled version with `--skip-grace-period`, once the staleness bound (1 s,
+    /// counted in whole seconds) has passed since it was disabled.
+    fn destroy_in_emergency(&self, version: &str) {
+        let args = ["keyring", "destroy", "--version", version, "--yes", "--skip-grace-period"];
+        for _ in 0..50 {
+            let out = self.run(&args);
+            if out.status.success() {
+                return;
+            }
+            assert!(String::from_utf8_lossy(&out.stderr).contains("too recently"), "{out:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("destroy --skip-grace-period never succeeded");
+    }
+
     fn status(&self) -> Value {
         serde_json::from_slice(&self.ok(&["keyring", "status", "--json"])).unwrap()
     }
@@ -113,15 +131,7 @@ fn states(status: &Value) -> Vec<(u64, String)> {
 
 /// Deterministic test data that does not compress to nothing.
 fn data(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
+    common::data::pseudo_random(len, 1)
 }
 
 fn flip_middle_byte(src: &Path, dst: &Path) {
@@ -183,7 +193,14 @@ fn keyring_lifecycle() {
     assert!(err.contains("--yes"), "{err}");
     assert_eq!(states(&env.status())[0].1, "enabled");
     env.fails(&["keyring", "destroy", "--version", "2", "--yes"], 1);
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    // Destroying needs the version disabled first, for the grace period (24 h).
+    let err = env.fails(&["keyring", "destroy", "--version", "1", "--yes"], 1);
+    assert!(err.contains("must be disabled"), "{err}");
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    let err = env.fails(&["keyring", "destroy", "--version", "1", "--yes"], 1);
+    assert!(err.contains("disabled too recently"), "{err}");
+    assert_eq!(states(&env.status())[0].1, "disabled");
+    env.destroy_in_emergency("1");
     assert_eq!(states(&env.status())[0].1, "destroyed");
     env.fails(&["keyring", "enable", "--version", "1"], 1);
 
@@ -206,7 +223,18 @@ fn tenant_rotate_and_shred() {
     assert_eq!(env.status()["tenants"].as_array().unwrap().len(), 1);
 
     env.ok(&["keyring", "rotate"]);
-    env.ok(&["tenant", "shred", "globex", "--yes"]);
+    // A shred needs evidence that the tenant exists: a misspelled id is refused.
+    let out =
+        env.run_with_stdin(&["backup", "encrypt", "--tenant", "globex", "--snapshot", "s0", "-o", "g0.atrb"], b"x");
+    assert!(out.status.success());
+    let err = env.fails(&["tenant", "shred", "globex", "--yes"], 2);
+    assert!(err.contains("--evidence-backup") && err.contains("--unverified"), "{err}");
+    let err = env.fails(&["tenant", "shred", "globexx", "--yes", "--evidence-backup", "g0.atrb"], 1);
+    assert!(err.contains("does not authenticate"), "{err}");
+    assert_eq!(env.status()["tenants"].as_array().unwrap().len(), 1, "a refused shred changes nothing");
+    env.ok(&["tenant", "shred", "globex", "--yes", "--evidence-backup", "g0.atrb"]);
+    let err = env.fails(&["tenant", "shred", "globex", "--yes", "--unverified"], 1);
+    assert!(err.contains("already shredded"), "{err}");
     let s = env.status();
     let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
     assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([1, 2]));
@@ -221,7 +249,8 @@ fn tenant_rotate_and_shred() {
     assert!(err.contains("shredded"), "{err}");
     assert!(!env.path("g.atrb").exists());
 
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    env.destroy_in_emergency("1");
     let s = env.status();
     let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
     assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([2]));
@@ -250,22 +279,26 @@ fn backup_round_trips_through_pipes_and_files() {
     assert!(std::fs::read(env.path("restored")).unwrap() == plain);
     let text = String::from_utf8(env.ok(&args(&["backup", "verify", "-i", "b.atrb"], &inc))).unwrap();
     assert!(text.contains("700000"), "{text}");
-    // The context must match exactly: kind, parent, sequence, snapshot.
-    env.fails(&args(&["backup", "verify", "-i", "b.atrb", "--kind", "full"], &inc), 3);
-    env.fails(&["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--sequence", "7"], 3);
+    // The context must match exactly: kind, parent, sequence, snapshot (exit 4: an authentic
+    // backup of another context); --kind full with --parent is a usage error.
+    env.fails(&args(&["backup", "verify", "-i", "b.atrb", "--kind", "full"], &inc), 2);
+    env.fails(&["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--sequence", "7"], 4);
     env.fails(
         &["backup", "verify", "-i", "b.atrb", "--tenant", "acme", "--snapshot", "snap-2", "--parent", "snap-1"],
-        3,
+        4,
     );
 
     // An empty stream round-trips too.
-    env.ok(&args(&["backup", "encrypt", "-i", "/dev/null", "-o", "empty.atrb"], &CTX));
+    env.fails(&args(&["backup", "encrypt", "-i", "/dev/null", "-o", "empty.atrb"], &CTX), 1);
+    assert!(!env.path("empty.atrb").exists());
+    env.ok(&args(&["backup", "encrypt", "--allow-empty", "-i", "/dev/null", "-o", "empty.atrb"], &CTX));
     let out = env.run(&args(&["backup", "decrypt", "-i", "empty.atrb"], &CTX));
     assert!(out.status.success() && out.stdout.is_empty());
 
     // Output files replace existing ones only on success.
     std::fs::write(env.path("restored"), b"old").unwrap();
-    env.fails(&args(&["backup", "decrypt", "-i", "plain", "-o", "restored"], &CTX), 1);
+    env.fails(&args(&["backup", "decrypt", "-i", "plain", "-o", "restored"], &CTX), 2);
+    env.fails(&args(&["backup", "decrypt", "--force", "-i", "plain", "-o", "restored"], &CTX), 1);
     assert_eq!(std::fs::read(env.path("restored")).unwrap(), b"old");
     assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
 }
@@ -280,10 +313,17 @@ fn inspect_needs_no_key() {
     let out = c.args(["backup", "inspect", "b.atrb", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(info.is_object() && !info.as_object().unwrap().is_empty(), "{info}");
+    assert_eq!(info["format_version"], 2, "{info}");
+    assert_eq!(info["tenant"], "acme", "{info}");
+    assert_eq!(info["snapshot_id"], "snap-1", "{info}");
+    assert_eq!(info["kind"], "full", "{info}");
+    assert_eq!(info["sequence"], 0, "{info}");
+    assert!(info["created"].as_u64().is_some(), "{info}");
     let out = env.cmd().env_remove("ATREST_ROOT_KEY_FILE").args(["backup", "inspect", "b.atrb"]).output().unwrap();
     assert!(out.status.success());
-    assert!(!out.stdout.is_empty());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("tenant") && text.contains("acme") && text.contains("snap-1"), "{text}");
+    assert!(!text.contains("parent"), "no parent line for a full backup: {text}");
     // Not a backup: a clear failure.
     let err = check_failure(&env.run(&["backup", "inspect", "plain"]), 1, &"inspect plain");
     assert!(err.contains("not an atrest backup"), "{err}");
@@ -329,21 +369,33 @@ fn tampered_stream_exits_3_and_leaves_no_output_file() {
 }
 
 #[test]
-fn wrong_tenant_or_snapshot_fails() {
+fn wrong_tenant_or_snapshot_is_a_context_mismatch_exit_4() {
     let env = Env::new();
     std::fs::write(env.path("plain"), data(50_000)).unwrap();
     env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
     let err =
-        env.fails(&["backup", "decrypt", "--tenant", "globex", "--snapshot", "snap-1", "-i", "b.atrb", "-o", "o"], 3);
-    assert!(err.contains("authentication failed"), "{err}");
-    env.fails(&["backup", "decrypt", "--tenant", "acme", "--snapshot", "snap-2", "-i", "b.atrb", "-o", "o"], 3);
+        env.fails(&["backup", "decrypt", "--tenant", "globex", "--snapshot", "snap-1", "-i", "b.atrb", "-o", "o"], 4);
+    assert!(err.contains("tenant is \"acme\", not \"globex\""), "{err}");
+    let err =
+        env.fails(&["backup", "decrypt", "--tenant", "acme", "--snapshot", "snap-2", "-i", "b.atrb", "-o", "o"], 4);
+    assert!(err.contains("snapshot is \"snap-1\", not \"snap-2\""), "{err}");
+    let err = env
+        .fails(&["backup", "verify", "--tenant", "acme", "--snapshot", "snap-1", "--sequence", "3", "-i", "b.atrb"], 4);
+    assert!(err.contains("sequence is \"0\", not \"3\""), "{err}");
     assert!(!env.path("o").exists());
+    // Without --snapshot the stream says what it is.
+    env.ok(&["backup", "verify", "--tenant", "acme", "-i", "b.atrb"]);
+    let out = env.ok(&["backup", "decrypt", "--tenant", "acme", "-i", "b.atrb"]);
+    assert_eq!(out, data(50_000));
+    // --kind full with --parent, and context flags without --snapshot, are usage errors.
+    env.fails(&args(&["backup", "encrypt", "--kind", "full", "--parent", "p", "-i", "plain", "-o", "x"], &CTX), 2);
+    env.fails(&["backup", "verify", "--tenant", "acme", "--sequence", "1", "-i", "b.atrb"], 2);
 
-    // Another keyring (same tenant name) cannot open it either.
+    // Another keyring (same tenant name) cannot open it: an authentication failure.
     let other = Env::new();
     std::fs::copy(env.path("b.atrb"), other.path("b.atrb")).unwrap();
     let out = other.run(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "o"], &CTX));
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3));
     assert!(!other.path("o").exists());
 }
 
@@ -362,7 +414,8 @@ fn rewrap_moves_a_backup_to_the_current_key() {
     assert!(before != after, "rewrap changed nothing");
 
     // The old master key can go: the rewrapped backup still opens.
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    env.destroy_in_emergency("1");
     env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "restored"], &CTX));
     assert!(std::fs::read(env.path("restored")).unwrap() == plain);
     env.fails(&["backup", "rewrap", "missing.atrb", "--tenant", "acme"], 1);
@@ -757,4 +810,308 @@ fn root_key_file_must_be_private_and_ours() {
         let err = env.fails(&["keyring", "status"], 1);
         assert!(err.contains("owned by uid 65534"), "{err}");
     }
+}
+
+#[test]
+fn no_plaintext_reaches_stdout_before_the_whole_stream_authenticated() {
+    let env = Env::new();
+    let plain = data(1_000_000);
+    std::fs::write(env.path("plain"), &plain).unwrap();
+    env.ok(&args(&["backup", "encrypt", "--chunk-size", "64K", "-i", "plain", "-o", "b.atrb"], &CTX));
+    // One flipped byte three quarters in.
+    let mut bad = std::fs::read(env.path("b.atrb")).unwrap();
+    let at = bad.len() * 3 / 4;
+    bad[at] ^= 0x01;
+    std::fs::write(env.path("bad.atrb"), &bad).unwrap();
+
+    // From a file (seekable: verified first) and from a pipe (spooled, then verified).
+    let out = env.run(&args(&["backup", "decrypt", "-i", "bad.atrb"], &CTX));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty(), "{} plaintext bytes released from a file", out.stdout.len());
+    let out = env.run_with_stdin(&args(&["backup", "decrypt"], &CTX), &bad);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty(), "{} plaintext bytes released from a pipe", out.stdout.len());
+    // Refusing to spool a pipe is a clear usage error, with nothing written.
+    let out = env.run_with_stdin(&args(&["backup", "decrypt", "--no-spool"], &CTX), &bad);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stream-unverified"));
+    assert!(out.stdout.is_empty());
+    // Clean streams still come out whole, both ways.
+    let good = std::fs::read(env.path("b.atrb")).unwrap();
+    assert!(env.run_with_stdin(&args(&["backup", "decrypt"], &CTX), &good).stdout == plain);
+    assert!(env.ok(&args(&["backup", "decrypt", "-i", "b.atrb"], &CTX)) == plain);
+    // The opt-in keeps streaming: authenticated chunks before the bad one come out.
+    let out = env.run(&args(&["backup", "decrypt", "--stream-unverified", "-i", "bad.atrb"], &CTX));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!out.stdout.is_empty() && plain.starts_with(&out.stdout));
+}
+
+#[test]
+fn producer_mode_commits_only_when_the_producer_succeeds() {
+    let env = Env::new();
+    let enc = |out: &str, producer: &[&str]| {
+        let mut a = args(&["backup", "encrypt", "-o", out], &CTX);
+        a.push("--");
+        a.extend_from_slice(producer);
+        env.run(&a)
+    };
+    // Success: the producer's stdout is the backup.
+    let out = enc("ok.atrb", &["sh", "-c", "printf 'hello from the producer'"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshot_id=snap-1"), "a summary line for cron logs");
+    assert_eq!(env.ok(&args(&["backup", "decrypt", "-i", "ok.atrb"], &CTX)), b"hello from the producer");
+    // A producer that fails after writing: no file, its status.
+    let out = enc("fail.atrb", &["sh", "-c", "printf 'partial dump'; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited with status 7"));
+    // Killed by a signal: 128 + n.
+    let out = enc("killed.atrb", &["sh", "-c", "printf x; kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    // A producer that cannot start.
+    assert_eq!(enc("none.atrb", &["/nonexistent/pg_dump"]).status.code(), Some(1));
+    // Empty output of a successful producer is refused unless allowed.
+    assert_eq!(enc("empty.atrb", &["true"]).status.code(), Some(1));
+    for f in ["fail.atrb", "killed.atrb", "none.atrb", "empty.atrb"] {
+        assert!(!env.path(f).exists(), "{f} was left behind");
+    }
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+    // -i and a producer exclude each other.
+    let mut a = args(&["backup", "encrypt", "-i", "x", "-o", "y"], &CTX);
+    a.extend_from_slice(&["--", "true"]);
+    env.fails(&a, 2);
+}
+
+#[test]
+fn a_failing_dump_in_a_plain_sh_script_leaves_no_backup() {
+    // Cron's /bin/sh (dash) has no pipefail: producer mode is what makes the failure visible.
+    let env = Env::new();
+    let script = format!(
+        "{BIN} backup encrypt --tenant acme --snapshot nightly -o nightly.atrb -- sh -c 'echo partial; exit 3' \
+         && echo committed"
+    );
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(env.dir.path())
+        .env_clear()
+        .env("ATREST_ROOT_KEY_FILE", env.path("root.key"))
+        .env("ATREST_KEYRING", env.path("keyring.atrk"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "the script went on: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(!env.path("nightly.atrb").exists());
+}
+
+#[test]
+fn outputs_never_clobber_and_devices_are_written_in_place() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), data(300_000)).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let first = std::fs::read(env.path("b.atrb")).unwrap();
+    // An existing backup is not replaced without --force.
+    let err = env.fails(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX), 2);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(env.path("b.atrb")).unwrap(), first);
+    env.ok(&args(&["backup", "encrypt", "--force", "-i", "plain", "-o", "b.atrb"], &CTX));
+    assert_ne!(std::fs::read(env.path("b.atrb")).unwrap(), first);
+
+    // Character devices: /dev/null takes everything, /dev/full fails loudly; neither replaced.
+    env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "/dev/null"], &CTX));
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "/dev/null"], &CTX));
+    let err = env.fails(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "/dev/full"], &CTX), 1);
+    assert!(err.contains("/dev/full"), "{err}");
+
+    // A FIFO is written in place, and only after the stream authenticated.
+    let fifo = env.path("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "fifo"], &CTX));
+    assert!(reader.join().unwrap() == data(300_000));
+    let mut bad = std::fs::read(env.path("b.atrb")).unwrap();
+    let at = bad.len() - 100;
+    bad[at] ^= 1;
+    std::fs::write(env.path("bad.atrb"), &bad).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    env.fails(&args(&["backup", "decrypt", "-i", "bad.atrb", "-o", "fifo"], &CTX), 3);
+    // The FIFO was opened (so the reader is released) but nothing unauthenticated reached it.
+    assert!(reader.join().unwrap().is_empty());
+    {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    }
+}
+
+#[test]
+fn of_two_concurrent_writers_one_wins_the_other_fails_loudly() {
+    let env = Env::new();
+    // Slow producers keep both writers running at the same time.
+    let spawn = |what: &str| {
+        let mut a = args(&["backup", "encrypt", "-o", "race.atrb"], &CTX);
+        let script = format!("sleep 1; echo {what}");
+        a.extend_from_slice(&["--", "sh", "-c"]);
+        let mut c = env.cmd();
+        c.args(&a).arg(script).stdout(Stdio::null()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn("first"), spawn("second"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(codes.contains(&Some(0)) && codes.iter().any(|c| *c != Some(0)), "{codes:?}");
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(String::from_utf8_lossy(&loser.stderr).contains("atrest: error:"), "the loser says so");
+    let winner = if a.status.success() { "first" } else { "second" };
+    let out = env.ok(&args(&["backup", "decrypt", "-i", "race.atrb"], &CTX));
+    assert_eq!(String::from_utf8(out).unwrap().trim(), winner);
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+}
+
+#[test]
+fn a_killed_run_leaves_temporary_files_the_next_run_removes() {
+    let env = Env::new();
+    let mut a = args(&["backup", "encrypt", "-o", "k.atrb"], &CTX);
+    a.extend_from_slice(&["--", "sh", "-c", "head -c 3000000 /dev/zero; sleep 30"]);
+    let mut child = env.cmd().args(&a).stderr(Stdio::null()).spawn().unwrap();
+    // Wait for the temporary file, then SIGKILL (no clean-up runs).
+    let tmp = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            env.files().into_iter().find(|f| f.ends_with(".tmp"))
+        })
+        .expect("a temporary file while writing");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(env.files().contains(&tmp), "SIGKILL leaves the temporary file");
+    let mut a = args(&["backup", "encrypt", "-o", "k.atrb"], &CTX);
+    a.extend_from_slice(&["--", "echo", "again"]);
+    env.ok(&a);
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_every_command_quietly() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), vec![b'y'; 3_000_000]).unwrap();
+    env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let run = |cmd: &str| {
+        let mut c = Command::new("bash");
+        c.arg("-c")
+            .arg(format!("{BIN} {cmd} | head -c 1 >/dev/null; echo \"status ${{PIPESTATUS[0]}}\""))
+            .current_dir(env.dir.path())
+            .env("ATREST_ROOT_KEY_FILE", env.path("root.key"))
+            .env("ATREST_KEYRING", env.path("keyring.atrk"));
+        let out = c.output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for cmd in [
+        "backup decrypt --tenant acme -i b.atrb",
+        "backup decrypt --tenant acme --stream-unverified -i b.atrb",
+        "backup encrypt --tenant acme --snapshot s -i plain",
+        "backup inspect b.atrb",
+        "backup inspect --json b.atrb",
+        "backup verify --tenant acme -i b.atrb",
+        "keyring status",
+        "keyring status --json",
+    ] {
+        let (stdout, stderr) = run(cmd);
+        let status = stdout.trim().strip_prefix("status ").unwrap_or("?").to_owned();
+        assert!(["0", "141"].contains(&status.as_str()), "{cmd}: status {status}; stderr {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{cmd}: {stderr}");
+    }
+}
+
+#[test]
+fn summaries_json_and_rewrap_says_what_changed() {
+    let env = Env::new();
+    std::fs::write(env.path("plain"), data(100_000)).unwrap();
+    let out = env.ok(&args(&["backup", "encrypt", "--json", "-i", "plain", "-o", "b.atrb"], &CTX));
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["plaintext_bytes"], 100_000);
+    assert_eq!(v["snapshot_id"], "snap-1");
+    assert_eq!(v["stream_id"].as_str().unwrap().len(), 32, "{v}");
+    let text = String::from_utf8(env.ok(&args(&["backup", "encrypt", "-i", "plain", "-o", "c.atrb"], &CTX))).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("stream_id=") && text.contains("snapshot_id=snap-1") && text.contains("plaintext_bytes=100000")
+    );
+    let v: Value =
+        serde_json::from_slice(&env.ok(&["backup", "verify", "--json", "--tenant", "acme", "-i", "b.atrb"])).unwrap();
+    assert_eq!((v["authentic"].as_bool(), v["plaintext_bytes"].as_u64()), (Some(true), Some(100_000)));
+
+    let out = String::from_utf8(env.ok(&["backup", "rewrap", "b.atrb", "--tenant", "acme"])).unwrap();
+    assert!(out.contains("already under v1"), "{out}");
+    env.ok(&["keyring", "rotate"]);
+    let out = String::from_utf8(env.ok(&["backup", "rewrap", "b.atrb", "--tenant", "acme", "--verify"])).unwrap();
+    assert!(out.contains("from v1") && out.contains("to v2") && out.contains("authentic, 100000"), "{out}");
+    let v: Value =
+        serde_json::from_slice(&env.ok(&["backup", "rewrap", "b.atrb", "--tenant", "acme", "--json"])).unwrap();
+    assert_eq!(v["changed"], false);
+    // --verify catches a damaged chunk the header check alone does not see.
+    let mut bad = std::fs::read(env.path("c.atrb")).unwrap();
+    let at = bad.len() - 10;
+    bad[at] ^= 1;
+    std::fs::write(env.path("c.atrb"), &bad).unwrap();
+    env.fails(&["backup", "rewrap", "c.atrb", "--tenant", "acme", "--verify"], 3);
+}
+
+#[test]
+fn lifecycle_commands_write_an_audit_log_without_secrets() {
+    let env = Env::new();
+    let log = env.path("audit.jsonl");
+    let with_log = |args: &[&str]| {
+        let out = env.cmd().env("ATREST_AUDIT_LOG", &log).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    with_log(&["keyring", "rotate"]);
+    with_log(&["keyring", "disable", "--version", "1"]);
+    with_log(&["tenant", "rotate", "acme"]);
+    with_log(&["tenant", "shred", "acme", "--yes", "--unverified"]);
+    let out = env
+        .cmd()
+        .env("ATREST_AUDIT_LOG", &log)
+        .args(["tenant", "shred", "acmee", "--yes", "--evidence-backup", "root.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for want in
+        ["keyring.rotate", "keyring.set_state", "tenant.rotate", "tenant.shred.unverified", "tenant.shred.refused"]
+    {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(events.iter().all(|e| e["pid"].is_u64() && e["ts"].is_f64() && e["command"].is_string()));
+    assert_eq!(events.iter().find(|e| e["event"] == "keyring.rotate").unwrap()["command"], "keyring rotate");
+    // The root key text never appears.
+    let key = std::fs::read_to_string(env.path("root.key")).unwrap();
+    let hex_key = key.trim().rsplit(':').next().unwrap();
+    assert_eq!(hex_key.len(), 64);
+    for window in hex_key.as_bytes().windows(12) {
+        assert!(!text.contains(std::str::from_utf8(window).unwrap()), "the audit log holds root key material");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // An audit log that cannot be opened stops the command before it changes anything.
+    let out =
+        env.cmd().env("ATREST_AUDIT_LOG", env.path("no/such/dir/a.log")).args(["keyring", "rotate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.status()["primary"], 2);
+}
+
+#[test]
+fn tenant_ids_with_invisible_characters_are_refused_and_escaped() {
+    let env = Env::new();
+    let err = env.fails(&["tenant", "rotate", "ac\u{202e}me"], 1);
+    assert!(err.contains("invisible") && err.contains("\\u{202e}"), "{err}");
+    assert!(!err.contains('\u{202e}'), "the raw control character reached the terminal");
 }

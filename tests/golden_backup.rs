@@ -728,3 +728,70 @@ fn e_clone(e: &BackupError) -> BackupError {
         other => panic!("not expected here: {other:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Format version 2: the context in the header.
+
+#[test]
+fn format2_stream_says_what_it_is_and_opens_by_the_spec() {
+    let b = g::BACKUP_FORMAT2;
+    let bytes = g::read(b.file);
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), b.sha256);
+    assert_eq!(bytes.len(), g::BACKUP_FORMAT2_HEADER_LEN + b.plaintext_len + 16 * b.chunks);
+    let info = inspect_backup(&bytes[..]).unwrap();
+    assert_eq!(info.format_version, 2);
+    assert_eq!(info.stream_id, b.stream_id);
+    assert_eq!(info.header_len, g::BACKUP_FORMAT2_HEADER_LEN as u64);
+    assert_eq!((info.key_version.master.get(), info.key_version.generation), (b.master, b.generation));
+    let ctx = (b.context)();
+    assert_eq!(info.tenant.as_deref(), Some(b.tenant));
+    assert_eq!(info.snapshot_id.as_deref(), Some(ctx.snapshot_id()));
+    assert_eq!(info.parent.as_deref(), ctx.parent());
+    assert_eq!(info.kind, Some(ctx.kind()));
+    assert_eq!(info.sequence, Some(ctx.sequence()));
+    assert!(info.created.is_some_and(|c| c > 1_700_000_000));
+
+    let k = keyring();
+    let acme = acme(&k);
+    let want = g::backup_plaintext(b.plaintext_len);
+    // Without a context, with the right one, and by the documented format.
+    let mut r = BackupReader::open(&acme, None, &bytes[..]).unwrap();
+    assert_eq!(r.context(), &ctx);
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    assert_eq!(out, want);
+    assert_eq!(decrypt_backup(&acme, &ctx, &bytes).unwrap(), want);
+    let secrets = KeyringSecrets::load();
+    let key = secrets.tenant_key(b.tenant, b.master, b.generation, b"backups");
+    assert_eq!(open_by_spec(&bytes, b.tenant, &key, &ctx).1, want);
+
+    // Another expectation is a context mismatch naming the field, not an authentication failure.
+    let other = BackupContext::incremental("2026-11-27T02", "2026-11-27T00", 1);
+    match decrypt_backup(&acme, &other, &bytes) {
+        Err(BackupError::ContextMismatch { field, found, expected }) => {
+            assert_eq!((field, found.as_str(), expected.as_str()), ("snapshot", "2026-11-27T01", "2026-11-27T02"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A version 1 stream does not store its context: it needs one.
+    let v1 = g::read(g::BACKUP_MAIN.file);
+    assert!(matches!(BackupReader::open(&acme, None, &v1[..]), Err(BackupError::InvalidParameter(_))));
+    assert_eq!(inspect_backup(&v1[..]).unwrap().tenant, None);
+}
+
+#[test]
+fn fail_format2_files_fail_authentication() {
+    let k = keyring();
+    let acme = acme(&k);
+    for file in [g::FAIL_BACKUP_FORMAT2_CONTEXT, g::FAIL_BACKUP_FORMAT2_METHOD] {
+        let bytes = g::read(file);
+        for expect in [None, Some(g::backup_format2_context())] {
+            let r = BackupReader::open(&acme, expect.as_ref(), &bytes[..]);
+            assert!(matches!(r, Err(BackupError::Authentication)), "{file}: {:?}", r.err());
+        }
+    }
+    // Inspect shows the (unauthenticated) edited context; only a key can tell.
+    let info = inspect_backup(&g::read(g::FAIL_BACKUP_FORMAT2_CONTEXT)[..]).unwrap();
+    assert_eq!(info.snapshot_id.as_deref(), Some("2026-11-27T02"));
+    assert!(matches!(inspect_backup(&g::read(g::FAIL_BACKUP_FORMAT2_METHOD)[..]), Err(BackupError::MalformedHeader)));
+}

@@ -13,6 +13,9 @@
 #![cfg(feature = "pkcs11")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use atrest::{
     Context, Keyring, KeyringError, LocalRootKey, PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey, RootKeyError,
     RootKeyProvider,
 };
+use common::child;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
@@ -88,7 +92,7 @@ impl Hsm {
 /// Runs the test `name`'s `body` in a fresh process with its own SoftHSM2 token. `name` must be
 /// the test function's name: the child runs `<this binary> <name> --exact`.
 fn in_softhsm(name: &str, body: impl FnOnce(&Hsm)) {
-    if let Ok(who) = std::env::var(CHILD_ENV) {
+    if let Some(who) = child::role(CHILD_ENV) {
         assert_eq!(who, name, "child process started for another test");
         let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("child without a directory"));
         body(&Hsm { dir, module: module_path() });
@@ -126,23 +130,13 @@ fn in_softhsm(name: &str, body: impl FnOnce(&Hsm)) {
 
 /// Runs exactly the test `name` in a new process of this binary and checks it passed.
 fn run_child(name: &str, env: &[(&str, &std::ffi::OsStr)]) {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, name).env(PKCS11_PIN_ENV, PIN);
+    let mut cmd = child::rerun(name, CHILD_ENV, name);
+    cmd.env(PKCS11_PIN_ENV, PIN);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "child process for '{name}' failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
     // Shown with --nocapture (measurements); captured otherwise.
-    print!("{stdout}");
-    eprint!("{stderr}");
+    child::run_one_test(&mut cmd, &format!("child process for '{name}'"));
 }
 
 fn ctx(row: &str) -> Context {

@@ -46,6 +46,8 @@ fn writer_loop() {
             let path = PathBuf::from(std::env::var("ATREST_CRASH_KEYRING").unwrap());
             let n: u64 = std::env::var("ATREST_CRASH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
             let k = Keyring::open(&path, LocalRootKey::from_env(ROOT_ENV).unwrap()).unwrap();
+            // Tell the parent that start-up is over: its kill delays count from here.
+            std::fs::write(path.with_file_name("ready"), b"").unwrap();
             for _ in 0..n {
                 k.rotate().unwrap();
             }
@@ -80,9 +82,20 @@ fn sigkill_during_keyring_save_never_corrupts_or_loses() {
     Keyring::create(&path, root()).unwrap();
     let mut last_revision = 0;
     let mut progressed = 0;
+    let ready = dir.path().join("ready");
     for i in 0..40u64 {
         // Kill at varied points: early (during load) to late (mid-save of a later rotation).
-        child::kill_after(spawn_child(&path, "forever", None), child::kill_delay(i, 2_000, 40_000));
+        // Every fourth round kills during start-up; the others count from the end of the
+        // child's start-up, so that a loaded machine (slow process start) still kills saves.
+        let _ = std::fs::remove_file(&ready);
+        let c = spawn_child(&path, "forever", None);
+        if i % 4 != 0 {
+            let t = std::time::Instant::now();
+            while !ready.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        child::kill_after(c, child::kill_delay(i, 2_000, 40_000));
         let k = Keyring::open(&path, root()).unwrap_or_else(|e| panic!("after kill {i}: {e}"));
         check_consistent(&k);
         let rev = k.status().revision;

@@ -11,27 +11,37 @@ use std::ops::Range;
 use serde::{Serialize, Serializer};
 
 use super::frame::read_full;
-use super::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use super::stored::{MAX_STORED_LEN, Stored};
+use super::{BackupKind, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use crate::error::BackupError;
 use crate::{KeyVersion, MasterVersion, Suite};
 
 pub(crate) const MAGIC: [u8; 8] = *b"ATRESTBK";
-/// Format version 1: the data key wrapped under the tenant's backup key.
+/// Format version 1: the data key wrapped under the tenant's backup key; no stored context.
 pub(crate) const FORMAT_V1: u8 = 1;
+/// Format version 2: a wrapping-method byte and the stored backup context.
+pub(crate) const FORMAT_V2: u8 = 2;
+/// Wrapping method 1: XAES-256-GCM under the tenant's backup key (76 bytes).
+pub(crate) const WRAP_TENANT_KEY: u8 = 1;
 /// The suite of the chunks.
 const CHUNK_SUITE: Suite = Suite::Aes256Gcm;
 /// The length of a version 1 header.
 pub(crate) const HEADER_LEN: usize = 186;
-/// The byte range a rewrap replaces (key version, wrap nonce, wrapped data key).
-pub(crate) const MUTABLE_RANGE: Range<usize> = 46..122;
+/// The length of a version 2 header before its context block (which a rewrap never touches).
+pub(crate) const V2_PREFIX_LEN: usize = 187;
+/// The byte range a rewrap replaces in a version 1 header (key version, wrap nonce, wrapped
+/// data key).
+const MUTABLE_V1: Range<usize> = 46..122;
+/// The same in a version 2 header (after the wrapping-method byte).
+const MUTABLE_V2: Range<usize> = 47..123;
 
 pub(crate) const SALT_LEN: usize = 32;
 pub(crate) const WRAP_NONCE_LEN: usize = 24;
 /// The wrapped data key: 32 bytes and the XAES-256-GCM tag.
 pub(crate) const WRAPPED_KEY_LEN: usize = 32 + 16;
 
-/// How a stream's data key is stored in a version 1 header: wrapped (XAES-256-GCM) under
-/// the tenant's backup key of `key_version`. Made and opened in `keys`.
+/// How a stream's data key is stored (wrapping method 1): wrapped (XAES-256-GCM) under the
+/// tenant's backup key of `key_version`. Made and opened in `keys`.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct KeyWrap {
     pub(crate) key_version: KeyVersion,
@@ -48,6 +58,8 @@ pub(crate) struct Header {
     pub(crate) wrap: KeyWrap,
     pub(crate) commitment: [u8; 32],
     pub(crate) tag: [u8; 32],
+    /// The stored context: `Some` exactly for a version 2 header.
+    pub(crate) stored: Option<Stored>,
 }
 
 impl Header {
@@ -56,39 +68,76 @@ impl Header {
         self.wrap.key_version
     }
 
-    /// Bytes `0..46`: magic, version, suite, chunk size, salt.
+    /// The format version.
+    pub(crate) fn format(&self) -> u8 {
+        if self.stored.is_some() { FORMAT_V2 } else { FORMAT_V1 }
+    }
+
+    /// The bound header `B`: bytes `0..46` (magic, version, suite, chunk size, salt) and, in
+    /// version 2, the context block (its 2-byte length and the context).
     pub(crate) fn put_fixed(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
-        out.push(FORMAT_V1);
+        out.push(self.format());
         out.push(CHUNK_SUITE.id());
         out.extend_from_slice(&self.chunk_size.to_be_bytes());
         out.extend_from_slice(&self.salt);
+        if let Some(stored) = &self.stored {
+            put_context_block(out, stored);
+        }
     }
 
-    /// Bytes `46..50`: the key version.
+    /// The key naming bytes: in version 2 the wrapping method, then the key version.
     pub(crate) fn put_key_version(&self, out: &mut Vec<u8>) {
+        if self.stored.is_some() {
+            out.push(WRAP_TENANT_KEY);
+        }
         out.extend_from_slice(&self.wrap.key_version.master.get().to_be_bytes());
         out.extend_from_slice(&self.wrap.key_version.generation.to_be_bytes());
     }
 
-    /// The immutable header as it enters the chunk AAD: bytes `0..46`, commitment, tag.
+    /// The immutable header as it enters the chunk AAD: `B`, commitment, tag.
     pub(crate) fn put_immutable(&self, out: &mut Vec<u8>) {
         self.put_fixed(out);
         out.extend_from_slice(&self.commitment);
         out.extend_from_slice(&self.tag);
     }
 
-    /// The 186 header bytes.
+    /// The header bytes (186 in version 1, 189 + context length in version 2).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN);
-        self.put_fixed(&mut out);
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&MAGIC);
+        out.push(self.format());
+        out.push(CHUNK_SUITE.id());
+        out.extend_from_slice(&self.chunk_size.to_be_bytes());
+        out.extend_from_slice(&self.salt);
         self.put_key_version(&mut out);
         out.extend_from_slice(&self.wrap.nonce);
         out.extend_from_slice(&self.wrap.wrapped);
         out.extend_from_slice(&self.commitment);
         out.extend_from_slice(&self.tag);
-        debug_assert_eq!(out.len(), HEADER_LEN);
+        if let Some(stored) = &self.stored {
+            put_context_block(&mut out, stored);
+        }
+        debug_assert_eq!(out.len(), self.len());
         out
+    }
+
+    /// The header length in bytes (the first chunk starts here).
+    pub(crate) fn len(&self) -> usize {
+        match &self.stored {
+            None => HEADER_LEN,
+            Some(s) => V2_PREFIX_LEN + 2 + s.encode().len(),
+        }
+    }
+
+    /// The bytes a rewrap may change.
+    pub(crate) fn mutable_range(&self) -> Range<usize> {
+        if self.stored.is_some() { MUTABLE_V2 } else { MUTABLE_V1 }
+    }
+
+    /// How many leading bytes a rewrap rewrites (the context block after them never changes).
+    pub(crate) fn prefix_len(&self) -> usize {
+        if self.stored.is_some() { V2_PREFIX_LEN } else { HEADER_LEN }
     }
 
     /// Parses the header at the start of `bytes` (which may hold more).
@@ -103,13 +152,34 @@ impl Header {
         }
         let (&version, rest) = rest.split_first().ok_or(BackupError::Authentication)?;
         match version {
-            FORMAT_V1 => Self::parse_v1(rest),
+            FORMAT_V1 => Self::parse_v1(rest).map(|(h, _)| h),
+            FORMAT_V2 => Self::parse_v2(rest),
             other => Err(BackupError::UnsupportedFormat(other)),
         }
     }
 
-    /// A version 1 header after its magic and version byte.
-    fn parse_v1(rest: &[u8]) -> Result<Self, BackupError> {
+    /// A version 2 header after its magic and version byte.
+    fn parse_v2(rest: &[u8]) -> Result<Self, BackupError> {
+        // The same fields as version 1, with the wrapping method after the salt.
+        let (&method, tail) =
+            rest.get(5 + SALT_LEN..).and_then(<[u8]>::split_first).ok_or(BackupError::Authentication)?;
+        if method != WRAP_TENANT_KEY {
+            return Err(BackupError::Authentication);
+        }
+        let mut v1_layout = rest.get(..5 + SALT_LEN).ok_or(BackupError::Authentication)?.to_vec();
+        v1_layout.extend_from_slice(tail);
+        let (mut header, after) = Self::parse_v1(&v1_layout)?;
+        let (len, after) = after.split_first_chunk::<2>().ok_or(BackupError::Authentication)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if len > MAX_STORED_LEN {
+            return Err(BackupError::Authentication);
+        }
+        header.stored = Some(Stored::parse(after.get(..len).ok_or(BackupError::Authentication)?)?);
+        Ok(header)
+    }
+
+    /// A version 1 header after its magic and version byte, and what follows it.
+    fn parse_v1(rest: &[u8]) -> Result<(Self, &[u8]), BackupError> {
         let (&suite, rest) = rest.split_first().ok_or(BackupError::Authentication)?;
         if Suite::from_id(suite) != Some(CHUNK_SUITE) {
             return Err(BackupError::Authentication);
@@ -125,35 +195,58 @@ impl Header {
         let (nonce, rest) = rest.split_first_chunk::<WRAP_NONCE_LEN>().ok_or(BackupError::Authentication)?;
         let (wrapped, rest) = rest.split_first_chunk::<WRAPPED_KEY_LEN>().ok_or(BackupError::Authentication)?;
         let (commitment, rest) = rest.split_first_chunk::<32>().ok_or(BackupError::Authentication)?;
-        let (tag, _) = rest.split_first_chunk::<32>().ok_or(BackupError::Authentication)?;
+        let (tag, rest) = rest.split_first_chunk::<32>().ok_or(BackupError::Authentication)?;
         let key_version =
             KeyVersion { master: MasterVersion::new(u16::from_be_bytes(*m)), generation: u16::from_be_bytes(*g) };
-        Ok(Self {
+        let header = Self {
             chunk_size,
             salt: *salt,
             wrap: KeyWrap { key_version, nonce: *nonce, wrapped: *wrapped },
             commitment: *commitment,
             tag: *tag,
-        })
+            stored: None,
+        };
+        Ok((header, rest))
     }
 
-    /// Reads and parses exactly one header from `input`.
+    /// Reads and parses exactly one header from `input` (no byte after it).
     pub(crate) fn read_from<R: Read>(input: &mut R) -> Result<Self, BackupError> {
-        let mut buf = [0u8; HEADER_LEN];
-        let n = read_full(input, &mut buf)?;
+        let mut buf = vec![0u8; 9];
+        let mut n = read_full(input, &mut buf)?;
+        let want = match buf.get(8) {
+            Some(&FORMAT_V1) if n == 9 => HEADER_LEN,
+            Some(&FORMAT_V2) if n == 9 => V2_PREFIX_LEN + 2,
+            _ => n,
+        };
+        n += read_more(input, &mut buf, want)?;
+        if n == V2_PREFIX_LEN + 2 && buf.get(8) == Some(&FORMAT_V2) {
+            let len = buf.get(V2_PREFIX_LEN..).and_then(|b| b.first_chunk::<2>()).map_or(0, |l| u16::from_be_bytes(*l));
+            let len = usize::from(len);
+            if len > MAX_STORED_LEN {
+                return Err(BackupError::Authentication);
+            }
+            n += read_more(input, &mut buf, n + len)?;
+        }
         // A short read parses as far as it goes: no magic, another version, or truncated.
         Self::parse_prefix(buf.get(..n).unwrap_or_default())
     }
 
     /// The header's public facts.
     pub(crate) fn info(&self) -> BackupInfo {
+        let stored = self.stored.as_ref();
         BackupInfo {
-            format_version: FORMAT_V1,
+            format_version: self.format(),
             suite: CHUNK_SUITE,
             chunk_size: self.chunk_size,
             key_version: self.key_version(),
-            header_len: HEADER_LEN as u64,
+            header_len: self.len() as u64,
             stream_id: hex::encode(self.salt.get(..16).unwrap_or_default()),
+            tenant: stored.map(|s| s.tenant.as_str().to_owned()),
+            snapshot_id: stored.map(|s| s.ctx.snapshot_id().to_owned()),
+            parent: stored.and_then(|s| s.ctx.parent().map(str::to_owned)),
+            kind: stored.map(|s| s.ctx.kind()),
+            sequence: stored.map(|s| s.ctx.sequence()),
+            created: stored.map(|s| s.created),
         }
     }
 
@@ -163,14 +256,37 @@ impl Header {
             && self.salt == other.salt
             && self.commitment == other.commitment
             && self.tag == other.tag
+            && self.stored == other.stored
     }
+}
+
+/// The version 2 context block: the context's length (u16) and the context.
+fn put_context_block(out: &mut Vec<u8>, stored: &Stored) {
+    let ctx = stored.encode();
+    // The context is at most MAX_STORED_LEN bytes (checked when written and parsed).
+    let len = u16::try_from(ctx.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&ctx);
+}
+
+/// Grows `buf` to `want` bytes read from `input`; returns how many were read (fewer at the
+/// end of the input) and keeps `buf` at what was read.
+fn read_more<R: Read>(input: &mut R, buf: &mut Vec<u8>, want: usize) -> Result<usize, BackupError> {
+    let have = buf.len();
+    if want <= have {
+        return Ok(0);
+    }
+    buf.resize(want, 0);
+    let n = read_full(input, buf.get_mut(have..).unwrap_or_default())?;
+    buf.truncate(have + n);
+    Ok(n)
 }
 
 /// Public facts from a backup header, readable without any key (see [`inspect_backup`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct BackupInfo {
-    /// The format version (1).
+    /// The format version (1 or 2).
     pub format_version: u8,
     /// The chunk suite (AES-256-GCM).
     #[serde(serialize_with = "suite_name")]
@@ -184,6 +300,18 @@ pub struct BackupInfo {
     /// A public identifier of the stream (hex of the first 16 bytes of its random salt): two
     /// streams with the same id are the same stream.
     pub stream_id: String,
+    /// The tenant the stream belongs to (version 2; `None` for version 1).
+    pub tenant: Option<String>,
+    /// The snapshot id (version 2).
+    pub snapshot_id: Option<String>,
+    /// The parent snapshot id (version 2 incremental backups).
+    pub parent: Option<String>,
+    /// Full or incremental (version 2).
+    pub kind: Option<BackupKind>,
+    /// The sequence number in the chain (version 2).
+    pub sequence: Option<u64>,
+    /// When the stream was started, in seconds since the Unix epoch, UTC (version 2).
+    pub created: Option<u64>,
 }
 
 fn suite_name<S: Serializer>(suite: &Suite, s: S) -> Result<S::Ok, S::Error> {
@@ -227,6 +355,7 @@ mod tests {
             },
             commitment: [4; 32],
             tag: [5; 32],
+            stored: None,
         }
     }
 
@@ -252,10 +381,10 @@ mod tests {
         other.wrap.nonce = [7; 24];
         other.wrap.wrapped = [8; 48];
         let b2 = other.encode();
-        for i in (0..HEADER_LEN).filter(|i| !MUTABLE_RANGE.contains(i)) {
+        for i in (0..HEADER_LEN).filter(|i| !h.mutable_range().contains(i)) {
             assert_eq!(b[i], b2[i], "byte {i}");
         }
-        assert_ne!(b[MUTABLE_RANGE], b2[MUTABLE_RANGE]);
+        assert_ne!(b[h.mutable_range()], b2[h.mutable_range()]);
         assert!(h.same_stream(&other));
     }
 
@@ -269,9 +398,9 @@ mod tests {
         for cut in 9..HEADER_LEN {
             assert!(matches!(Header::parse_prefix(&b[..cut]), Err(BackupError::Authentication)), "{cut}");
         }
-        let mut v2 = b.clone();
-        v2[8] = 2;
-        assert!(matches!(Header::parse_prefix(&v2[..9]), Err(BackupError::UnsupportedFormat(2))));
+        let mut v3 = b.clone();
+        v3[8] = 3;
+        assert!(matches!(Header::parse_prefix(&v3[..9]), Err(BackupError::UnsupportedFormat(3))));
         for suite in [0u8, 1, 3, 0xff] {
             let mut bad = b.clone();
             bad[9] = suite;

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use super::BackupContext;
 use super::chunk::{ChunkCipher, NONCE_PREFIX_LEN};
 use super::header::{Header, KeyWrap, SALT_LEN, WRAP_NONCE_LEN, WRAPPED_KEY_LEN};
+use super::stored::Stored;
 use crate::encoding::put_lp;
 use crate::error::{BackupError, OpenError};
 use crate::hazmat::{SuiteCipher, expand32, extract};
@@ -137,8 +138,12 @@ fn unwrap_data_key(tenant: &Tenant, header: &Header) -> Result<DataKey, BackupEr
     Ok(DataKey::from_bytes(*buf))
 }
 
-/// Unwraps the data key of `header` and checks the commitment and header tag.
+/// Unwraps the data key of `header` and checks the commitment and header tag. A version 2
+/// header that names another tenant fails with [`BackupError::ContextMismatch`] first.
 fn open_data_key(tenant: &Tenant, header: &Header) -> Result<(DataKey, StreamKeys), BackupError> {
+    if let Some(stored) = &header.stored {
+        stored.check_tenant(tenant)?;
+    }
     let data_key = unwrap_data_key(tenant, header)?;
     let stream = StreamKeys::derive(&data_key, &header.salt);
     stream.verify_header(header)?;
@@ -167,10 +172,17 @@ pub(crate) fn seal_stream(
     backend: Backend,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let key = tenant.backup_key_for_seal()?;
-    build_stream(&key.key, key.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend)
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| BackupError::InvalidParameter("the system clock is before 1970".into()))?
+        .as_secs();
+    let stored = Stored { tenant: tenant.id().clone(), ctx: ctx.clone(), created };
+    build_stream(&key.key, key.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend, Some(stored))
 }
 
-/// [`seal_stream`] with given key and random values (deterministic, for known-answer tests).
+/// [`seal_stream`] with given key and random values (deterministic, for known-answer tests);
+/// `stored` `None` writes a version 1 stream (only tests and golden files do).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_stream(
     backup_key: &TenantKey,
     version: KeyVersion,
@@ -179,6 +191,7 @@ pub(crate) fn build_stream(
     chunk_size: usize,
     secrets: StreamSecrets,
     backend: Backend,
+    stored: Option<Stored>,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let chunk_size = u32::try_from(chunk_size).map_err(|_| BackupError::Internal("chunk size beyond u32"))?;
     let mut header = Header {
@@ -187,6 +200,7 @@ pub(crate) fn build_stream(
         wrap: KeyWrap { key_version: version, nonce: [0; WRAP_NONCE_LEN], wrapped: [0; WRAPPED_KEY_LEN] },
         commitment: [0; 32],
         tag: [0; 32],
+        stored,
     };
     let stream = StreamKeys::derive(&secrets.data_key, &header.salt);
     header.commitment = stream.commitment;
@@ -195,14 +209,30 @@ pub(crate) fn build_stream(
     Ok((header.encode(), stream.chunk_cipher(&header, tenant, ctx, backend)?))
 }
 
-/// Opens an existing stream's header for reading with `ctx`.
+/// Opens an existing stream's header for reading. A version 2 stream is read with the
+/// context it stores, which must match `expect` if given; a version 1 stream needs `expect`.
 pub(crate) fn open_stream(
     tenant: &Tenant,
-    ctx: &BackupContext,
+    expect: Option<&BackupContext>,
     header: &Header,
     backend: Backend,
 ) -> Result<ChunkCipher, BackupError> {
+    if header.stored.is_none() && expect.is_none() {
+        return Err(BackupError::InvalidParameter(
+            "a version 1 backup stream does not store its context: give its snapshot, parent, kind and sequence".into(),
+        ));
+    }
     let (_, stream) = open_data_key(tenant, header)?;
+    let ctx = match (&header.stored, expect) {
+        (Some(stored), expect) => {
+            if let Some(e) = expect {
+                stored.check_expected(e)?;
+            }
+            &stored.ctx
+        }
+        (None, Some(e)) => e,
+        (None, None) => return Err(BackupError::Internal("checked above")),
+    };
     stream.chunk_cipher(header, tenant.id(), ctx, backend)
 }
 

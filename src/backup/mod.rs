@@ -3,7 +3,7 @@
 //!
 //! # Format (version 1)
 //!
-//! A stream is a 186-byte header followed by one or more chunks. All integers are big-endian.
+//! (Version 2, written by this build, follows.) A stream is a 186-byte header followed by one or more chunks. All integers are big-endian.
 //!
 //! ## Header
 //!
@@ -75,6 +75,57 @@
 //! per-stream key makes splicing from another stream fail; the AAD binds every chunk to the
 //! tenant, the backup context and the immutable header.
 //!
+//! # Format version 2
+//!
+//! New streams are version 2; version 1 streams stay readable. Version 2 stores the backup
+//! context in the header and adds a wrapping-method byte; keys, chunks and the formulas
+//! above are the same, with `B` (the *bound header*) in place of `header[0..46]` in the
+//! header tag, the wrap AAD and the chunk AAD:
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic = "ATRESTBK"
+//! 8       1     format version = 0x02
+//! 9       1     suite id = 0x02 (AES-256-GCM)
+//! 10      4     chunk size (65536 ..= 16777216)
+//! 14      32    stream salt (random)
+//! 46      1     wrapping method = 0x01 (XAES-256-GCM under the tenant's backup key)
+//! 47      2     master key version            \
+//! 49      2     tenant key generation          |  the only bytes a rewrap changes
+//! 51      24    wrap nonce (random)            |  (offsets 47..123)
+//! 75      48    wrapped data key (32 + tag 16) /
+//! 123     32    key commitment
+//! 155     32    header tag
+//! 187     2     context length C (at most 2206)
+//! 189     C     context
+//! 189+C         first chunk
+//!
+//! context = L(tenant id) || L(snapshot id) || 0x00 (no parent) | 0x01 || L(parent id)
+//!           || kind (0x01 full, 0x02 incremental) || sequence (u64) || created (u64,
+//!           seconds since 1970-01-01 UTC)
+//! B       = header[0..46] || header[187..189+C]          (the context block)
+//! header tag = HMAC-SHA256(mac key, L("atrest/v1/backup/header") || B || commitment)
+//! wrap AAD   = L("atrest/v1/backup/wrap") || L(tenant id) || B || header[46..51]
+//!              || commitment || header tag
+//! chunk AAD  = SHA-256( L("atrest/v1/backup/chunk") || B || commitment || header tag
+//!                       || L(tenant id) || the context's snapshot .. sequence encoding above )
+//! ```
+//!
+//! (`L(x)` has a 4-byte length; the chunk AAD's context part is the version 1 encoding of
+//! the stored snapshot, parent, kind and sequence.) A parser accepts exactly what a writer
+//! produces: method 0x01, a valid tenant id, UTF-8 ids of 1 ..= 1024 bytes, an incremental
+//! backup with a parent, and nothing left over in the context; anything else fails
+//! authentication. Chunk `i` is at offset `189 + C + i * (chunk size + 16)`.
+//!
+//! A reader takes the context from the header. What a caller passes is an expectation:
+//! after the header authenticated, the stored snapshot, parent, kind and sequence are
+//! compared with it, and a difference is [`BackupError::ContextMismatch`] naming the field.
+//! The tenant is compared before any key is used (a stream of another tenant cannot
+//! authenticate for this one); that comparison trusts the header's claim. The wrapping
+//! method byte leaves room for another way to hold the data key (a KEM recipient): a new
+//! method defines its own key-naming block in place of offsets 47..123, whose length
+//! follows from the method.
+//!
 //! # Reading
 //!
 //! A chunk's plaintext is released only after its tag verified. Sequential readers learn
@@ -90,6 +141,7 @@ mod keys;
 mod pipeline;
 mod reader;
 mod rewrap;
+mod stored;
 mod writer;
 
 #[cfg(test)]
@@ -114,7 +166,8 @@ pub const MIN_CHUNK_SIZE: usize = 64 << 10;
 pub const MAX_CHUNK_SIZE: usize = 16 << 20;
 /// The longest snapshot id (and parent snapshot id), in bytes.
 pub const MAX_SNAPSHOT_ID_LEN: usize = 1024;
-/// The length of a backup stream header, in bytes.
+/// The length of a version 1 backup stream header, in bytes (a version 2 header is 189 bytes
+/// plus its context: see [`BackupInfo::header_len`]).
 pub const BACKUP_HEADER_LEN: usize = header::HEADER_LEN;
 
 /// Whether a backup holds everything or only the changes since its parent.
@@ -128,6 +181,14 @@ pub enum BackupKind {
 }
 
 impl BackupKind {
+    /// "full" or "incremental".
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Incremental => "incremental",
+        }
+    }
+
     fn id(self) -> u8 {
         match self {
             BackupKind::Full => 1,
@@ -139,9 +200,10 @@ impl BackupKind {
 /// What a backup stream is bound to: its snapshot id, its parent snapshot id (for an
 /// incremental backup), its kind and its sequence number in a chain.
 ///
-/// Every chunk of a stream authenticates the context, so a stream (or any chunk of it) read
-/// with another context fails with [`BackupError::Authentication`]. The context is not stored
-/// in the stream: the application keeps it (in its catalog, or in the file name).
+/// Every chunk of a stream authenticates the context. Version 2 streams store it in their
+/// header (see [`inspect_backup`] and [`BackupReader::open`]): a stream read with another
+/// expected context fails with [`BackupError::ContextMismatch`]. Version 1 streams do not
+/// store it: read with another context they fail with [`BackupError::Authentication`].
 ///
 /// Snapshot ids are public identifiers (they may appear in logs); they must not be secret.
 ///
@@ -346,7 +408,8 @@ fn encrypt_all(mut w: BackupWriter<Vec<u8>>, plaintext: &[u8]) -> Result<Vec<u8>
 ///
 /// # Errors
 /// [`BackupError::Authentication`] for any modification, truncation, extension, other
-/// tenant, keyring or context (one opaque error); [`BackupError::NotABackup`],
+/// keyring, or (version 1) context; [`BackupError::ContextMismatch`] for a version 2 stream
+/// of another tenant or context; [`BackupError::NotABackup`],
 /// [`BackupError::UnsupportedFormat`]; [`BackupError::Key`] for a disabled or destroyed key
 /// version or a shredded tenant; [`BackupError::InvalidParameter`] for a malformed context.
 pub fn decrypt_backup(tenant: &Tenant, ctx: &BackupContext, stream: &[u8]) -> Result<Vec<u8>, BackupError> {
@@ -376,4 +439,10 @@ fn decrypt_with(
 /// modification, truncation or extension; [`BackupError::Io`] from `input`.
 pub fn verify_backup<R: std::io::Read>(tenant: &Tenant, ctx: &BackupContext, input: R) -> Result<u64, BackupError> {
     BackupReader::new(tenant, ctx, input)?.verify_to_end()
+}
+
+/// Authenticates the header at the start of `stream` for `tenant` (data key unwrap,
+/// commitment, header tag): evidence that the stream is a backup of this tenant.
+pub(crate) fn authenticate_header(tenant: &Tenant, stream: &[u8]) -> Result<(), BackupError> {
+    keys::open_header(tenant, &header::Header::parse_prefix(stream)?)
 }

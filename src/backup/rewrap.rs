@@ -30,15 +30,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::frame::read_full;
-use super::header::{HEADER_LEN, Header, MUTABLE_RANGE};
+use super::header::Header;
 use super::keys;
 use crate::error::BackupError;
 use crate::fs::{create_private, parent_dir, sync_dir};
 use crate::{KeyVersion, Tenant};
 
 const JOURNAL_MAGIC: &[u8; 8] = b"ATRSTRWJ";
-const JOURNAL_LEN: usize = 8 + HEADER_LEN + 32;
 
 fn journal_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -82,7 +80,7 @@ fn journal_path(path: &Path) -> PathBuf {
 /// let dir = tempfile::tempdir()?;
 /// let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
 /// let acme = keyring.tenant("acme")?;
-/// let path = dir.path().join("nightly.atb");
+/// let path = dir.path().join("nightly.atrb");
 /// std::fs::write(&path, encrypt_backup(&acme, &BackupContext::full("n1"), b"data", BackupOptions::default())?)?;
 /// let v2 = keyring.rotate()?;
 /// assert_eq!(rewrap_backup_header(&acme, &path)?.master, v2);
@@ -100,24 +98,25 @@ pub fn rewrap_backup_header(tenant: &Tenant, path: &Path) -> Result<KeyVersion, 
     };
     let new_bytes = new.encode();
     // The invariant that keeps every chunk valid: only the key version and wrapping change.
-    let outside = old_bytes.iter().zip(&new_bytes).enumerate().any(|(i, (a, b))| a != b && !MUTABLE_RANGE.contains(&i));
-    if outside || new_bytes.len() != HEADER_LEN {
+    let mutable = header.mutable_range();
+    let outside = old_bytes.iter().zip(&new_bytes).enumerate().any(|(i, (a, b))| a != b && !mutable.contains(&i));
+    if outside || new_bytes.len() != old_bytes.len() {
         return Err(BackupError::Internal("rewrap would change immutable header bytes"));
     }
     write_journal(&journal, &old_bytes)?;
-    write_header(&mut file, &new_bytes)?;
+    write_header(&mut file, new_bytes.get(..new.prefix_len()).unwrap_or_default())?;
     fs::remove_file(&journal)?;
     sync_dir(parent_dir(path))?;
     tracing::info!(target: "atrest::audit", event = "backup.rewrap", tenant = %tenant.id(), path = %path.display(), from = %header.key_version(), to = %new.key_version());
     Ok(new.key_version())
 }
 
-fn read_header(file: &mut File) -> Result<([u8; HEADER_LEN], Header), BackupError> {
-    let mut bytes = [0u8; HEADER_LEN];
+/// The header at the start of `file` and its bytes (parsing is canonical: re-encoding a
+/// parsed header gives the bytes read).
+fn read_header(file: &mut File) -> Result<(Vec<u8>, Header), BackupError> {
     file.seek(SeekFrom::Start(0))?;
-    let n = read_full(file, &mut bytes)?;
-    let header = Header::parse_prefix(bytes.get(..n).unwrap_or_default())?;
-    Ok((bytes, header))
+    let header = Header::read_from(file)?;
+    Ok((header.encode(), header))
 }
 
 /// Writes `bytes` at offset 0 in one positioned write and syncs the file.
@@ -142,8 +141,8 @@ fn journal_checksum(header: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn write_journal(journal: &Path, old: &[u8; HEADER_LEN]) -> io::Result<()> {
-    let mut bytes = Vec::with_capacity(JOURNAL_LEN);
+fn write_journal(journal: &Path, old: &[u8]) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(old.len() + 40);
     bytes.extend_from_slice(JOURNAL_MAGIC);
     bytes.extend_from_slice(old);
     bytes.extend_from_slice(&journal_checksum(old));
@@ -155,13 +154,10 @@ fn write_journal(journal: &Path, old: &[u8; HEADER_LEN]) -> io::Result<()> {
 }
 
 /// The old header saved in a complete, intact journal.
-fn parse_journal(bytes: &[u8]) -> Option<[u8; HEADER_LEN]> {
-    if bytes.len() != JOURNAL_LEN {
-        return None;
-    }
+fn parse_journal(bytes: &[u8]) -> Option<&[u8]> {
     let (magic, rest) = bytes.split_first_chunk::<8>()?;
-    let (header, sum) = rest.split_first_chunk::<HEADER_LEN>()?;
-    (magic == JOURNAL_MAGIC && sum == journal_checksum(header)).then_some(*header)
+    let (header, sum) = rest.split_last_chunk::<32>()?;
+    (magic == JOURNAL_MAGIC && sum == &journal_checksum(header)).then_some(header)
 }
 
 /// Finishes or undoes a rewrap that a crash interrupted (see the module documentation).
@@ -173,16 +169,32 @@ fn recover(tenant: &Tenant, file: &mut File, journal: &Path) -> Result<(), Backu
         Err(e) => return Err(e.into()),
     };
     if let Some(saved) = parse_journal(&bytes) {
-        let saved_header = Header::parse_prefix(&saved)?;
-        let (_, current) = read_header(file).map_err(|_| stale_journal(journal))?;
-        if !current.same_stream(&saved_header) {
+        let saved_header = Header::parse_prefix(saved)?;
+        // A torn header may not even parse: then the saved one tells how long the prefix is.
+        let current = read_header(file).map(|(_, h)| h);
+        if current.as_ref().is_ok_and(|c| !c.same_stream(&saved_header)) {
             return Err(stale_journal(journal));
         }
-        match keys::open_header(tenant, &current) {
-            Ok(()) => {}
-            // A torn header: put the old one back.
-            Err(BackupError::Authentication) => write_header(file, &saved)?,
-            Err(other) => return Err(other),
+        let current_ok = match &current {
+            Ok(c) => match keys::open_header(tenant, c) {
+                Ok(()) => true,
+                Err(BackupError::Authentication) => false,
+                Err(other) => return Err(other),
+            },
+            Err(_) => false,
+        };
+        if !current_ok {
+            // The current header is torn: put the saved one back, but only if it
+            // authenticates for this tenant and keyring (never revert on a wrong tenant or a
+            // stale keyring). Otherwise keep the journal and stop.
+            if keys::open_header(tenant, &saved_header).is_err() {
+                return Err(BackupError::InvalidParameter(format!(
+                    "the header is damaged and the rewrap journal {} does not authenticate for tenant {} with this keyring: both were kept; check the tenant and keyring",
+                    journal.display(),
+                    tenant.id()
+                )));
+            }
+            write_header(file, saved.get(..saved_header.prefix_len()).unwrap_or_default())?;
         }
         tracing::warn!(target: "atrest::audit", event = "backup.rewrap.recovered", journal = %journal.display());
     }
@@ -203,13 +215,35 @@ mod tests {
     use super::*;
     use crate::{BackupContext, BackupOptions, Keyring, LocalRootKey, decrypt_backup, encrypt_backup};
 
+    fn hlen(stream: &[u8]) -> usize {
+        Header::parse_prefix(stream).unwrap().len()
+    }
+
+    #[test]
+    fn torn_header_with_a_journal_of_another_tenant_keeps_both() {
+        let (_dir, keyring, path, stream, _) = setup();
+        let t = keyring.tenant("acme").unwrap();
+        let other = keyring.tenant("initech").unwrap();
+        write_journal(&journal_path(&path), &stream[..hlen(&stream)]).unwrap();
+        let mut torn = stream.clone();
+        torn[60..80].fill(0x55);
+        fs::write(&path, &torn).unwrap();
+        // Another tenant: the journal's header does not authenticate for it; nothing written.
+        assert!(rewrap_backup_header(&other, &path).is_err());
+        assert_eq!(fs::read(&path).unwrap(), torn);
+        assert!(journal_path(&path).exists());
+        // The right tenant recovers.
+        rewrap_backup_header(&t, &path).unwrap();
+        assert!(!journal_path(&path).exists());
+    }
+
     fn setup() -> (tempfile::TempDir, Keyring, PathBuf, Vec<u8>, BackupContext) {
         let dir = tempfile::tempdir().unwrap();
         let keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
         let ctx = BackupContext::full("s1");
         let t = keyring.tenant("acme").unwrap();
         let stream = encrypt_backup(&t, &ctx, &[7u8; 100_000], BackupOptions::default().chunk_size(64 << 10)).unwrap();
-        let path = dir.path().join("b.atb");
+        let path = dir.path().join("b.atrb");
         fs::write(&path, &stream).unwrap();
         (dir, keyring, path, stream, ctx)
     }
@@ -220,8 +254,8 @@ mod tests {
         let t = keyring.tenant("acme").unwrap();
         keyring.rotate().unwrap();
         // Simulate a crash in the middle of step 4: the journal is complete, the header torn.
-        let old: [u8; HEADER_LEN] = stream[..HEADER_LEN].try_into().unwrap();
-        write_journal(&journal_path(&path), &old).unwrap();
+        let old = &stream[..hlen(&stream)];
+        write_journal(&journal_path(&path), old).unwrap();
         let mut torn = stream.clone();
         torn[60..80].fill(0x55);
         fs::write(&path, &torn).unwrap();
@@ -230,7 +264,7 @@ mod tests {
         assert_eq!(v, t.key_version());
         assert!(!journal_path(&path).exists());
         let after = fs::read(&path).unwrap();
-        assert_eq!(after[HEADER_LEN..], stream[HEADER_LEN..]);
+        assert_eq!(after[hlen(&stream)..], stream[hlen(&stream)..]);
         assert_eq!(decrypt_backup(&t, &ctx, &after).unwrap(), vec![7u8; 100_000]);
     }
 
@@ -244,8 +278,8 @@ mod tests {
         assert!(!journal_path(&path).exists());
         assert_eq!(fs::read(&path).unwrap(), stream, "nothing to rewrap: the file is unchanged");
         // A complete journal and a header that authenticates: kept as it is.
-        let old: [u8; HEADER_LEN] = stream[..HEADER_LEN].try_into().unwrap();
-        write_journal(&journal_path(&path), &old).unwrap();
+        let old = &stream[..hlen(&stream)];
+        write_journal(&journal_path(&path), old).unwrap();
         keyring.rotate().unwrap();
         let v = rewrap_backup_header(&t, &path).unwrap();
         assert_eq!(v.master.get(), 2);
@@ -257,8 +291,8 @@ mod tests {
         let (dir, keyring, path, _, ctx) = setup();
         let t = keyring.tenant("acme").unwrap();
         let other = encrypt_backup(&t, &ctx, b"x", BackupOptions::default()).unwrap();
-        let old: [u8; HEADER_LEN] = other[..HEADER_LEN].try_into().unwrap();
-        write_journal(&journal_path(&path), &old).unwrap();
+        let old = &other[..hlen(&other)];
+        write_journal(&journal_path(&path), old).unwrap();
         let before = fs::read(&path).unwrap();
         assert!(matches!(rewrap_backup_header(&t, &path), Err(BackupError::InvalidParameter(_))));
         assert_eq!(fs::read(&path).unwrap(), before);

@@ -41,7 +41,8 @@ fn written(threads: usize, backend: Backend) -> Vec<u8> {
     let secrets = StreamSecrets { data_key: DataKey::from_bytes(DATA_KEY), salt: SALT, wrap_nonce: WRAP_NONCE };
     let tenant = TenantId::new("acme").unwrap();
     let (header, cipher) =
-        build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, 65536, secrets, backend).unwrap();
+        build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, 65536, secrets, backend, None)
+            .unwrap();
     let mut w = BackupWriter::from_parts(Frame::new(65536), cipher, Exec::new(threads).unwrap(), header);
     // Odd write sizes, so chunk boundaries fall inside writes.
     for piece in plaintext().chunks(10_007) {
@@ -134,7 +135,7 @@ fn chunk_count_limit() {
     let tenant = TenantId::new("acme").unwrap();
     let make = || {
         let (header, cipher) =
-            build_stream(&key, version, &tenant, &ctx, MIN_CHUNK_SIZE, secrets(), Backend::default()).unwrap();
+            build_stream(&key, version, &tenant, &ctx, MIN_CHUNK_SIZE, secrets(), Backend::default(), None).unwrap();
         BackupWriter::from_parts(Frame::new(MIN_CHUNK_SIZE), cipher, Exec::new(1).unwrap(), header)
     };
     // The last chunk index, 2^32 - 1, is still allowed.
@@ -170,7 +171,8 @@ fn fixed_stream_on(chunk_size: usize, backend: Backend) -> (Vec<u8>, ChunkCipher
     let version = KeyVersion { master: MasterVersion::new(1), generation: 0 };
     let tenant = TenantId::new("acme").unwrap();
     let ctx = BackupContext::full("s");
-    build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, chunk_size, secrets, backend).unwrap()
+    build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, chunk_size, secrets, backend, None)
+        .unwrap()
 }
 
 /// The stream for fixed secrets, `pt` written in `piece`-byte writes with `threads` threads.

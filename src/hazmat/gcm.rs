@@ -115,7 +115,8 @@ impl Gcm {
     }
 
     /// Verifies `tag` and decrypts `input` into `output` (same length). On failure `output`
-    /// is zeroed.
+    /// is zeroed. (Records open in place; the cross-backend tests still check this path.)
+    #[cfg(test)]
     pub(crate) fn open_to(
         &self,
         nonce: &[u8; 12],

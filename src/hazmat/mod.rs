@@ -16,4 +16,4 @@ pub use kdf::{HkdfLengthError, hkdf_sha256};
 pub use xaes::XAes256Gcm;
 
 pub(crate) use gcm::Gcm;
-pub(crate) use kdf::{Prk, expand32, extract};
+pub(crate) use kdf::{Prk, expand32, expand32_parts, extract};

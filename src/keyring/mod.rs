@@ -113,13 +113,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Keyring {
     fn from_state(store: Option<Arc<dyn Store>>, state: State, digest: [u8; 32], options: KeyringOptions) -> Self {
         let anchor = options.anchor.as_deref().map(Anchor::new);
+        let cache = KeyCache::new(options.cache_capacity);
         let inner = Arc::new(Inner {
             store,
             options,
             anchor,
             state: ArcSwap::from_pointee(state),
             digest: Mutex::new(digest),
-            cache: KeyCache::new(DEFAULT_CACHE_CAPACITY),
+            cache,
             epoch: AtomicU64::new(0),
             unavailable: AtomicBool::new(false),
             last_ok: Mutex::new(Instant::now()),
@@ -214,7 +215,22 @@ impl Keyring {
     /// # Errors
     /// [`KeyringError::Root`] or [`KeyringError::Rng`].
     pub fn in_memory(root: impl RootKeyProvider + 'static) -> Result<Self, KeyringError> {
-        Ok(Self::from_state(None, State::create(Arc::new(root))?, [0; 32], KeyringOptions::default()))
+        Self::in_memory_with(root, KeyringOptions::default())
+    }
+
+    /// [`Keyring::in_memory`] with `options` (the cache capacity; the store options do not
+    /// apply).
+    ///
+    /// # Errors
+    /// As [`Keyring::in_memory`].
+    pub fn in_memory_with(root: impl RootKeyProvider + 'static, options: KeyringOptions) -> Result<Self, KeyringError> {
+        Ok(Self::from_state(None, State::create(Arc::new(root))?, [0; 32], options))
+    }
+
+    /// How many derived tenant keys this handle has cached (at most
+    /// [`KeyringOptions::cache_capacity`]).
+    pub fn cached_keys(&self) -> usize {
+        self.inner.cache.len()
     }
 
     /// The keyring file's current bytes, as [`Keyring::open`] would read them.
@@ -365,8 +381,7 @@ impl Keyring {
             return Ok(k);
         }
         let key = Arc::new(DerivedKey::new(version, derive::tenant_key(&prk, tenant, version.generation, purpose)));
-        self.inner.cache.put(cache_key, key.clone());
-        Ok(key)
+        Ok(self.inner.cache.put(cache_key, key))
     }
 }
 

@@ -20,6 +20,7 @@ pub struct KeyringOptions {
     pub(crate) max_unavailable: Duration,
     pub(crate) destroy_grace: Duration,
     pub(crate) anchor: Option<PathBuf>,
+    pub(crate) cache_capacity: usize,
 }
 
 /// The default staleness bound: a change reaches every open handle within this time.
@@ -36,6 +37,7 @@ impl Default for KeyringOptions {
             max_unavailable: DEFAULT_MAX_UNAVAILABLE,
             destroy_grace: DEFAULT_DESTROY_GRACE,
             anchor: None,
+            cache_capacity: super::DEFAULT_CACHE_CAPACITY,
         }
     }
 }
@@ -71,6 +73,21 @@ impl KeyringOptions {
     /// The grace period in force: at least the staleness bound.
     pub(crate) fn grace(&self) -> Duration {
         self.destroy_grace.max(self.staleness)
+    }
+
+    /// How many derived tenant keys (one per tenant, key version and purpose, each with the
+    /// cipher built from it) the handle keeps (default
+    /// [`DEFAULT_CACHE_CAPACITY`](crate::DEFAULT_CACHE_CAPACITY), 131,072, about 200 MiB when
+    /// full). Size it to the tenants active within minutes: a tenant evicted from the cache
+    /// costs one key derivation (about 1-2 us) on its next use. At least 16.
+    pub fn cache_capacity(mut self, keys: usize) -> Self {
+        self.cache_capacity = keys;
+        self
+    }
+
+    /// The cache capacity in force.
+    pub fn cache_capacity_keys(&self) -> usize {
+        self.cache_capacity
     }
 
     /// Keeps a revision anchor in `path`, apart from the keyring (another disk, another

@@ -30,7 +30,9 @@
 //! # Nonces and limits (XAES-256-GCM)
 //!
 //! XAES-256-GCM derives an AES-256-GCM key from the first 96 bits of the nonce. A record key
-//! keeps one random 96-bit prefix (from the OS RNG) and its derived AES-256-GCM instance,
+//! keeps one random 96-bit prefix (from the OS RNG, through a per-thread buffer refilled 64
+//! prefixes at a time and discarded in a forked child: see `record/prefixes.rs`) and its
+//! derived AES-256-GCM instance,
 //! and draws the other 96 bits of each nonce from a CSPRNG (`rand::rng()`, ChaCha seeded by
 //! the OS). The output is standard XAES-256-GCM with uniformly random suffixes. The prefix
 //! is replaced after 2^28 records and in any process forked from the one that drew it: a
@@ -47,13 +49,20 @@
 //! limit on the number of records per tenant key.
 
 mod format;
+mod index;
+mod prefixes;
 mod rewrap;
 mod sealer;
 
 pub use format::{RecordInfo, record_info};
+pub use index::{
+    BlindIndex, BlindIndexBuilder, CustomTransform, IndexLookup, IndexPlan, IndexPlanner, IndexValue, IndexWarning,
+    IndexedRecord, MAX_INDEX_BITS, MAX_INDEX_FIELDS, MAX_INDEX_NAME_LEN, Transform,
+};
 pub use rewrap::{KeyVersionCensus, RewrapReport, key_version_census};
 
 pub(crate) use format::parse;
+pub(crate) use index::IndexKey;
 pub(crate) use sealer::RecordKey;
 
 use crate::Suite;

@@ -44,13 +44,13 @@ struct Opened {
 /// itself, before `fork()` returns there, and the check compares that counter (one relaxed
 /// atomic load). If the handler cannot be registered, the process id is compared instead
 /// (`getpid`, a system call per seal).
-enum ForkCheck {
+pub(super) enum ForkCheck {
     Atfork(forkguard::Guard),
     Pid(u32),
 }
 
 impl ForkCheck {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         match forkguard::Guard::try_new() {
             Ok(g) => ForkCheck::Atfork(g),
             Err(_) => ForkCheck::Pid(std::process::id()),
@@ -58,7 +58,7 @@ impl ForkCheck {
     }
 
     /// True in a process forked since this value was made.
-    fn forked(&self) -> bool {
+    pub(super) fn forked(&self) -> bool {
         match self {
             // A copy, so the value keeps the count from when it was made.
             ForkCheck::Atfork(g) => g.clone().detected_fork(),
@@ -94,17 +94,11 @@ impl RecordKey {
         }
     }
 
-    /// Seals with the current prefix: fills `nonce` (24 bytes), encrypts `input` into
-    /// `output` (same length), returns the tag. Draws a new prefix first if there is none,
-    /// it reached [`PREFIX_LIMIT`], or this process is a fork of the one that drew it.
-    fn seal_xaes(
-        &self,
-        nonce: &mut [u8; NONCE_LEN],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<[u8; 16], SealError> {
-        let too_large = || SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN };
+    /// Seals with the current prefix: fills `nonce` (24 bytes), encrypts `buf` in place,
+    /// returns the tag. Draws a new prefix first if there is none, it reached
+    /// [`PREFIX_LIMIT`], or this process is a fork of the one that drew it.
+    fn seal_xaes(&self, nonce: &mut [u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], SealError> {
+        let too_large = |len| SealError::TooLarge { len, limit: super::MAX_RECORD_LEN };
         let (prefix_out, suffix_out) = nonce.split_at_mut(12);
         let mut suffix = [0u8; 12];
         rand::rng().fill_bytes(&mut suffix);
@@ -116,16 +110,17 @@ impl RecordKey {
                 && p.uses.fetch_add(1, Ordering::Relaxed) < PREFIX_LIMIT
             {
                 prefix_out.copy_from_slice(&p.prefix);
-                return p.gcm.seal_to(&suffix, aad, input, output).map_err(|_| too_large());
+                return p.gcm.seal(&suffix, aad, buf).map_err(|_| too_large(buf.len()));
             }
         }
         // A new prefix. Two threads may both get here; each seals under its own fresh
-        // prefix and the last one stored stays current.
+        // prefix and the last one stored stays current. The prefix comes from this thread's
+        // buffer of OS randomness (no system call; see `prefixes.rs` for its fork safety).
         let fork = ForkCheck::new();
-        let prefix: [u8; 12] = random_array()?;
+        let prefix = super::prefixes::next_prefix()?;
         let fresh = Arc::new(Prefix { fork, prefix, gcm: self.derive(&prefix), uses: AtomicU64::new(1) });
         prefix_out.copy_from_slice(&prefix);
-        let tag = fresh.gcm.seal_to(&suffix, aad, input, output).map_err(|_| too_large());
+        let tag = fresh.gcm.seal(&suffix, aad, buf).map_err(|_| too_large(buf.len()));
         self.current.store(Some(fresh));
         tag
     }
@@ -137,82 +132,68 @@ impl RecordKey {
         prefix: &[u8; 12],
         suffix: &[u8; 12],
         aad: &[u8],
-        input: &[u8],
         tag: &[u8],
-        output: &mut [u8],
+        buf: &mut [u8],
     ) -> Result<(), OpenError> {
-        let open = |gcm: &Gcm, output: &mut [u8]| {
-            gcm.open_to(suffix, aad, input, tag, output).map_err(|_| OpenError::Authentication)
-        };
+        let open = |gcm: &Gcm, buf: &mut [u8]| gcm.open(suffix, aad, buf, tag).map_err(|_| OpenError::Authentication);
         if let Some(p) = self.current.load().as_ref()
             && &p.prefix == prefix
         {
-            return open(&p.gcm, output);
+            return open(&p.gcm, buf);
         }
         if let Some(o) = self.last_opened.load().as_ref()
             && &o.prefix == prefix
         {
-            return open(&o.gcm, output);
+            return open(&o.gcm, buf);
         }
         let fresh = Arc::new(Opened { prefix: *prefix, gcm: self.derive(prefix) });
-        let r = open(&fresh.gcm, output);
+        let r = open(&fresh.gcm, buf);
         self.last_opened.store(Some(fresh));
         r
     }
 
-    /// Fills `nonce`, encrypts `input` into `output` (same length), returns the tag.
+    /// Fills `nonce`, encrypts `buf` in place, returns the tag.
     fn seal_detached(
         &self,
         suite: RecordSuite,
         nonce: &mut [u8; NONCE_LEN],
         aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
+        buf: &mut [u8],
     ) -> Result<[u8; 16], SealError> {
         match suite {
-            RecordSuite::XAes256Gcm => self.seal_xaes(nonce, aad, input, output),
+            RecordSuite::XAes256Gcm => self.seal_xaes(nonce, aad, buf),
             RecordSuite::XChaCha20Poly1305 => {
                 *nonce = random_array()?;
-                let too_large = || SealError::TooLarge { len: input.len(), limit: super::MAX_RECORD_LEN };
-                let body = output.get_mut(..input.len()).ok_or_else(too_large)?;
-                body.copy_from_slice(input);
                 SuiteCipher::new(suite.into(), self.key.expose_secret())
-                    .encrypt_detached(nonce, aad, body)
-                    .map_err(|_| too_large())
+                    .encrypt_detached(nonce, aad, buf)
+                    .map_err(|_| SealError::TooLarge { len: buf.len(), limit: super::MAX_RECORD_LEN })
             }
         }
     }
 
-    /// Verifies `tag` and decrypts `input` into `output` (same length; zeroed on failure).
+    /// Verifies `tag` and decrypts `buf` in place (zeroed on failure).
     fn open_detached(
         &self,
         suite: RecordSuite,
         nonce: &[u8],
         aad: &[u8],
-        input: &[u8],
         tag: &[u8],
-        output: &mut [u8],
+        buf: &mut [u8],
     ) -> Result<(), OpenError> {
         let r = match suite {
             RecordSuite::XAes256Gcm => match nonce.split_first_chunk::<12>() {
                 Some((prefix, suffix)) => match <&[u8; 12]>::try_from(suffix) {
-                    Ok(suffix) => self.open_xaes(prefix, suffix, aad, input, tag, output),
+                    Ok(suffix) => self.open_xaes(prefix, suffix, aad, tag, buf),
                     Err(_) => Err(OpenError::Authentication),
                 },
                 None => Err(OpenError::Authentication),
             },
-            RecordSuite::XChaCha20Poly1305 => match output.get_mut(..input.len()) {
-                Some(body) => {
-                    body.copy_from_slice(input);
-                    SuiteCipher::new(suite.into(), self.key.expose_secret())
-                        .decrypt_detached(nonce, aad, body, tag)
-                        .map_err(|_| OpenError::Authentication)
-                }
-                None => Err(OpenError::Authentication),
-            },
+            RecordSuite::XChaCha20Poly1305 => SuiteCipher::new(suite.into(), self.key.expose_secret())
+                .decrypt_detached(nonce, aad, buf, tag)
+                .map_err(|_| OpenError::Authentication),
         };
         if r.is_err() {
-            output.fill(0);
+            buf.fill(0);
         }
         r
     }
@@ -235,23 +216,26 @@ impl RecordKey {
         let header = header(suite, version);
         let aad = aad(&header, tenant, context);
         let start = out.len();
-        // The record's bytes, then the plaintext is encrypted straight into the body.
-        out.resize(start + plaintext.len() + format::OVERHEAD, 0);
-        let record = out.get_mut(start..).unwrap_or_default();
-        let (head, rest) = record.split_at_mut(HEADER_LEN);
-        head.copy_from_slice(&header);
-        let (nonce, rest) = rest.split_at_mut(NONCE_LEN);
-        let (body, tag_out) = rest.split_at_mut(plaintext.len());
+        // Header, a nonce placeholder and the plaintext, then the plaintext is encrypted in
+        // place (no zero-filling of the output first) and the tag appended.
+        out.reserve(plaintext.len() + format::OVERHEAD);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&[0u8; NONCE_LEN]);
+        out.extend_from_slice(plaintext);
+        let record = out.get_mut(start + HEADER_LEN..).unwrap_or_default();
+        let (nonce, body) = record.split_at_mut(NONCE_LEN.min(record.len()));
         let sealed = match <&mut [u8; NONCE_LEN]>::try_from(nonce) {
-            Ok(nonce) => self.seal_detached(suite, nonce, &aad, plaintext, body),
+            Ok(nonce) => self.seal_detached(suite, nonce, &aad, body),
             Err(_) => Err(SealError::TooLarge { len: plaintext.len(), limit: super::MAX_RECORD_LEN }),
         };
         match sealed {
             Ok(tag) => {
-                tag_out.copy_from_slice(&tag);
+                out.extend_from_slice(&tag);
                 Ok(())
             }
             Err(e) => {
+                // No plaintext is left behind in the spare capacity.
+                body.fill(0);
                 out.truncate(start);
                 Err(e)
             }
@@ -269,9 +253,10 @@ impl RecordKey {
     ) -> Result<(), OpenError> {
         let aad = aad(parsed.header, tenant, context);
         let start = out.len();
-        out.resize(start + parsed.ciphertext.len(), 0);
+        // The ciphertext is copied and decrypted in place (no zero-filling first).
+        out.extend_from_slice(parsed.ciphertext);
         let body = out.get_mut(start..).unwrap_or_default();
-        let r = self.open_detached(parsed.suite, parsed.nonce, &aad, parsed.ciphertext, parsed.tag, body);
+        let r = self.open_detached(parsed.suite, parsed.nonce, &aad, parsed.tag, body);
         if r.is_err() {
             // open_detached already zeroed the bytes; drop them too.
             out.truncate(start);

@@ -1,12 +1,16 @@
-//! The [`Tenant`] handle: every public method of it (records, rewraps, backups' keys).
+//! The [`Tenant`] handle: every public method of it (records, rewraps, blind indexes,
+//! backups' keys).
 //!
 //! The keyring hands out derived key material; this module turns it into the record
 //! sealer it caches per handle, and hands backup key material to the backup module. A warm
 //! seal crosses three files: this one, `record/sealer.rs` and the AEAD in `hazmat/`.
 
+mod bulk;
+mod index;
 mod rewrap;
 mod shred;
 
+pub use bulk::BULK_WINDOW;
 pub use shred::ShredEvidence;
 
 use std::sync::Arc;
@@ -23,8 +27,10 @@ use crate::record::{self, RecordKey, RecordSuite};
 ///
 /// Obtained from [`Keyring::tenant`]. Cheap to clone (clones share their cached keys).
 /// Always uses the keyring's current primary version and the tenant's current generation
-/// for new data. Keep a handle per tenant rather than calling [`Keyring::tenant`] per
-/// record: a handle keeps its record sealer (a derived XAES-256-GCM key and nonce prefix).
+/// for new data. A handle keeps its record sealer (a derived XAES-256-GCM key and nonce
+/// prefix); the sealer is also attached to the keyring's cached key material, so a new
+/// handle for the same tenant (one [`Keyring::tenant`] call per request) reuses it rather
+/// than building it again.
 #[derive(Clone)]
 pub struct Tenant {
     keyring: Keyring,
@@ -34,13 +40,16 @@ pub struct Tenant {
     current: Arc<ArcSwapOption<RecordKeys>>,
     /// The record keys of the last other version opened (records sealed before a rotation).
     opened: Arc<ArcSwapOption<RecordKeys>>,
+    /// Blind index keys.
+    indexes: Arc<index::IndexCache>,
 }
 
 /// A record sealer with the key material it was built from (for the audit counters).
 struct RecordKeys {
     epoch: u64,
     material: Arc<DerivedKey>,
-    sealer: RecordKey,
+    /// Shared with every handle of this tenant: attached to `material` (see `record_keys`).
+    sealer: Arc<RecordKey>,
 }
 
 impl core::fmt::Debug for Tenant {
@@ -65,6 +74,7 @@ impl Keyring {
             suite: RecordSuite::default(),
             current: Arc::default(),
             opened: Arc::default(),
+            indexes: Arc::default(),
         })
     }
 }
@@ -102,7 +112,7 @@ impl Tenant {
     /// # Errors
     /// [`SealError::TenantShredded`] or [`SealError::KeyUnavailable`].
     pub fn preload(&self) -> Result<KeyVersion, SealError> {
-        self.sealing_keys().map(|k| k.material.version)
+        self.with_sealing_keys(|k| Ok(k.material.version))
     }
 
     /// Seals `plaintext` bound to this tenant and `context`.
@@ -136,11 +146,24 @@ impl Tenant {
     /// # Errors
     /// As [`Tenant::seal`]; on error `out` is left as it was.
     pub fn seal_into(&self, plaintext: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), SealError> {
-        let keys = self.sealing_keys()?;
-        let version = keys.material.version;
-        keys.sealer.seal_record(self.suite, version, &self.id, context, plaintext, out)?;
-        keys.material.count(&self.id, Use::Seal);
-        Ok(())
+        self.seal_with(self.suite, plaintext, context, out).map(drop)
+    }
+
+    /// [`Tenant::seal_into`] with `suite` (a rewrap keeps the record's suite); returns the key
+    /// version that sealed.
+    fn seal_with(
+        &self,
+        suite: RecordSuite,
+        plaintext: &[u8],
+        context: &Context,
+        out: &mut Vec<u8>,
+    ) -> Result<KeyVersion, SealError> {
+        self.with_sealing_keys(|keys| {
+            let version = keys.material.version;
+            keys.sealer.seal_record(suite, version, &self.id, context, plaintext, out)?;
+            keys.material.count(&self.id, Use::Seal);
+            Ok(version)
+        })
     }
 
     /// Verifies and decrypts a record sealed for this tenant and `context`.
@@ -163,30 +186,41 @@ impl Tenant {
     /// ever written to it.
     pub fn open_into(&self, sealed: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), OpenError> {
         let parsed = record::parse(sealed)?;
-        let keys = self.opening_keys(parsed.info.key_version)?;
-        keys.sealer.open_record(&parsed, &self.id, context, out)?;
-        keys.material.count(&self.id, Use::Open);
-        Ok(())
+        self.with_opening_keys(parsed.info.key_version, |keys| {
+            keys.sealer.open_record(&parsed, &self.id, context, out)?;
+            keys.material.count(&self.id, Use::Open);
+            Ok(())
+        })
     }
 
-    /// The record keys for sealing new records.
-    fn sealing_keys(&self) -> Result<Arc<RecordKeys>, SealError> {
+    /// Runs `f` with the record keys for sealing new records. On the warm path the keys are
+    /// borrowed through the slot's guard: no reference count is touched.
+    fn with_sealing_keys<R>(&self, f: impl FnOnce(&RecordKeys) -> Result<R, SealError>) -> Result<R, SealError> {
         let epoch = self.keyring.epoch();
-        if let Some(k) = self.current.load().as_ref().filter(|k| k.epoch == epoch) {
-            return Ok(k.clone());
+        {
+            let guard = self.current.load();
+            if let Some(k) = guard.as_ref().filter(|k| k.epoch == epoch) {
+                return f(k);
+            }
         }
         let version = self.key_version();
         let keys = self.record_keys(epoch, version).map_err(|r| self.seal_refused(r, version))?;
         self.current.store(Some(keys.clone()));
-        Ok(keys)
+        f(&keys)
     }
 
-    /// The record keys for opening a record sealed under `version` (named by its header).
-    fn opening_keys(&self, version: KeyVersion) -> Result<Arc<RecordKeys>, OpenError> {
+    /// Runs `f` with the record keys for opening a record sealed under `version` (named by
+    /// its header), borrowed through the slot's guard on the warm path.
+    fn with_opening_keys<R>(
+        &self,
+        version: KeyVersion,
+        f: impl FnOnce(&RecordKeys) -> Result<R, OpenError>,
+    ) -> Result<R, OpenError> {
         let epoch = self.keyring.epoch();
         for slot in [&self.current, &self.opened] {
-            if let Some(k) = slot.load().as_ref().filter(|k| k.epoch == epoch && k.material.version == version) {
-                return Ok(k.clone());
+            let guard = slot.load();
+            if let Some(k) = guard.as_ref().filter(|k| k.epoch == epoch && k.material.version == version) {
+                return f(k);
             }
         }
         let keys = match self.record_keys(epoch, version) {
@@ -199,12 +233,16 @@ impl Tenant {
         .map_err(|r| self.open_refused(r))?;
         let slot = if version == self.key_version() { &self.current } else { &self.opened };
         slot.store(Some(keys.clone()));
-        Ok(keys)
+        f(&keys)
     }
 
+    /// The record keys of `version`: the sealer attached to the cached key material (built
+    /// and attached by the first handle that needs it), so handles share one sealer.
     fn record_keys(&self, epoch: u64, version: KeyVersion) -> Result<Arc<RecordKeys>, KeyRefusal> {
         let material = self.keyring.derived_key(&self.id, version, Purpose::Records)?;
-        let sealer = RecordKey::new(&material.key);
+        let attached = material.attachment(|| Arc::new(RecordKey::new(&material.key))).clone();
+        // Only this module attaches to record key material; a foreign value is not reused.
+        let sealer = attached.downcast::<RecordKey>().unwrap_or_else(|_| Arc::new(RecordKey::new(&material.key)));
         Ok(Arc::new(RecordKeys { epoch, material, sealer }))
     }
 

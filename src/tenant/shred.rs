@@ -2,7 +2,7 @@
 //! list, so a misspelled id would otherwise be "erased" successfully and nothing else.
 
 use crate::context::Context;
-use crate::error::{KeyringError, OpenError};
+use crate::error::{BackupError, KeyringError, OpenError};
 use crate::id::TenantId;
 use crate::keyring::Keyring;
 
@@ -17,6 +17,9 @@ pub enum ShredEvidence<'a> {
         /// Its context.
         context: &'a Context,
     },
+    /// The beginning of a backup stream of the tenant (at least its header): the header
+    /// must authenticate for the tenant.
+    Backup(&'a [u8]),
     /// No evidence: the operator asserts that the tenant exists. The audit event says
     /// `tenant.shred.unverified`.
     Unverified,
@@ -26,6 +29,7 @@ impl ShredEvidence<'_> {
     fn kind(&self) -> &'static str {
         match self {
             ShredEvidence::Record { .. } => "record",
+            ShredEvidence::Backup(_) => "backup",
             ShredEvidence::Unverified => "unverified",
         }
     }
@@ -37,7 +41,8 @@ impl Keyring {
     /// now is destroyed (after rewrapping other tenants' data and after the backup retention
     /// window), then *complete*.
     ///
-    /// `evidence` must show that the tenant exists (a record of it that opens), or be
+    /// `evidence` must show that the tenant exists (a record of it that opens, or a backup
+    /// whose header authenticates for it), or be
     /// [`ShredEvidence::Unverified`] explicitly.
     ///
     /// # Errors
@@ -70,10 +75,23 @@ impl Keyring {
                 Err(OpenError::TenantShredded { tenant, shredded_at }) => {
                     return Err(KeyringError::AlreadyShredded { tenant, shredded_at });
                 }
-                Err(_) => return Err(KeyringError::ShredEvidence(id.to_string())),
+                Err(_) => return Err(refused(&id, evidence.kind())),
+            },
+            ShredEvidence::Backup(stream) => match crate::backup::authenticate_header(&self.tenant(tenant)?, stream) {
+                Ok(()) => {}
+                Err(BackupError::Key(OpenError::TenantShredded { tenant, shredded_at })) => {
+                    return Err(KeyringError::AlreadyShredded { tenant, shredded_at });
+                }
+                Err(_) => return Err(refused(&id, evidence.kind())),
             },
             ShredEvidence::Unverified => {}
         }
         self.shred_verified(&id, evidence.kind())
     }
+}
+
+/// A shred refused for want of evidence, reported to the audit log too.
+fn refused(id: &TenantId, kind: &'static str) -> KeyringError {
+    tracing::warn!(target: "atrest::audit", event = "tenant.shred.refused", tenant = %id, evidence = kind);
+    KeyringError::ShredEvidence(id.to_string())
 }

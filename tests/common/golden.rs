@@ -136,6 +136,7 @@ pub fn all_files() -> Vec<&'static str> {
     v.extend(RECORDS.iter().map(|r| r.file));
     v.extend(BACKUPS.iter().map(|b| b.file));
     v.extend(FAIL_BACKUPS);
+    v.extend([BACKUP_FORMAT2.file, FAIL_BACKUP_FORMAT2_CONTEXT, FAIL_BACKUP_FORMAT2_METHOD]);
     v
 }
 
@@ -276,6 +277,41 @@ pub const BACKUP_CHUNK_BITFLIP_AT: (usize, u8) = (BACKUP_HEADER_LEN + BACKUP_SLO
 pub const BACKUP_TRUNCATED_MID_LEN: usize = BACKUP_HEADER_LEN + BACKUP_SLOT + 30_000;
 /// What [`FAIL_BACKUP_APPENDED`] appends after the final chunk.
 pub const BACKUP_APPENDED: &[u8] = b"data appended after the final chunk";
+
+// ---------------------------------------------------------------------------------------
+// Format version 2 streams (the context in the header), added by `make_golden -- --only-new`.
+
+/// The context of [`BACKUP_FORMAT2`] (stored in its header).
+pub fn backup_format2_context() -> BackupContext {
+    BackupContext::incremental("2026-11-27T01", "2026-11-27T00", 1)
+}
+
+/// A format version 2 stream: tenant `acme`, 70,000 bytes in 64 KiB chunks (two chunks).
+pub const BACKUP_FORMAT2: &GoldenBackup = &GoldenBackup {
+    file: "backup_format2_acme_incremental.bin",
+    tenant: TENANT,
+    context: backup_format2_context,
+    chunk_size: BACKUP_CHUNK_SIZE,
+    plaintext_len: 70_000,
+    chunks: 2,
+    master: 2,
+    generation: 0,
+    stream_id: "9cfe6debe8c486129799d456213d00a9",
+    sha256: "d7299acdc72c2f3ebdbc4f906b4d4e1f08a8a0320ab6716cce312dcc79a00c34",
+};
+
+/// The header length of [`BACKUP_FORMAT2`]: 189 and its 60-byte context.
+pub const BACKUP_FORMAT2_HEADER_LEN: usize = 189 + 4 + 4 + 4 + 13 + 1 + 4 + 13 + 1 + 8 + 8;
+
+/// [`BACKUP_FORMAT2`] with the last character of its stored snapshot id edited (`1` to
+/// `2`, offset [`BACKUP_FORMAT2_SNAPSHOT_AT`]): fails authentication (the header tag covers
+/// the context).
+pub const FAIL_BACKUP_FORMAT2_CONTEXT: &str = "fail_backup_format2_context.bin";
+/// Offset of the last snapshot-id byte in [`BACKUP_FORMAT2`].
+pub const BACKUP_FORMAT2_SNAPSHOT_AT: usize = 189 + 4 + 4 + 4 + 12;
+/// [`BACKUP_FORMAT2`] with its wrapping-method byte (offset 46) set to 2: fails
+/// authentication (no such method).
+pub const FAIL_BACKUP_FORMAT2_METHOD: &str = "fail_backup_format2_method.bin";
 
 const KEY_PREFIX: &str = "ATREST-ROOT-KEY-V1:";
 

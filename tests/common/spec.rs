@@ -103,10 +103,37 @@ pub fn open_by_spec(
     backup_key: &[u8; 32],
     ctx: &BackupContext,
 ) -> (StreamSecrets, Vec<u8>) {
-    let (header, body) = stream.split_at(186);
-    let fixed = &header[..46];
-    let (key_version, wrap_nonce, wrapped) = (&header[46..50], &header[50..74], &header[74..122]);
-    let (commitment, tag) = (&header[122..154], &header[154..186]);
+    // Version 1: B = header[0..46]; version 2: B = header[0..46] || context block, and the
+    // key-naming bytes start with the wrapping method (see src/backup/mod.rs).
+    let v2 = stream[8] == 2;
+    let (fixed, key_version, wrap_nonce, wrapped, commitment, tag, body) = if v2 {
+        assert_eq!(stream[46], 1, "wrapping method");
+        let c = usize::from(u16::from_be_bytes(stream[187..189].try_into().unwrap()));
+        let block = &stream[187..189 + c];
+        check_stored_context(&block[2..], tenant, ctx);
+        let fixed = [&stream[..46], block].concat();
+        (
+            fixed,
+            &stream[46..51],
+            &stream[51..75],
+            &stream[75..123],
+            &stream[123..155],
+            &stream[155..187],
+            &stream[189 + c..],
+        )
+    } else {
+        assert_eq!(stream[8], 1);
+        (
+            stream[..46].to_vec(),
+            &stream[46..50],
+            &stream[50..74],
+            &stream[74..122],
+            &stream[122..154],
+            &stream[154..186],
+            &stream[186..],
+        )
+    };
+    let fixed = &fixed[..];
     let salt = &fixed[14..46];
 
     let wrap_aad = [
@@ -130,19 +157,7 @@ pub fn open_by_spec(
     mac.update(&[lp(b"atrest/v1/backup/header"), fixed.to_vec(), commitment.to_vec()].concat());
     assert_eq!(tag, &mac.finalize().into_bytes()[..], "header tag");
 
-    let mut ctx_enc = lp(ctx.snapshot_id().as_bytes());
-    match ctx.parent() {
-        None => ctx_enc.push(0),
-        Some(p) => {
-            ctx_enc.push(1);
-            ctx_enc.extend(lp(p.as_bytes()));
-        }
-    }
-    ctx_enc.push(match ctx.kind() {
-        BackupKind::Full => 1,
-        BackupKind::Incremental => 2,
-    });
-    ctx_enc.extend(ctx.sequence().to_be_bytes());
+    let ctx_enc = context_encoding(ctx);
     let aad = Sha256::digest(
         [
             lp(b"atrest/v1/backup/chunk"),
@@ -165,4 +180,29 @@ pub fn open_by_spec(
         plaintext.extend(gcm.open(&nonce, &aad, slot).unwrap_or_else(|_| panic!("chunk {i} opens by the spec")));
     }
     (StreamSecrets { data_key, chunk_key, mac_key }, plaintext)
+}
+
+/// The documented context encoding: `L(snapshot) || 0x00 | 0x01 L(parent) || kind || sequence`.
+pub fn context_encoding(ctx: &BackupContext) -> Vec<u8> {
+    let mut ctx_enc = lp(ctx.snapshot_id().as_bytes());
+    match ctx.parent() {
+        None => ctx_enc.push(0),
+        Some(p) => {
+            ctx_enc.push(1);
+            ctx_enc.extend(lp(p.as_bytes()));
+        }
+    }
+    ctx_enc.push(match ctx.kind() {
+        BackupKind::Full => 1,
+        BackupKind::Incremental => 2,
+    });
+    ctx_enc.extend(ctx.sequence().to_be_bytes());
+    ctx_enc
+}
+
+/// A version 2 stored context is `L(tenant) || context encoding || created (u64)`.
+fn check_stored_context(stored: &[u8], tenant: &str, ctx: &BackupContext) {
+    let want = [lp(tenant.as_bytes()), context_encoding(ctx)].concat();
+    assert_eq!(stored.len(), want.len() + 8, "stored context length");
+    assert_eq!(&stored[..want.len()], &want[..], "stored context");
 }

@@ -125,6 +125,7 @@ enum Mode<R> {
 /// ```
 pub struct BackupReader<R: Read> {
     core: Core,
+    context: BackupContext,
     mode: Mode<R>,
 }
 
@@ -133,13 +134,44 @@ impl<R: Read> BackupReader<R> {
     /// header names) and checks the key commitment and header tag. Chunks are verified as
     /// they are read, in parallel on all cores.
     ///
+    /// `ctx` is what the caller expects: a version 2 stream stores its context and must match
+    /// it ([`BackupError::ContextMismatch`] names the field that differs); a version 1 stream
+    /// is bound to it. Use [`BackupReader::open`] to read a version 2 stream without knowing
+    /// its context.
+    ///
     /// # Errors
     /// [`BackupError::NotABackup`], [`BackupError::UnsupportedFormat`],
     /// [`BackupError::Authentication`] (modified header, other tenant or keyring),
+    /// [`BackupError::ContextMismatch`] (another tenant, snapshot, parent, kind or sequence),
     /// [`BackupError::Key`] (disabled or destroyed key version, shredded tenant),
     /// [`BackupError::InvalidParameter`] (malformed context), [`BackupError::Io`].
     pub fn new(tenant: &Tenant, ctx: &BackupContext, input: R) -> Result<Self, BackupError> {
-        Self::with_options(tenant, ctx, input, BackupOptions::default())
+        Self::open_with_options(tenant, Some(ctx), input, BackupOptions::default())
+    }
+
+    /// Opens a stream with an optional expectation: `None` reads a version 2 stream with the
+    /// context it stores (see [`BackupReader::context`]); a version 1 stream needs `Some`.
+    ///
+    /// # Errors
+    /// As [`BackupReader::new`]; [`BackupError::InvalidParameter`] for a version 1 stream
+    /// without an expected context.
+    ///
+    /// # Example
+    /// ```
+    /// use atrest::{BackupContext, BackupOptions, BackupReader, Keyring, LocalRootKey, encrypt_backup};
+    /// let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
+    /// let acme = keyring.tenant("acme")?;
+    /// let ctx = BackupContext::full("nightly-2026-05-01");
+    /// let stream = encrypt_backup(&acme, &ctx, b"hello", BackupOptions::default())?;
+    /// let r = BackupReader::open(&acme, None, &stream[..])?;
+    /// assert_eq!(r.context(), &ctx);
+    /// let typo = BackupContext::full("nightly-2026-05-02");
+    /// assert!(matches!(BackupReader::open(&acme, Some(&typo), &stream[..]),
+    ///     Err(atrest::BackupError::ContextMismatch { field: "snapshot", .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(tenant: &Tenant, expect: Option<&BackupContext>, input: R) -> Result<Self, BackupError> {
+        Self::open_with_options(tenant, expect, input, BackupOptions::default())
     }
 
     /// [`BackupReader::new`] with the thread count and backend of `opts` (its chunk size is
@@ -151,18 +183,44 @@ impl<R: Read> BackupReader<R> {
     pub fn with_options(
         tenant: &Tenant,
         ctx: &BackupContext,
+        input: R,
+        opts: BackupOptions,
+    ) -> Result<Self, BackupError> {
+        Self::open_with_options(tenant, Some(ctx), input, opts)
+    }
+
+    /// [`BackupReader::open`] with the thread count and backend of `opts`.
+    ///
+    /// # Errors
+    /// As [`BackupReader::open`] and [`BackupReader::with_options`].
+    pub fn open_with_options(
+        tenant: &Tenant,
+        expect: Option<&BackupContext>,
         mut input: R,
         opts: BackupOptions,
     ) -> Result<Self, BackupError> {
-        ctx.validate()?;
+        if let Some(ctx) = expect {
+            ctx.validate()?;
+        }
         let header = Header::read_from(&mut input)?;
-        let cipher = keys::open_stream(tenant, ctx, &header, opts.backend)?;
+        let cipher = keys::open_stream(tenant, expect, &header, opts.backend)?;
+        let context = match (&header.stored, expect) {
+            (Some(s), _) => s.ctx.clone(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => return Err(BackupError::Internal("open_stream accepted v1 without a context")),
+        };
         let exec = Exec::new(opts.threads)?;
         let frame = Frame::new(header.chunk_size as usize);
         let len = exec.batch_chunks(frame.slot_len()) * frame.slot_len();
         let (buf, spare) = (take_buffer(len), take_buffer(len));
         let core = Core { frame, cipher, exec, buf, spare, win: None, pos: 0 };
-        Ok(Self { core, mode: Mode::Sequential(Sequential::new(input)) })
+        Ok(Self { core, context, mode: Mode::Sequential(Sequential::new(input)) })
+    }
+
+    /// The backup context the stream is read with: the one a version 2 stream stores (its
+    /// header authenticated), or the one given for a version 1 stream.
+    pub fn context(&self) -> &BackupContext {
+        &self.context
     }
 
     fn check(&self) -> Result<(), BackupError> {

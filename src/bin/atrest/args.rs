@@ -13,7 +13,8 @@ to a keyring file waits at most ATREST_LOCK_WAIT seconds (default 30) for anothe
 holding <keyring>.lock.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 authentication failure (tampered, truncated
-or mismatched data, wrong tenant or snapshot).";
+or mismatched data, wrong keyring), 4 context mismatch (an authentic backup of another tenant,
+snapshot, parent, kind or sequence than the flags name).";
 
 /// Encryption at rest and key management: keyrings, tenant keys and encrypted backups.
 #[derive(Debug, Parser)]
@@ -43,6 +44,11 @@ pub struct KeyArgs {
     /// The root key in a PKCS#11 token instead of a key file.
     #[command(flatten)]
     pub pkcs11: Pkcs11Args,
+
+    /// Write audit events (keyring changes, shreds, refusals; never secrets) as JSON lines to
+    /// FILE (appended), `-` (stderr) or `syslog` (/dev/log, also served by journald).
+    #[arg(long, global = true, env = "ATREST_AUDIT_LOG", value_name = "FILE|-|syslog")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A root key held in a PKCS#11 token.
@@ -129,7 +135,8 @@ pub enum KeyringCommand {
         #[arg(long, value_name = "N", value_parser = parse_version)]
         version: MasterVersion,
     },
-    /// Irreversibly erase a master key version: everything sealed under it is lost.
+    /// Irreversibly erase a master key version: everything sealed under it is lost. The version
+    /// must have been disabled for the grace period (24 hours) first.
     Destroy {
         /// The version (e.g. 2 or v2).
         #[arg(long, value_name = "N", value_parser = parse_version)]
@@ -137,6 +144,10 @@ pub enum KeyringCommand {
         /// Confirm that data under this version becomes unrecoverable.
         #[arg(long)]
         yes: bool,
+        /// Emergency (a compromised key): destroy once disabled for the staleness bound (1 s)
+        /// instead of the whole grace period.
+        #[arg(long)]
+        skip_grace_period: bool,
     },
     /// Re-wrap every master key under a new root key (root rotation, or key file <-> HSM migration).
     RewrapRoot(NewRootArgs),
@@ -193,13 +204,27 @@ pub enum TenantCommand {
         /// Tenant id.
         tenant: String,
     },
-    /// Crypto-shred a tenant: refused at once; complete when every current master version is destroyed.
+    /// Crypto-shred a tenant: refused at once; complete when every current master version is
+    /// destroyed. Needs evidence that the tenant exists (a backup or a record of it that
+    /// authenticates), so that a misspelled id cannot look like a completed erasure.
     Shred {
         /// Tenant id.
         tenant: String,
         /// Confirm: the tenant's data becomes unreadable at once.
         #[arg(long)]
         yes: bool,
+        /// Evidence: a backup stream of the tenant (its header must authenticate).
+        #[arg(long, value_name = "FILE", group = "evidence")]
+        evidence_backup: Option<PathBuf>,
+        /// Evidence: a file holding one sealed record of the tenant (opened with --context).
+        #[arg(long, value_name = "FILE", group = "evidence", requires = "context")]
+        evidence_record: Option<PathBuf>,
+        /// The record's context, as key=value pairs in order (e.g. table=contacts,row=42).
+        #[arg(long, value_name = "K=V,...", value_delimiter = ',')]
+        context: Vec<String>,
+        /// Shred without evidence (the audit log says so).
+        #[arg(long, group = "evidence")]
+        unverified: bool,
     },
 }
 
@@ -220,17 +245,37 @@ pub enum BackupCommand {
         /// Input and output.
         #[command(flatten)]
         io: IoArgs,
+        /// Accept an empty input (refused by default: a failed dump is often empty).
+        #[arg(long)]
+        allow_empty: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Producer mode: run this command and encrypt its stdout (`-- pg_dump -Fc crm`); the
+        /// backup is committed only if it exits 0, else atrest exits with its status
+        /// (128 + n for signal n) and leaves no file.
+        #[arg(last = true, value_name = "PRODUCER", conflicts_with = "input")]
+        producer: Vec<String>,
     },
     /// Decrypt and authenticate a stream (stdin to stdout by default).
     ///
-    /// With -o, the output file appears only after the whole stream authenticated. To stdout,
-    /// only authenticated chunks are written, but a stream cut short or modified after its start
-    /// is detected only at that point: consumers must check the exit status (for example with
-    /// `set -o pipefail`), or decrypt to a file with -o first.
+    /// No plaintext byte is released before the whole stream authenticated: with -o the file
+    /// appears only then; to stdout (a pipe, a FIFO) the stream is authenticated first and
+    /// then decrypted (a non-seekable input is first spooled to an anonymous 0600 temporary
+    /// file in $TMPDIR, or refused with --no-spool). --stream-unverified streams as chunks
+    /// authenticate instead: a stream damaged after its start is then detected only there,
+    /// and the consumer must check the exit status.
     Decrypt {
         /// Tenant and snapshot the stream is bound to.
         #[command(flatten)]
         context: BackupContextArgs,
+        /// Stream plaintext to stdout as chunks authenticate, before the whole stream did
+        /// (today's streaming; the consumer must check the exit status).
+        #[arg(long)]
+        stream_unverified: bool,
+        /// Never spool a non-seekable input to a temporary file: refuse instead.
+        #[arg(long, conflicts_with = "stream_unverified")]
+        no_spool: bool,
         /// Input and output.
         #[command(flatten)]
         io: IoArgs,
@@ -243,6 +288,9 @@ pub enum BackupCommand {
         /// Input file (default: stdin).
         #[arg(long, short, value_name = "FILE")]
         input: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a stream's header (no key needed; nothing is authenticated).
     Inspect {
@@ -259,6 +307,12 @@ pub enum BackupCommand {
         /// Tenant id.
         #[arg(long, value_name = "ID")]
         tenant: String,
+        /// Authenticate the whole stream too (a version 2 stream), not only its header.
+        #[arg(long)]
+        verify: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -268,18 +322,19 @@ pub struct BackupContextArgs {
     /// Tenant id.
     #[arg(long, value_name = "ID")]
     pub tenant: String,
-    /// Snapshot id.
+    /// Snapshot id (required to encrypt; to decrypt, verify: what the stream must be, as the
+    /// other flags; a version 2 stream without it is read with the context it stores).
     #[arg(long, value_name = "ID")]
-    pub snapshot: String,
+    pub snapshot: Option<String>,
     /// Parent snapshot id (for incremental backups).
     #[arg(long, value_name = "ID")]
     pub parent: Option<String>,
     /// Backup kind (default: incremental with --parent, full without).
     #[arg(long, value_enum)]
     pub kind: Option<Kind>,
-    /// Sequence number of the backup.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub sequence: u64,
+    /// Sequence number of the backup (default 0).
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
 }
 
 /// Backup kinds.
@@ -307,9 +362,14 @@ pub struct IoArgs {
     /// Input file (default: stdin).
     #[arg(long, short, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Output file (default: stdout). Written to a temporary file and renamed on success only.
+    /// Output file (default: stdout). Written to a temporary file and given its name on
+    /// success only, never over an existing file (unless --force); a FIFO or character
+    /// device is written in place.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Parses a master version: `2` or `v2`.

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use atrest::{BackupError, KeyringError, OpenError, RootKeyError};
@@ -17,6 +18,10 @@ pub enum Class {
     Usage,
     /// The data or key did not authenticate: 3.
     Authentication,
+    /// An authentic backup of another context than expected: 4.
+    ContextMismatch,
+    /// A producer command failed: its exit status (128 + n for signal n).
+    Producer(u8),
 }
 
 /// A failed command.
@@ -34,12 +39,37 @@ impl Failure {
         Self { class: Class::Usage, what: Some(msg.into()), error: None }
     }
 
+    /// Any other failure, with a message.
+    pub fn general(msg: impl Into<String>) -> Self {
+        Self { class: Class::General, what: Some(msg.into()), error: None }
+    }
+
+    /// A producer command that failed with exit status `status` (already 128 + n for a
+    /// signal n; 1 if it was 0, which never happens for a failure).
+    pub fn producer(status: u8, msg: impl Into<String>) -> Self {
+        Self { class: Class::Producer(status.max(1)), what: Some(msg.into()), error: None }
+    }
+
+    /// Whether the failure comes from writing to a closed pipe (EPIPE).
+    pub fn is_broken_pipe(&self) -> bool {
+        let mut cur: Option<&(dyn Error + 'static)> = self.error.as_deref().map(|e| e as &(dyn Error + 'static));
+        while let Some(e) = cur {
+            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+
     /// The exit code.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self.class {
             Class::General => 1,
             Class::Usage => 2,
             Class::Authentication => 3,
+            Class::ContextMismatch => 4,
+            Class::Producer(n) => n,
         })
     }
 }
@@ -82,6 +112,11 @@ pub trait Classify: Error + Send + Sync + 'static {
     fn is_authentication(&self) -> bool {
         false
     }
+
+    /// Whether an authentic backup is of another context than expected.
+    fn is_context_mismatch(&self) -> bool {
+        false
+    }
 }
 
 /// The library's error types answer for themselves.
@@ -94,7 +129,17 @@ macro_rules! classify_by_the_library {
         }
     )*};
 }
-classify_by_the_library!(BackupError, KeyringError, OpenError, RootKeyError);
+classify_by_the_library!(KeyringError, OpenError, RootKeyError);
+
+impl Classify for BackupError {
+    fn is_authentication(&self) -> bool {
+        BackupError::is_authentication(self)
+    }
+
+    fn is_context_mismatch(&self) -> bool {
+        matches!(self, BackupError::ContextMismatch { .. })
+    }
+}
 
 /// Files, pipes: never an authentication failure (the library reports those as its own
 /// error types).
@@ -104,7 +149,13 @@ impl Classify for serde_json::Error {}
 
 impl<E: Classify> From<E> for Failure {
     fn from(e: E) -> Self {
-        let class = if e.is_authentication() { Class::Authentication } else { Class::General };
+        let class = if e.is_authentication() {
+            Class::Authentication
+        } else if e.is_context_mismatch() {
+            Class::ContextMismatch
+        } else {
+            Class::General
+        };
         Self { class, what: None, error: Some(Box::new(e)) }
     }
 }
@@ -122,6 +173,24 @@ impl<T, E: Classify> Doing<T> for Result<T, E> {
             f.what = Some(what());
             f
         })
+    }
+}
+
+/// The exit status when stdout is a closed pipe: 128 + SIGPIPE, as a shell reports a
+/// process killed by it.
+pub const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// Writes one line to stdout; a closed pipe ends the process quietly with
+/// [`BROKEN_PIPE_STATUS`] (after deleting pending temporary files), any other error with 1.
+pub fn say(args: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        crate::stream::delete_pending();
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(BROKEN_PIPE_STATUS));
+        }
+        eprintln!("atrest: error: writing to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

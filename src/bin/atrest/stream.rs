@@ -2,7 +2,7 @@
 //! line for long streams.
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,11 +16,17 @@ const BUF: usize = 256 * 1024;
 
 /// Where a stream comes from.
 pub struct Input {
-    reader: Box<dyn Read>,
+    source: Source,
     /// "stdin" or the file name, for messages.
     pub name: String,
     /// The length, when known (a regular file).
     pub len: Option<u64>,
+}
+
+enum Source {
+    File(File),
+    Stdin(io::StdinLock<'static>),
+    Child(std::process::ChildStdout),
 }
 
 impl Input {
@@ -33,19 +39,70 @@ impl Input {
                 let name = p.display().to_string();
                 let f = File::open(p).doing(|| format!("opening {name}"))?;
                 let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                Ok(Self { reader: Box::new(f), name, len })
+                Ok(Self { source: Source::File(f), name, len })
             }
         }
     }
 
+    /// The stdout of a producer process.
+    pub fn child(out: std::process::ChildStdout, name: String) -> Self {
+        Self { source: Source::Child(out), name, len: None }
+    }
+
     fn stdin() -> Self {
-        Self { reader: Box::new(io::stdin().lock()), name: "stdin".into(), len: None }
+        Self { source: Source::Stdin(io::stdin().lock()), name: "stdin".into(), len: None }
+    }
+
+    /// This input as a file that can be read twice (to authenticate the whole stream before
+    /// any plaintext is released): a regular file as it is, anything else (a pipe, a FIFO)
+    /// spooled into an anonymous private temporary file in `$TMPDIR` (mode 0600, unlinked
+    /// from the start, so it is gone on exit or any signal), or refused if `spool` is false.
+    pub fn rewindable(self, spool: bool) -> Result<Self, Failure> {
+        let Self { source, name, len } = self;
+        let mut from = match source {
+            Source::File(f) if len.is_some() => return Ok(Self { source: Source::File(f), name, len }),
+            other => other,
+        };
+        if !spool {
+            return Err(Failure::usage(format!(
+                "{name} is not a regular file: it cannot be authenticated before decrypting without spooling it \
+                 (drop --no-spool, decrypt with -i FILE, or pass --stream-unverified and check the exit status)"
+            )));
+        }
+        let mut tmp = tempfile::tempfile().doing(|| "creating a spool file in $TMPDIR".into())?;
+        let n = match &mut from {
+            Source::File(f) => io::copy(f, &mut tmp),
+            Source::Stdin(s) => io::copy(s, &mut tmp),
+            Source::Child(c) => io::copy(c, &mut tmp),
+        }
+        .doing(|| format!("spooling {name} to a temporary file"))?;
+        tmp.seek(SeekFrom::Start(0)).doing(|| "rewinding the spool file".into())?;
+        Ok(Self { source: Source::File(tmp), name, len: Some(n) })
+    }
+
+    /// Back to the start (after [`Input::rewindable`]).
+    pub fn rewind(&mut self) -> Result<(), Failure> {
+        match &mut self.source {
+            Source::File(f) => f.seek(SeekFrom::Start(0)).map(|_| ()).doing(|| format!("rewinding {}", self.name)),
+            Source::Stdin(_) | Source::Child(_) => Err(Failure::usage("a pipe cannot be rewound")),
+        }
     }
 }
 
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        match &mut self.source {
+            Source::File(f) => f.read(buf),
+            Source::Stdin(s) => s.read(buf),
+            Source::Child(c) => c.read(buf),
+        }
+    }
+}
+
+/// Deletes the pending temporary output files (before exiting without unwinding).
+pub fn delete_pending() {
+    for p in PENDING.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        let _ = std::fs::remove_file(p);
     }
 }
 
@@ -56,9 +113,7 @@ static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub fn delete_temporary_files_on_interrupt() {
     // Failing to install the handler only loses the clean-up on interrupt.
     let _ = ctrlc::set_handler(|| {
-        for p in PENDING.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            let _ = std::fs::remove_file(p);
-        }
+        delete_pending();
         if io::stderr().is_terminal() {
             eprint!("\r\x1b[2K");
         }
@@ -83,24 +138,37 @@ impl Drop for Pending {
     }
 }
 
-/// Where a stream goes: stdout, or a file that appears only when [`Output::commit`] succeeds.
+/// Where a stream goes: stdout, a FIFO or character device written directly, or a file
+/// that appears only when [`Output::commit`] succeeds.
 pub enum Output {
     /// Standard output.
     Stdout(BufWriter<io::StdoutLock<'static>>),
-    /// A temporary file beside the target, renamed over it on commit, deleted on drop.
+    /// A FIFO or character device (`/dev/null`, `/dev/full`), written in place: never
+    /// replaced.
+    Device {
+        /// The opened device.
+        file: BufWriter<File>,
+        /// Its name, for messages.
+        target: PathBuf,
+    },
+    /// A temporary file beside the target, renamed to it on commit, deleted on drop.
     File {
         /// The temporary file.
         tmp: BufWriter<PendingFile>,
         /// The final name, for messages.
         target: PathBuf,
+        /// Replace an existing file (`--force`); otherwise commit only if none appeared.
+        force: bool,
         /// Deletes the temporary file if the process is interrupted.
         _pending: Pending,
     },
 }
 
 impl Output {
-    /// Stdout for `None` or `-`, otherwise a temporary file in the target's directory.
-    pub fn create(path: Option<&Path>) -> Result<Self, Failure> {
+    /// Stdout for `None` or `-`; a FIFO or character device as it is; otherwise a temporary
+    /// file in the target's directory (an existing target is refused unless `force`). Stale
+    /// temporary files of an earlier killed run to the same target are removed first.
+    pub fn create(path: Option<&Path>, force: bool) -> Result<Self, Failure> {
         let target = match path {
             None => return Ok(Self::stdout()),
             Some(p) if p == Path::new("-") => return Ok(Self::stdout()),
@@ -109,18 +177,44 @@ impl Output {
         if target.file_name().is_none() {
             return Err(Failure::usage(format!("{} is not a file name", target.display())));
         }
+        let name = target.display().to_string();
+        match std::fs::metadata(target) {
+            Ok(m) if is_device(&m) => {
+                let f = std::fs::OpenOptions::new().write(true).open(target).doing(|| format!("opening {name}"))?;
+                return Ok(Self::Device { file: BufWriter::with_capacity(BUF, f), target: target.to_path_buf() });
+            }
+            Ok(_) if !force => {
+                return Err(Failure::usage(format!(
+                    "{name} exists: refusing to replace it (pass --force to replace it)"
+                )));
+            }
+            _ => {}
+        }
+        atrest::fs::remove_dead_strays(target);
         let tmp = PendingFile::new(target)
             .doing(|| format!("creating a temporary file in {}", atrest::fs::parent_dir(target).display()))?;
         let pending = Pending::new(tmp.temp_path());
-        Ok(Self::File { tmp: BufWriter::with_capacity(BUF, tmp), target: target.to_path_buf(), _pending: pending })
+        Ok(Self::File {
+            tmp: BufWriter::with_capacity(BUF, tmp),
+            target: target.to_path_buf(),
+            force,
+            _pending: pending,
+        })
     }
 
     fn stdout() -> Self {
         Self::Stdout(BufWriter::with_capacity(BUF, io::stdout().lock()))
     }
 
+    /// Whether this is a file that appears only when complete (nothing unauthenticated can
+    /// reach a reader of it).
+    pub fn is_file(&self) -> bool {
+        matches!(self, Self::File { .. })
+    }
+
     /// Whether this is stdout and stdout is a terminal.
     pub fn is_terminal(&self) -> bool {
+        // (A device named with -o is never treated as a terminal: it was asked for.)
         matches!(self, Self::Stdout(_)) && io::stdout().is_terminal()
     }
 
@@ -128,7 +222,7 @@ impl Output {
     pub fn name(&self) -> String {
         match self {
             Self::Stdout(_) => "stdout".into(),
-            Self::File { target, .. } => target.display().to_string(),
+            Self::Device { target, .. } | Self::File { target, .. } => target.display().to_string(),
         }
     }
 
@@ -137,11 +231,18 @@ impl Output {
     pub fn commit(self) -> Result<(), Failure> {
         match self {
             Self::Stdout(mut w) => w.flush().doing(|| "writing to stdout".into()),
-            Self::File { tmp, target, _pending } => {
+            Self::Device { mut file, target } => file.flush().doing(|| format!("writing {}", target.display())),
+            Self::File { tmp, target, force, _pending } => {
                 let name = target.display().to_string();
                 let tmp =
                     tmp.into_inner().map_err(io::IntoInnerError::into_error).doing(|| format!("writing {name}"))?;
-                tmp.commit().doing(|| format!("renaming the output to {name}"))
+                if force {
+                    tmp.commit().doing(|| format!("renaming the output to {name}"))
+                } else {
+                    // Never over a file that appeared meanwhile (another writer won the race).
+                    tmp.commit_new()
+                        .doing(|| format!("{name} appeared while it was being written; this output was discarded"))
+                }
             }
         }
     }
@@ -151,6 +252,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::Stdout(w) => w.write(buf),
+            Self::Device { file, .. } => file.write(buf),
             Self::File { tmp, .. } => tmp.write(buf),
         }
     }
@@ -158,6 +260,7 @@ impl Write for Output {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Self::Stdout(w) => w.write_all(buf),
+            Self::Device { file, .. } => file.write_all(buf),
             Self::File { tmp, .. } => tmp.write_all(buf),
         }
     }
@@ -165,6 +268,7 @@ impl Write for Output {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Stdout(w) => w.flush(),
+            Self::Device { file, .. } => file.flush(),
             Self::File { tmp, .. } => tmp.flush(),
         }
     }
@@ -300,6 +404,18 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// A FIFO or character device: written in place, never replaced.
+#[cfg(unix)]
+fn is_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_fifo() || m.file_type().is_char_device()
+}
+
+#[cfg(not(unix))]
+fn is_device(_: &std::fs::Metadata) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,11 +432,11 @@ mod tests {
     fn output_file_appears_only_on_commit() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.bin");
-        let mut o = Output::create(Some(&target)).unwrap();
+        let mut o = Output::create(Some(&target), true).unwrap();
         o.write_all(b"partial").unwrap();
         drop(o);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut o = Output::create(Some(&target)).unwrap();
+        let mut o = Output::create(Some(&target), true).unwrap();
         o.write_all(b"complete").unwrap();
         assert!(!target.exists());
         o.commit().unwrap();

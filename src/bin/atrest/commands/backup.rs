@@ -1,22 +1,25 @@
 //! `atrest backup ...`.
 
+use std::io;
 use std::path::Path;
 
 use atrest::{
-    BackupContext, BackupError, BackupOptions, BackupReader, BackupWriter, Tenant, inspect_backup,
-    rewrap_backup_header, verify_backup,
+    BackupContext, BackupError, BackupOptions, BackupReader, BackupWriter, Tenant, inspect_backup, rewrap_backup_header,
 };
 
-use crate::args::{BackupCommand, BackupContextArgs, KeyArgs};
+use super::summary;
+use crate::args::{BackupCommand, BackupContextArgs, KeyArgs, Kind};
 use crate::failure::{Doing, Failure};
 use crate::keys;
+use crate::producer::Producer;
 use crate::stream::{self, Counting, Input, Output, Progress};
 
 /// `atrest backup ...`.
 pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
     match cmd {
-        BackupCommand::Encrypt { context, chunk_size, threads, io } => {
+        BackupCommand::Encrypt { context, chunk_size, threads, io, allow_empty, producer, json } => {
             let (tenant, ctx) = open(keys_args, context)?;
+            let ctx = ctx.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
             let mut opts = BackupOptions::default();
             if let Some(n) = chunk_size {
                 opts = opts.chunk_size(*n);
@@ -24,13 +27,17 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             if let Some(n) = threads {
                 opts = opts.threads(usize::from(*n));
             }
-            let input = Input::open(io.input.as_deref())?;
-            let output = Output::create(io.output.as_deref())?;
+            let output = Output::create(io.output.as_deref(), io.force)?;
             if output.is_terminal() {
                 return Err(Failure::usage(
                     "refusing to write an encrypted stream to a terminal: redirect stdout or use -o FILE",
                 ));
             }
+            let mut child = Producer::spawn(producer)?;
+            let input = match child.as_mut() {
+                Some(p) => p.input()?,
+                None => Input::open(io.input.as_deref())?,
+            };
             let (in_name, out_name) = (input.name.clone(), output.name());
             let mut w = BackupWriter::new(&tenant, &ctx, opts, output).doing(|| "starting the backup stream".into())?;
             let total = input.len;
@@ -38,22 +45,48 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let copied = w.copy_from(&mut src);
             let read_failed = src.failed();
             drop(src.finish());
-            match copied {
-                Ok(_) => {}
+            // A producer that failed makes the backup fail, whatever was read: the stream is
+            // never finished (no final chunk), and a temporary output file is deleted.
+            if let Some(p) = child {
+                p.wait()?;
+            }
+            let n = match copied {
+                Ok(n) => n,
                 Err(BackupError::Io(e)) if read_failed => return Err(e).doing(|| format!("reading {in_name}")),
                 Err(e) => return Err(e).doing(|| format!("encrypting to {out_name}")),
+            };
+            if n == 0 && !*allow_empty {
+                return Err(Failure::general(format!(
+                    "{in_name} was empty: refusing to write an empty backup (a failed dump is often empty; pass --allow-empty if it is meant to be)"
+                )));
             }
             // `output` (in `w`) is dropped on any error: a temporary output file is deleted.
             let output = w.finish().doing(|| format!("finishing the backup stream to {out_name}"))?;
-            output.commit()
+            let to_stdout = io.output.as_deref().is_none_or(|p| p == Path::new("-"));
+            output.commit()?;
+            let v = summary::backup("encrypt", &out_name, io.output.as_deref(), tenant.id().as_str(), &ctx, n);
+            summary::emit(&v, *json, to_stdout);
+            Ok(())
         }
-        BackupCommand::Decrypt { context, io } => {
+        BackupCommand::Decrypt { context, io, stream_unverified, no_spool } => {
             let (tenant, ctx) = open(keys_args, context)?;
-            let input = Input::open(io.input.as_deref())?;
+            let mut input = Input::open(io.input.as_deref())?;
             let in_name = input.name.clone();
+            let output = Output::create(io.output.as_deref(), io.force)?;
+            if !output.is_file() && !*stream_unverified {
+                // Authenticate the whole stream before any plaintext reaches a pipe or FIFO.
+                input = input.rewindable(!*no_spool)?;
+                let total = input.len;
+                let mut src = Counting::new(&mut input, Progress::new("verifying", total));
+                let verified = BackupReader::open(&tenant, ctx.as_ref(), &mut src)
+                    .and_then(|mut r| r.copy_to(io::sink()))
+                    .doing(|| format!("verifying {in_name} before decrypting"));
+                src.finish();
+                verified?;
+                input.rewind()?;
+            }
             let total = input.len;
-            let output = Output::create(io.output.as_deref())?;
-            let mut r = BackupReader::new(&tenant, &ctx, input).doing(|| format!("decrypting {in_name}"))?;
+            let mut r = BackupReader::open(&tenant, ctx.as_ref(), input).doing(|| format!("decrypting {in_name}"))?;
             let out_name = output.name();
             let mut dst = Counting::new(output, Progress::new("decrypting", total));
             let copied = r.copy_to(&mut dst);
@@ -66,29 +99,79 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
                 Err(e) => Err(e).doing(|| format!("decrypting {in_name}")),
             }
         }
-        BackupCommand::Verify { context, input } => {
+        BackupCommand::Verify { context, input: path, json } => {
             let (tenant, ctx) = open(keys_args, context)?;
-            let input = Input::open(input.as_deref())?;
+            let input = Input::open(path.as_deref())?;
             let name = input.name.clone();
-            let n = verify_backup(&tenant, &ctx, input).doing(|| format!("verifying {name}"))?;
-            println!("{name}: authentic, {n} bytes of plaintext ({})", stream::human_bytes(n));
+            let (n, ctx) = BackupReader::open(&tenant, ctx.as_ref(), input)
+                .and_then(|mut r| Ok((r.copy_to(&mut std::io::sink())?, r.context().clone())))
+                .doing(|| format!("verifying {name}"))?;
+            let mut v = summary::backup("verify", &name, path.as_deref(), tenant.id().as_str(), &ctx, n);
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("authentic".into(), true.into());
+            }
+            if *json {
+                summary::emit(&v, true, false);
+            } else {
+                println!("{name}: authentic, {n} bytes of plaintext ({})", stream::human_bytes(n));
+            }
             Ok(())
         }
         BackupCommand::Inspect { file, json } => inspect(file, *json),
-        BackupCommand::Rewrap { file, tenant } => {
-            let k = keys::keyring(keys_args)?;
-            let t = k.tenant(tenant).doing(|| format!("tenant '{tenant}'"))?;
-            let v = rewrap_backup_header(&t, file).doing(|| format!("re-wrapping {}", file.display()))?;
-            println!("{}: data key now wrapped under {v}", file.display());
-            Ok(())
-        }
+        BackupCommand::Rewrap { file, tenant, verify, json } => rewrap(keys_args, file, tenant, *verify, *json),
     }
 }
 
-fn open(keys_args: &KeyArgs, c: &BackupContextArgs) -> Result<(Tenant, BackupContext), Failure> {
+/// `atrest backup rewrap`: says whether anything changed; `--verify` authenticates the whole
+/// stream afterwards.
+fn rewrap(keys_args: &KeyArgs, file: &Path, tenant: &str, verify: bool, json: bool) -> Result<(), Failure> {
+    let k = keys::keyring(keys_args)?;
+    let t = k.tenant(tenant).doing(|| format!("tenant '{tenant}'"))?;
+    let name = file.display().to_string();
+    let before = inspect_backup(Input::open(Some(file))?).doing(|| format!("reading the header of {name}"))?;
+    let v = rewrap_backup_header(&t, file).doing(|| format!("re-wrapping {name}"))?;
+    let changed = v != before.key_version;
+    let mut plaintext_bytes = None;
+    if verify {
+        let n = BackupReader::open(&t, None, Input::open(Some(file))?)
+            .and_then(|mut r| r.copy_to(&mut std::io::sink()))
+            .doing(|| format!("verifying {name} (a version 1 stream needs `backup verify` with its context)"))?;
+        plaintext_bytes = Some(n);
+    }
+    if json {
+        let out = serde_json::json!({
+            "command": "rewrap", "file": name, "from": before.key_version.to_string(), "to": v.to_string(),
+            "changed": changed, "verified": verify, "plaintext_bytes": plaintext_bytes,
+        });
+        println!("{out}");
+    } else if changed {
+        println!("{name}: data key re-wrapped from {} to {v}", before.key_version);
+    } else {
+        println!("{name}: already under {v}, nothing changed");
+    }
+    if let Some(n) = plaintext_bytes.filter(|_| !json) {
+        println!("{name}: authentic, {n} bytes of plaintext");
+    }
+    Ok(())
+}
+
+/// The tenant and the context the flags name (`None` without `--snapshot`).
+fn open(keys_args: &KeyArgs, c: &BackupContextArgs) -> Result<(Tenant, Option<BackupContext>), Failure> {
+    if matches!(c.kind, Some(Kind::Full)) && c.parent.is_some() {
+        return Err(Failure::usage("--kind full takes no --parent (a full backup has no parent)"));
+    }
+    if matches!(c.kind, Some(Kind::Incremental)) && c.parent.is_none() {
+        return Err(Failure::usage("--kind incremental needs --parent"));
+    }
+    let ctx = match &c.snapshot {
+        Some(s) => Some(BackupContext::new(s, c.parent.as_deref(), c.kind(), c.sequence.unwrap_or(0))),
+        None if c.parent.is_some() || c.kind.is_some() || c.sequence.is_some() => {
+            return Err(Failure::usage("--parent, --kind and --sequence need --snapshot"));
+        }
+        None => None,
+    };
     let k = keys::keyring(keys_args)?;
     let t = k.tenant(&c.tenant).doing(|| format!("tenant '{}'", c.tenant))?;
-    let ctx = BackupContext::new(&c.snapshot, c.parent.as_deref(), c.kind(), c.sequence);
     Ok((t, ctx))
 }
 
@@ -131,6 +214,7 @@ fn print_fields(indent: &str, v: &serde_json::Value) {
                 print_fields(&format!("{indent}  "), v);
             }
             serde_json::Value::String(s) => println!("{indent}{k:<width$}  {s}"),
+            serde_json::Value::Null => {}
             other => println!("{indent}{k:<width$}  {other}"),
         }
     }

@@ -1,0 +1,121 @@
+//! Batches on all cores (`Tenant::seal_batch`, `open_batch`, `rewrap_batch`): results in
+//! input order across windows, per-item errors that never stop a batch; the key cache's
+//! capacity; one record sealer shared by every handle of a tenant.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use atrest::{BULK_WINDOW, Context, Keyring, KeyringOptions, LocalRootKey, OpenError, RewrapError};
+
+fn keyring() -> Keyring {
+    Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap()
+}
+
+fn prefix(record: &[u8]) -> [u8; 12] {
+    record[6..18].try_into().unwrap()
+}
+
+fn rows(n: usize) -> Vec<(Vec<u8>, Context)> {
+    (0..n).map(|i| (format!("value {i}").into_bytes(), Context::new().with("row", i.to_string()))).collect()
+}
+
+#[test]
+fn seal_and_open_batches_keep_order_and_report_items() {
+    let t = keyring().tenant("acme").unwrap();
+    let n = 2 * BULK_WINDOW + 17;
+    let rows = rows(n);
+    let mut sealed = Vec::new();
+    let count = t.seal_batch(rows.iter().map(|(v, c)| (v.as_slice(), c)), |i, r| {
+        assert_eq!(i, sealed.len());
+        sealed.push(r.unwrap());
+    });
+    assert_eq!(count, n);
+    // Spoil some: a flipped byte, a wrong context, garbage.
+    let bad = [3usize, BULK_WINDOW, n - 1];
+    sealed[3][40] ^= 1;
+    let wrong = Context::new().with("row", "elsewhere");
+    sealed[n - 1] = b"not a record".to_vec();
+    let items =
+        sealed.iter().zip(&rows).enumerate().map(|(i, (s, (_, c)))| (s, if i == BULK_WINDOW { &wrong } else { c }));
+    let mut seen = 0;
+    t.open_batch(items, |i, r| {
+        assert_eq!(i, seen);
+        seen += 1;
+        if bad.contains(&i) {
+            assert!(r.is_err(), "item {i} opened");
+        } else {
+            assert_eq!(r.unwrap(), rows[i].0, "item {i}");
+        }
+    });
+    assert_eq!(seen, n);
+    assert!(matches!(t.open(&sealed[3], &rows[3].1), Err(OpenError::Authentication)));
+    // Owned items and an empty batch.
+    assert_eq!(t.seal_batch(Vec::<(Vec<u8>, Context)>::new(), |_, _| panic!("no items")), 0);
+}
+
+#[test]
+fn parallel_rewrap_batch_reports_in_order() {
+    let keyring = keyring();
+    let t = keyring.tenant("acme").unwrap();
+    let n = BULK_WINDOW + 100;
+    let rows = rows(n);
+    let mut sealed: Vec<Vec<u8>> = rows.iter().map(|(v, c)| t.seal(v, c).unwrap()).collect();
+    keyring.rotate().unwrap();
+    // Some already current, some broken.
+    sealed[0] = t.seal(&rows[0].0, &rows[0].1).unwrap();
+    sealed[5] = b"garbage".to_vec();
+    sealed[BULK_WINDOW + 1][30] ^= 1;
+    let before = sealed.clone();
+    let mut progress = Vec::new();
+    let report = t.rewrap_batch(sealed.iter_mut().zip(rows.iter().map(|(_, c)| c)), |k| progress.push(k));
+    assert_eq!(progress, (1..=n).collect::<Vec<_>>());
+    assert_eq!(report.already_current, 1);
+    assert_eq!(report.rewrapped, n - 3);
+    let failed: Vec<usize> = report.failed.iter().map(|(i, _)| *i).collect();
+    assert_eq!(failed, [5, BULK_WINDOW + 1]);
+    assert!(matches!(report.failed[1].1, RewrapError::Open(_)));
+    assert_eq!(sealed[5], before[5]);
+    assert_eq!(sealed[BULK_WINDOW + 1], before[BULK_WINDOW + 1]);
+    for (i, (s, (v, c))) in sealed.iter().zip(&rows).enumerate() {
+        if i != 5 && i != BULK_WINDOW + 1 {
+            assert!(!t.needs_rewrap(s).unwrap());
+            assert_eq!(&t.open(s, c).unwrap(), v);
+        }
+    }
+}
+
+#[test]
+fn cache_holds_at_most_its_capacity() {
+    let keyring =
+        Keyring::in_memory_with(LocalRootKey::generate().unwrap(), KeyringOptions::default().cache_capacity(64))
+            .unwrap();
+    assert_eq!(KeyringOptions::default().cache_capacity_keys(), atrest::DEFAULT_CACHE_CAPACITY);
+    let ctx = Context::new();
+    let hot = keyring.tenant("hot").unwrap();
+    let sealed = hot.seal(b"x", &ctx).unwrap();
+    for i in 0..1000 {
+        let t = keyring.tenant(&format!("tenant-{i}")).unwrap();
+        let r = t.seal(b"x", &ctx).unwrap();
+        assert_eq!(t.open(&r, &ctx).unwrap(), b"x");
+        assert!(keyring.cached_keys() <= 64, "{} cached", keyring.cached_keys());
+    }
+    // Evicted tenants derive again and still open what they sealed.
+    assert_eq!(keyring.tenant("hot").unwrap().open(&sealed, &ctx).unwrap(), b"x");
+}
+
+#[test]
+fn handles_share_one_sealer_while_cached() {
+    let keyring = keyring();
+    let ctx = Context::new().with("row", "1");
+    let a = keyring.tenant("acme").unwrap().seal(b"one", &ctx).unwrap();
+    let b = keyring.tenant("acme").unwrap().seal(b"two", &ctx).unwrap();
+    let c = keyring.tenant("other").unwrap().seal(b"three", &ctx).unwrap();
+    assert_eq!(prefix(&a), prefix(&b), "a new handle built its own sealer");
+    assert_ne!(prefix(&a), prefix(&c));
+    assert_ne!(a[18..30], b[18..30], "nonce suffixes repeat");
+    // After a change of the keyring (cache cleared) the sealer is built again.
+    keyring.rotate().unwrap();
+    let d = keyring.tenant("acme").unwrap().seal(b"four", &ctx).unwrap();
+    assert_ne!(prefix(&a), prefix(&d));
+    let t = keyring.tenant("acme").unwrap();
+    assert_eq!(t.open(&a, &ctx).unwrap(), b"one");
+    assert_eq!(t.open(&d, &ctx).unwrap(), b"four");
+}
