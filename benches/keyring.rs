@@ -8,8 +8,8 @@
 //! `ATREST_GUARD_ROUNDS` (default 15) rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
-#[path = "../tests/common/pg_server.rs"]
-mod pg_server;
+#[path = "../tests/common/postgres.rs"]
+mod pg;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -36,13 +36,14 @@ fn seal_loop(t: &Tenant, ctx: &Context, data: &[u8]) -> Duration {
 
 fn main() {
     let rounds = std::env::var("ATREST_GUARD_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15usize).max(3);
-    let server = pg_server::PgServer::start();
+    let server =
+        pg::PgServer::start("the keyring bench").expect("the keyring bench needs PostgreSQL's server binaries");
     let dir = tempfile::tempdir().unwrap();
     let root_path = dir.path().join("root.key");
     LocalRootKey::generate_file(&root_path).unwrap();
     let root = || LocalRootKey::from_file(&root_path).unwrap();
     let file = KeyringLocation::File(dir.path().join("keyring.atrk"));
-    let pg = KeyringLocation::parse(&server.url("atrest_keyrings", "bench"));
+    let pg = KeyringLocation::parse(&format!("{}?keyring=bench", server.url("postgres")));
     let opts = KeyringOptions::default();
     let kf = Keyring::create_at(&file, root(), opts.clone()).unwrap();
     let kp = Keyring::create_at(&pg, root(), opts.clone()).unwrap();

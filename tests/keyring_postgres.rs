@@ -10,8 +10,8 @@
 mod common;
 #[path = "common/fleet.rs"]
 mod fleet;
-#[path = "common/pg_server.rs"]
-mod pg_server;
+#[path = "common/postgres.rs"]
+mod pg;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use atrest::{
     MasterVersion, OpenError, SealError, record_info,
 };
 use fleet::{Event, Spec};
-use pg_server::PgServer;
+use pg::PgServer;
 
 /// The worker role: does nothing unless started by a test as a worker process.
 #[test]
@@ -43,12 +43,33 @@ fn loc(url: &str) -> KeyringLocation {
     KeyringLocation::parse(url)
 }
 
-#[test]
-fn postgres_changes_reach_every_process_within_the_bound() {
-    let server = PgServer::start();
+/// A fresh server, a temp dir with a root key, and the URL of keyring `name` in `table`.
+struct Setup {
+    server: PgServer,
+    dir: tempfile::TempDir,
+    root_path: PathBuf,
+    url: String,
+}
+
+/// `None` (the test does not run) only without PostgreSQL and without
+/// `ATREST_REQUIRE_POSTGRES=1`, which `scripts/test` sets.
+fn setup(table: &str, name: &str) -> Option<Setup> {
+    let server = PgServer::start("the PostgreSQL keyring store tests")?;
     let dir = tempfile::tempdir().unwrap();
     let root_path = new_root(dir.path());
-    let url = server.url("atrest_keyrings", "prop");
+    let url = keyring_url(&server, table, name);
+    Some(Setup { server, dir, root_path, url })
+}
+
+fn keyring_url(server: &PgServer, table: &str, name: &str) -> String {
+    format!("{}?table={table}&keyring={name}", server.url("postgres"))
+}
+
+#[test]
+fn postgres_changes_reach_every_process_within_the_bound() {
+    let Some(Setup { server: _server, dir, root_path, url }) = setup("atrest_keyrings", "prop") else {
+        return;
+    };
     Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()).unwrap();
     let latencies = fleet::propagation(&url, dir.path(), &root_path, DEFAULT_STALENESS);
     fleet::report("postgres store", &latencies, DEFAULT_STALENESS, Duration::from_millis(1000));
@@ -56,10 +77,9 @@ fn postgres_changes_reach_every_process_within_the_bound() {
 
 #[test]
 fn postgres_fleet_of_six_changing_at_once_loses_nothing() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("fleet", "main");
+    let Some(Setup { server: _server, dir, root_path, url }) = setup("fleet", "main") else {
+        return;
+    };
     let keyring = Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()).unwrap();
     let bound = DEFAULT_STALENESS;
     let specs: Vec<Spec> = (0..6)
@@ -156,10 +176,9 @@ fn postgres_fleet_of_six_changing_at_once_loses_nothing() {
 
 #[test]
 fn postgres_stopped_mid_run_serves_then_refuses_then_recovers() {
-    let mut server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("atrest_keyrings", "default");
+    let Some(Setup { mut server, dir: _dir, root_path, url }) = setup("atrest_keyrings", "default") else {
+        return;
+    };
     Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()).unwrap();
     let max_unavailable = Duration::from_secs(2);
     let staleness = Duration::from_millis(200);
@@ -211,10 +230,9 @@ fn postgres_stopped_mid_run_serves_then_refuses_then_recovers() {
 
 #[test]
 fn postgres_rollback_substitution_and_existing_rows_are_refused() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("kr", "main");
+    let Some(Setup { server, dir, root_path, url }) = setup("kr", "main") else {
+        return;
+    };
     let anchor = dir.path().join("anchor");
     let opts = KeyringOptions::default().staleness(Duration::from_millis(100)).revision_anchor(&anchor);
     let k = Keyring::create_at(&loc(&url), root(&root_path), opts.clone()).unwrap();
@@ -222,12 +240,13 @@ fn postgres_rollback_substitution_and_existing_rows_are_refused() {
         Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()),
         Err(KeyringError::AlreadyExists(_))
     ));
-    let missing = Keyring::open_at(&loc(&server.url("kr", "nope")), root(&root_path), KeyringOptions::default());
+    let missing =
+        Keyring::open_at(&loc(&keyring_url(&server, "kr", "nope")), root(&root_path), KeyringOptions::default());
     assert!(
         matches!(&missing, Err(KeyringError::Store { reason, .. }) if reason.contains("no keyring named")),
         "{missing:?}"
     );
-    let mut db = server.client();
+    let mut db = postgres::Client::connect(&server.conn_str("postgres"), postgres::NoTls).unwrap();
     let old = db.query_one("SELECT revision, document FROM kr WHERE name = 'main'", &[]).unwrap();
     let (old_rev, old_doc): (i64, Vec<u8>) = (old.get(0), old.get(1));
     assert_eq!(k.rotate().unwrap(), MasterVersion::new(2));
@@ -243,7 +262,8 @@ fn postgres_rollback_substitution_and_existing_rows_are_refused() {
     let fresh = Keyring::open_at(&loc(&url), root(&root_path), opts.clone());
     assert!(matches!(fresh, Err(KeyringError::RolledBack { seen: 1, offered: 0 })), "{fresh:?}");
 
-    Keyring::create_at(&loc(&server.url("kr", "other")), root(&root_path), KeyringOptions::default()).unwrap();
+    Keyring::create_at(&loc(&keyring_url(&server, "kr", "other")), root(&root_path), KeyringOptions::default())
+        .unwrap();
     db.execute(
         "UPDATE kr SET revision = 7, document = (SELECT document FROM kr WHERE name = 'other') WHERE name = 'main'",
         &[],
@@ -256,10 +276,9 @@ fn postgres_rollback_substitution_and_existing_rows_are_refused() {
 
 #[test]
 fn postgres_status_shows_each_live_handle_and_its_revision() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("atrest_keyrings", "default");
+    let Some(Setup { server: _server, dir, root_path, url }) = setup("atrest_keyrings", "default") else {
+        return;
+    };
     let opts = KeyringOptions::default().staleness(Duration::from_millis(200));
     let k1 = Keyring::create_at(&loc(&url), root(&root_path), opts.clone()).unwrap();
     let k2 = Keyring::open_at(&loc(&url), root(&root_path), opts).unwrap();
@@ -291,10 +310,9 @@ fn postgres_status_shows_each_live_handle_and_its_revision() {
 #[cfg(feature = "cli")]
 #[test]
 fn cli_keyring_in_postgres_and_migrate() {
-    let server = PgServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let root_path = new_root(dir.path());
-    let url = server.url("cli_keyrings", "prod");
+    let Some(Setup { server, dir, root_path, url }) = setup("cli_keyrings", "prod") else {
+        return;
+    };
     let file = dir.path().join("copy.atrk");
     let atrest = |keyring: &str, args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_atrest"))
@@ -322,7 +340,7 @@ fn cli_keyring_in_postgres_and_migrate() {
     assert_ne!(code, Some(0), "{out}");
     let (code, out) = atrest(file.to_str().unwrap(), &["keyring", "migrate", "--to", &url]);
     assert!(code != Some(0) && out.contains("already exists"), "{out}");
-    let other = server.url("cli_keyrings", "copy");
+    let other = keyring_url(&server, "cli_keyrings", "copy");
     assert_eq!(atrest(file.to_str().unwrap(), &["keyring", "migrate", "--to", &other]).0, Some(0));
     let (code, out) = atrest(&other, &["keyring", "status", "--json"]);
     assert!(code == Some(0) && out.contains(&format!("\"id\": {}", st["id"])), "{out}");

@@ -41,7 +41,14 @@ impl Keyring {
     /// Loads the store's document and installs it if it is newer. Returns whether it was.
     pub(super) fn refresh(&self) -> Result<bool, KeyringError> {
         let store = self.inner.store.as_deref().ok_or(KeyringError::NoFile)?;
-        let (state, digest) = load(store, self.state().root.clone())?;
+        let root = self.state().root.clone();
+        let (mut state, mut digest) = load(store, root.clone())?;
+        if state.id == self.id() && state.revision < self.state().revision {
+            // Maybe not a rollback but a read that raced with a newer install (by the
+            // watcher, another thread's reload, or a change made here) between our read and
+            // now: a real rollback is still there when we look again, after that install.
+            (state, digest) = load(store, root)?;
+        }
         self.accept(state, digest)
     }
 

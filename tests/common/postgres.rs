@@ -137,7 +137,7 @@ impl PgServer {
         std::fs::remove_file(&pwfile).unwrap();
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\n\
-             synchronous_commit = off\nfull_page_writes = off\nmax_connections = 20\n",
+             synchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\n",
             s.port,
             s.dir.path().join("sock").display()
         );
@@ -146,11 +146,17 @@ impl PgServer {
         text.push_str(&conf);
         std::fs::write(&conf_path, text).unwrap();
 
-        let log = s.dir.path().join("server.log");
-        let out = s
+        s.resume();
+        s
+    }
+
+    /// Starts the server (again, after [`PgServer::stop`]): same data, same port.
+    pub fn resume(&mut self) {
+        let log = self.dir.path().join("server.log");
+        let out = self
             .server_cmd("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(self.data())
             .arg("-l")
             .arg(&log)
             .args(["-w", "-t", "120", "start"])
@@ -163,8 +169,15 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        s.started = true;
-        s
+        self.started = true;
+    }
+
+    /// Stops the server (fast shutdown: open connections are terminated), keeping its data.
+    pub fn stop(&mut self) {
+        let out =
+            self.server_cmd("pg_ctl").arg("-D").arg(self.data()).args(["-m", "fast", "-w", "stop"]).output().unwrap();
+        check(&out, "pg_ctl stop");
+        self.started = false;
     }
 
     fn data(&self) -> PathBuf {
@@ -194,6 +207,11 @@ impl PgServer {
     /// The directory with PostgreSQL's binaries (`psql`, `pg_dump`...).
     pub fn bindir(&self) -> &Path {
         &self.bin
+    }
+
+    /// A `postgres://` URL for `db` as the `postgres` superuser (password included).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres:{}@127.0.0.1:{}/{db}", self.password, self.port)
     }
 
     /// A libpq-style connection string for `db` as the `postgres` superuser.
