@@ -21,18 +21,20 @@ const WRAP_VERSION: u8 = 1;
 /// A root key only ever wraps keyring secrets (master keys and the keyring's integrity
 /// key); it never touches data. Implementations must be safe to call from several threads.
 ///
-/// Implementations in this crate: [`LocalRootKey`] (key file or environment variable) and,
-/// with feature `pkcs11`, `Pkcs11RootKey` (an AES-256 key inside an HSM, used through
-/// `CKM_AES_GCM`).
+/// Implementations in this crate: [`LocalRootKey`] (key file or environment variable); with
+/// feature `pkcs11`, `Pkcs11RootKey` (an AES-256 key inside an HSM, used through
+/// `CKM_AES_GCM`); with feature `vault`, `VaultTransitRoot` (a Vault / OpenBao transit key);
+/// with feature `aws-kms`, `AwsKmsRoot` (an AWS KMS key). [`RootKeyUri`](crate::RootKeyUri)
+/// names any of them with one URI syntax.
 ///
 /// # Security
 /// `wrap` must be an authenticated encryption that binds `aad`: `unwrap` with any other
 /// `aad`, or of modified bytes, must fail with [`RootKeyError::Authentication`] and never
 /// return unauthenticated key material.
 ///
-/// # Cloud KMS providers (not implemented)
-/// A network KMS fits the same three methods; no such provider ships with this crate.
-/// What one would need:
+/// # Key management service providers
+/// A network KMS fits the same three methods. The Vault / OpenBao transit and AWS KMS
+/// providers follow these rules; another (GCP Cloud KMS) would need the same:
 /// - **Binding `aad`.** AWS KMS `Encrypt`/`Decrypt` with `EncryptionContext` (a string map:
 ///   put `aad` in one entry, hex or base64 encoded; KMS authenticates it and logs it in
 ///   CloudTrail, so it must stay non-secret, which the keyring's `aad` is). GCP Cloud KMS
