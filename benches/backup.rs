@@ -100,7 +100,13 @@ fn backup(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("reader_decrypt", format!("{threads}t")), |b| {
             b.iter(|| {
-                let mut r = BackupReader::with_threads(&tenant, &ctx, black_box(&stream[..]), threads).unwrap();
+                let mut r = BackupReader::with_options(
+                    &tenant,
+                    &ctx,
+                    black_box(&stream[..]),
+                    BackupOptions::default().threads(threads),
+                )
+                .unwrap();
                 black_box(io::copy(&mut r, &mut Sink(0)).unwrap())
             })
         });

@@ -2,6 +2,7 @@
 //! are meaningful even on a shared machine (absolute numbers from different runs are not).
 //!
 //! `cargo bench --features aws-lc --bench peers` (about two minutes; `-- <filter>` for less).
+//! `age` is a dependency of the bench crate (`benches/Cargo.toml`), not of atrest.
 //!
 //! Backups, 64 MiB of the same plaintext, in 1 MiB chunks / messages:
 //!

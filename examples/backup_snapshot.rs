@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. A full backup, streamed through BackupWriter as a dump tool's output would be.
     let full_ctx = BackupContext::full("acme-2026-05-01");
     let full_data = dump(60_000, "full");
-    let full_path = dir.path().join("acme-2026-05-01.full.atb");
+    let full_path = dir.path().join("acme-2026-05-01.full.atrb");
     let mut w =
         BackupWriter::new(&acme, &full_ctx, BackupOptions::default(), BufWriter::new(File::create(&full_path)?))?;
     io::copy(&mut &full_data[..], &mut w)?;
@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. An incremental backup bound to its parent and its place in the chain.
     let incr_ctx = BackupContext::incremental("acme-2026-05-02", "acme-2026-05-01", 1);
     let incr_data = dump(5_000, "incr");
-    let incr_path = dir.path().join("acme-2026-05-02.incr.atb");
+    let incr_path = dir.path().join("acme-2026-05-02.incr.atrb");
     let opts = BackupOptions::default().chunk_size(64 << 10).threads(2);
     let mut w = BackupWriter::new(&acme, &incr_ctx, opts, File::create(&incr_path)?)?;
     w.write_all(&incr_data)?;

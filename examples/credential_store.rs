@@ -53,7 +53,10 @@ impl CredentialStore<'_> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let keyring = Keyring::create(&dir.path().join("keyring.atrk"), LocalRootKey::generate()?)?;
+    // The root key goes to a file (mode 0600) next to the keyring here; keep it apart from the
+    // data in a real deployment. A root key that is never saved cannot reopen the keyring.
+    let root = LocalRootKey::generate_file(&dir.path().join("root.key"))?;
+    let keyring = Keyring::create(&dir.path().join("keyring.atrk"), root)?;
     let tenant = keyring.tenant("acme")?;
     let path = dir.path().join("credentials.json");
     let store = CredentialStore { tenant: &tenant, path: &path };

@@ -10,7 +10,7 @@
 //! Without `--force` it refuses to overwrite existing golden files. The committed test root
 //! key (`root.key`) is reused if present, so records stay tied to the same public test key.
 //!
-//! To add golden files that the spec (`tests/golden_spec/mod.rs`) lists but the folder does
+//! To add golden files that the spec (`tests/common/golden.rs`) lists but the folder does
 //! not hold yet, without touching any existing file:
 //!
 //! ```text
@@ -22,8 +22,8 @@
 //! ones. The backup streams were added this way after the keyring and records.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-#[path = "../tests/golden_spec/mod.rs"]
-mod golden_spec;
+#[path = "../tests/common/golden.rs"]
+mod golden;
 
 use std::error::Error;
 use std::io::Write;
@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use atrest::{BackupOptions, Keyring, LocalRootKey, RootKey, Suite, encrypt_backup};
-use golden_spec as g;
+use golden as g;
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Box<dyn Error>> {
     std::fs::write(dir.join(name), bytes)?;

@@ -7,14 +7,39 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use std::time::Duration;
+
 use atrest::{
-    BackupContext, BackupOptions, Context, DestroyConfirmation, KeyState, Keyring, LocalRootKey, OpenError,
-    decrypt_backup, encrypt_backup, key_version_census, rewrap_backup_header,
+    BackupContext, BackupOptions, Context, DestroyConfirmation, KeyState, Keyring, KeyringError, KeyringLocation,
+    KeyringOptions, LocalRootKey, MasterVersion, OpenError, ShredEvidence, decrypt_backup, encrypt_backup,
+    key_version_census, rewrap_backup_header,
 };
+
+/// Destroys `v` once its grace period has passed (a few seconds in this demo; 24 hours by
+/// default, so that every server has stopped using it and the disable can still be undone).
+fn destroy_after_grace(keyring: &Keyring, v: MasterVersion) -> Result<(), KeyringError> {
+    keyring.set_state(v, KeyState::Disabled)?;
+    let confirm = DestroyConfirmation::data_under_this_version_is_lost(v);
+    loop {
+        match keyring.destroy(v, confirm) {
+            Err(KeyringError::GracePeriod { remaining_secs, .. }) => {
+                println!("   waiting {remaining_secs} s for {v}'s grace period");
+                std::thread::sleep(Duration::from_secs(remaining_secs));
+            }
+            other => return other,
+        }
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let keyring = Keyring::create(&dir.path().join("keyring.atrk"), LocalRootKey::generate()?)?;
+    // The root key goes to a file (mode 0600) next to the keyring here; keep it apart from the
+    // data in a real deployment. A root key that is never saved cannot reopen the keyring.
+    let root = LocalRootKey::generate_file(&dir.path().join("root.key"))?;
+    let location = KeyringLocation::File(dir.path().join("keyring.atrk"));
+    // A short grace period for the demo (the default is 24 hours).
+    let options = KeyringOptions::default().destroy_grace(Duration::from_secs(1));
+    let keyring = Keyring::create_at(&location, root, options)?;
     let acme = keyring.tenant("acme")?;
     let globex = keyring.tenant("globex")?;
 
@@ -57,8 +82,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         after.len()
     );
 
-    // Destroy v1: irreversible, needs the explicit confirmation.
-    keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1))?;
+    // Destroy v1: irreversible; needs it disabled for a grace period, and an explicit confirmation.
+    destroy_after_grace(&keyring, v1)?;
     let restored = decrypt_backup(&acme, &snapshot, &std::fs::read(&backup_path)?)?;
     println!(
         "6. destroyed v1; rewrapped records open: {}; backup restores {} bytes",
@@ -75,7 +100,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Crypto-shred acme: refused at once; complete once every version that existed is destroyed.
-    keyring.shred_tenant("acme")?;
+    // The record proves that "acme" exists: a misspelled id would be refused.
+    keyring.shred_tenant("acme", ShredEvidence::Record { sealed: &records[0], context: &contexts[0] })?;
     let shred = || keyring.status().tenants.into_iter().find(|t| t.id == "acme").and_then(|t| t.shred);
     println!("8. shredded acme: open now fails with: {}", acme.open(&records[0], &contexts[0]).unwrap_err());
     let pending: Vec<String> = shred().unwrap().pending_versions.iter().map(ToString::to_string).collect();
@@ -83,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let v3 = keyring.rotate()?;
     // (Here the application rewraps every other tenant's data to v3 and waits out the backup
     // retention window, then destroys v2.)
-    keyring.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2))?;
+    destroy_after_grace(&keyring, v2)?;
     println!("9. rotated to {v3}, destroyed {v2}: shred complete = {}", shred().unwrap().complete);
     Ok(())
 }

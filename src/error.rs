@@ -41,6 +41,10 @@ pub enum SealError {
     /// another process and the keyring must be reloaded).
     #[error("key version {0} is not usable for sealing")]
     KeyUnavailable(KeyVersion),
+    /// The keyring's store has been unreadable for longer than the handle may serve its
+    /// last verified state.
+    #[error("the keyring store has been unreachable for too long: refusing to use possibly revoked keys")]
+    KeyringUnavailable,
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),
@@ -64,6 +68,10 @@ pub enum OpenError {
     /// The record names a master key version that was destroyed (irreversible).
     #[error("master key version {0} was destroyed: data sealed under it is unrecoverable")]
     KeyDestroyed(MasterVersion),
+    /// The keyring's store has been unreadable for longer than the handle may serve its
+    /// last verified state.
+    #[error("the keyring store has been unreachable for too long: refusing to use possibly revoked keys")]
+    KeyringUnavailable,
     /// The tenant was crypto-shredded.
     #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
     TenantShredded {
@@ -153,6 +161,10 @@ pub enum IndexError {
     /// The key version cannot compute index values (disabled, destroyed or unknown).
     #[error("key version {0} is not usable for blind index values")]
     KeyUnavailable(KeyVersion),
+    /// The keyring's store has been unreadable for longer than the handle may serve its
+    /// last verified state.
+    #[error("the keyring store has been unreachable for too long: refusing to use possibly revoked keys")]
+    KeyringUnavailable,
     /// Sealing the indexed record failed.
     #[error(transparent)]
     Seal(#[from] SealError),
@@ -212,6 +224,14 @@ pub enum RootKeyError {
     /// The root key may leave the token, and that was not explicitly allowed.
     #[error("PKCS#11 key '{0}' is extractable: refusing it as a root key unless explicitly allowed")]
     KeyExtractable(String),
+    /// The root key cannot leave the token now but could earlier (`CKA_NEVER_EXTRACTABLE` or
+    /// `CKA_ALWAYS_SENSITIVE` is false: it was created extractable or readable and changed
+    /// later), so a copy may exist outside the token; and that was not explicitly allowed.
+    #[error(
+        "PKCS#11 key '{0}' was extractable or readable before (CKA_NEVER_EXTRACTABLE or CKA_ALWAYS_SENSITIVE is \
+         false), so a copy may exist outside the token: refusing it as a root key unless explicitly allowed"
+    )]
+    KeyWasExtractable(String),
     /// The token does not support a mechanism atrest needs.
     #[error("the PKCS#11 token does not support {0}")]
     MechanismUnsupported(String),
@@ -302,6 +322,68 @@ pub enum KeyringError {
     /// The operation needs a keyring file, and this keyring has none.
     #[error("this keyring has no file to save to")]
     NoFile,
+    /// The store offered an older keyring document than this handle (or its revision
+    /// anchor) has seen: a restored snapshot or a file written back. Refused; the handle
+    /// keeps its newer state.
+    #[error("keyring rollback refused: revision {offered} is older than revision {seen} already seen")]
+    RolledBack {
+        /// The revision already seen.
+        seen: u64,
+        /// The revision offered by the store.
+        offered: u64,
+    },
+    /// The store holds another keyring (another id) than the one this handle or its
+    /// revision anchor is pinned to. Refused.
+    #[error("keyring substitution refused: expected keyring {expected}, found keyring {found}")]
+    Substituted {
+        /// The pinned keyring id (hex).
+        expected: String,
+        /// The keyring id found (hex).
+        found: String,
+    },
+    /// Destroying needs the version disabled first.
+    #[error("master key version {0} must be disabled before it can be destroyed")]
+    NotDisabled(MasterVersion),
+    /// The version has not been disabled for the grace period yet.
+    #[error(
+        "master key version {version} was disabled too recently: destroy it in {remaining_secs} s (the grace period lets every server and backup notice)"
+    )]
+    GracePeriod {
+        /// The version.
+        version: MasterVersion,
+        /// Seconds until it may be destroyed.
+        remaining_secs: u64,
+    },
+    /// The tenant was already shredded: nothing was changed.
+    #[error("tenant '{tenant}' was already shredded at {shredded_at} (unix time): nothing changed")]
+    AlreadyShredded {
+        /// The tenant id.
+        tenant: String,
+        /// When it was shredded, in seconds since the Unix epoch.
+        shredded_at: u64,
+    },
+    /// The evidence offered for a shred does not show that the tenant exists (a record or
+    /// backup that authenticates for it): refused, so that a misspelled tenant id cannot look
+    /// like a completed erasure.
+    #[error(
+        "shred refused: the evidence does not authenticate for tenant '{0}' (check the tenant id, or shred explicitly unverified)"
+    )]
+    ShredEvidence(String),
+    /// A change would leave the keyring in a state that must never be written (an atrest
+    /// bug or a bad document); nothing was written.
+    #[error("keyring consistency check failed: {0}")]
+    Inconsistent(&'static str),
+    /// This build cannot open that kind of keyring location.
+    #[error("{0}")]
+    StoreUnsupported(&'static str),
+    /// The keyring store (a database) failed or could not be reached.
+    #[error("keyring store {location}: {reason}")]
+    Store {
+        /// The location (without password).
+        location: String,
+        /// What failed.
+        reason: String,
+    },
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),
@@ -352,6 +434,10 @@ pub enum BackupError {
     /// The random number generator failed.
     #[error(transparent)]
     Rng(#[from] RngError),
+    /// An internal invariant of the backup code failed: a bug in atrest, never caused by
+    /// the input or the caller. The stream being written or read must be discarded.
+    #[error("internal error in atrest's backup code ({0}): please report it")]
+    Internal(&'static str),
 }
 
 impl From<BackupError> for std::io::Error {
@@ -361,5 +447,102 @@ impl From<BackupError> for std::io::Error {
             BackupError::Authentication => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             other => std::io::Error::other(other),
         }
+    }
+}
+
+// Whether an error is an authentication failure: data or a key that does not verify
+// (modified, truncated, mismatched), as opposed to a missing file, a refused operation or a
+// broken token. Tools map it to its own exit status (the `atrest` CLI: 3).
+
+impl OpenError {
+    /// Whether this is [`OpenError::Authentication`].
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Self::Authentication)
+    }
+}
+
+impl RewrapError {
+    /// Whether the record failed to authenticate ([`RewrapError::Open`] of
+    /// [`OpenError::Authentication`]).
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Self::Open(e) if e.is_authentication())
+    }
+}
+
+impl RootKeyError {
+    /// Whether this is [`RootKeyError::Authentication`] (a wrapped key that does not
+    /// unwrap under this root key).
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, Self::Authentication)
+    }
+}
+
+impl KeyringError {
+    /// Whether the keyring file failed its integrity check ([`KeyringError::Tampered`]) or a
+    /// master key did not unwrap under the root key ([`RootKeyError::Authentication`]).
+    /// [`KeyringError::WrongRootKey`] is not: the file names another root key, and nothing
+    /// was forged.
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        match self {
+            Self::Tampered(_) => true,
+            Self::Root(e) => e.is_authentication(),
+            _ => false,
+        }
+    }
+}
+
+impl BackupError {
+    /// Whether the stream or a key did not authenticate: [`BackupError::Authentication`],
+    /// or a nested authentication failure ([`BackupError::Key`], [`BackupError::Keyring`]),
+    /// or an I/O error that carries one (a [`BackupReader`](crate::BackupReader) used as a
+    /// [`std::io::Read`] reports its failures that way).
+    #[must_use]
+    pub fn is_authentication(&self) -> bool {
+        match self {
+            Self::Authentication => true,
+            Self::Key(e) => e.is_authentication(),
+            Self::Keyring(e) => e.is_authentication(),
+            Self::Io(e) => {
+                e.get_ref().and_then(|inner| inner.downcast_ref::<Self>()).is_some_and(Self::is_authentication)
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authentication_failures_are_recognized_through_nesting() {
+        assert!(OpenError::Authentication.is_authentication());
+        assert!(!OpenError::UnsupportedFormat(9).is_authentication());
+        assert!(RewrapError::Open(OpenError::Authentication).is_authentication());
+        assert!(!RewrapError::Seal(SealError::Rng(RngError)).is_authentication());
+        assert!(RootKeyError::Authentication.is_authentication());
+        assert!(!RootKeyError::WrongPin.is_authentication());
+        assert!(KeyringError::Tampered("k".into()).is_authentication());
+        assert!(KeyringError::Root(RootKeyError::Authentication).is_authentication());
+        let wrong = KeyringError::WrongRootKey { expected: "a".into(), given: "b".into() };
+        assert!(!wrong.is_authentication());
+        assert!(!KeyringError::NoFile.is_authentication());
+        assert!(BackupError::Authentication.is_authentication());
+        assert!(BackupError::Key(OpenError::Authentication).is_authentication());
+        assert!(!BackupError::Key(OpenError::UnsupportedFormat(2)).is_authentication());
+        assert!(BackupError::Keyring(KeyringError::Tampered("k".into())).is_authentication());
+        assert!(!BackupError::NotABackup.is_authentication());
+        // Through std::io::Error, as a BackupReader used as a Read reports it, and back.
+        for inner in [BackupError::Authentication, BackupError::Key(OpenError::Authentication)] {
+            let io: std::io::Error = inner.into();
+            assert!(BackupError::Io(io).is_authentication());
+        }
+        let io: std::io::Error = BackupError::NotABackup.into();
+        assert!(!BackupError::Io(io).is_authentication());
+        assert!(!BackupError::Io(std::io::Error::other("disk full")).is_authentication());
     }
 }

@@ -4,17 +4,23 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-// Lowest layer: identifiers, secrets, encodings, errors. Everything above imports these.
+// Lowest layer: identifiers, secrets, encodings, errors, file safety. Everything above imports these.
 mod backend;
 mod context;
 mod encoding;
 mod error;
+// File safety (atomic writes, lock files, secret-file reads). Public only for the `atrest`
+// binary, which uses it for its output files: not part of the library's API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod fs;
+#[cfg(not(feature = "cli"))]
+mod fs;
 mod id;
 mod secret;
 mod suite;
 
 // Primitives, then key management, then what uses the keys.
-mod atomic_file;
 mod backup;
 pub mod hazmat;
 mod keyring;
@@ -26,10 +32,11 @@ mod tenant;
 // Keyrings and tenants: a root key protects versioned master keys; tenants' keys derive from them.
 pub use id::{InvalidTenantId, KeyVersion, MAX_TENANT_ID_LEN, MasterVersion, TenantId};
 pub use keyring::{
-    AUDIT_EVERY, DestroyConfirmation, KeyState, Keyring, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV,
-    RootKeyProvider, ShredStatus, TenantStatus,
+    AUDIT_EVERY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, DestroyConfirmation, KeyState,
+    Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV, RootKeyProvider,
+    ShredStatus, TenantStatus,
 };
-pub use tenant::Tenant;
+pub use tenant::{ShredEvidence, Tenant};
 
 // Root keys in a PKCS#11 token (feature `pkcs11`).
 #[cfg(feature = "pkcs11")]
@@ -54,8 +61,8 @@ pub use record::{
 // Backups: chunked, seekable streams under a fresh data key wrapped by the tenant's backup key.
 pub use backup::{
     BACKUP_HEADER_LEN, BackupContext, BackupInfo, BackupKind, BackupOptions, BackupReader, BackupWriter,
-    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, decrypt_backup_with,
-    encrypt_backup, inspect_backup, rewrap_backup_header, verify_backup,
+    DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, encrypt_backup,
+    inspect_backup, rewrap_backup_header, verify_backup,
 };
 
 // Errors, split by operation; authentication failures are one opaque variant each.

@@ -57,7 +57,7 @@ proptest! {
         prop_assert_eq!(verify_backup(&TENANT, &ctx(), &stream[..]).unwrap(), pt.len() as u64);
         for rt in [1, 2] {
             let mut out = Vec::new();
-            BackupReader::with_threads(&TENANT, &ctx(), &stream[..], rt).unwrap().read_to_end(&mut out).unwrap();
+            BackupReader::with_options(&TENANT, &ctx(), &stream[..], BackupOptions::default().threads(rt)).unwrap().read_to_end(&mut out).unwrap();
             prop_assert_eq!(&out, &pt);
         }
         let one_shot = encrypt_backup(&TENANT, &ctx(), &pt, opts).unwrap();

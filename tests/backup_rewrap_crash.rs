@@ -6,16 +6,21 @@
 //! The child process is this test binary itself, re-run with `ATREST_REWRAP_CHILD` set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
 use atrest::{
     BACKUP_HEADER_LEN, BackupContext, BackupOptions, Keyring, LocalRootKey, RootKey, encrypt_backup, inspect_backup,
     rewrap_backup_header, verify_backup,
 };
+use common::child;
 
 const ROOT_ENV: &str = "ATREST_REWRAP_ROOT";
+/// Set in the child process (which rotates and rewraps until killed).
+const CHILD_ENV: &str = "ATREST_REWRAP_CHILD";
 
 fn root_key() -> RootKey {
     RootKey::from_bytes([0x24; 32])
@@ -36,10 +41,12 @@ fn rotate_and_rewrap(k: &Keyring, backup: &Path) {
 /// Child entry point (with `ATREST_REWRAP_CHILD`), or an in-process check of the same loop.
 #[test]
 fn rewrap_loop() {
-    if std::env::var("ATREST_REWRAP_CHILD").is_ok() {
+    if child::role(CHILD_ENV).is_some() {
         let keyring = PathBuf::from(std::env::var("ATREST_REWRAP_KEYRING").unwrap());
         let backup = PathBuf::from(std::env::var("ATREST_REWRAP_BACKUP").unwrap());
         let k = Keyring::open(&keyring, LocalRootKey::from_env(ROOT_ENV).unwrap()).unwrap();
+        // Tell the parent that start-up is over: its kill delays count from here.
+        std::fs::write(keyring.with_file_name("ready"), b"").unwrap();
         loop {
             rotate_and_rewrap(&k, &backup);
         }
@@ -65,16 +72,11 @@ fn setup(dir: &Path) -> (Keyring, PathBuf, Vec<u8>) {
 }
 
 fn spawn_child(dir: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "rewrap_loop", "--test-threads=1", "--nocapture"])
-        .env("ATREST_REWRAP_CHILD", "1")
-        .env("ATREST_REWRAP_KEYRING", dir.join("k.atrk"))
+    let mut cmd = child::rerun("rewrap_loop", CHILD_ENV, "1");
+    cmd.env("ATREST_REWRAP_KEYRING", dir.join("k.atrk"))
         .env("ATREST_REWRAP_BACKUP", dir.join("acme.atrb"))
-        .env(ROOT_ENV, LocalRootKey::encode(&root_key()).trim())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .env(ROOT_ENV, LocalRootKey::encode(&root_key()).trim());
+    child::spawn_quiet(&mut cmd)
 }
 
 #[test]
@@ -83,11 +85,19 @@ fn sigkill_during_rewrap_header_never_corrupts() {
     let (_, backup, body) = setup(dir.path());
     let mut last_generation = 0;
     let mut rewrapped_runs = 0;
+    let ready = dir.path().join("ready");
     for i in 0..40u64 {
-        let mut child = spawn_child(dir.path());
-        std::thread::sleep(Duration::from_micros(3_000 + (i * 7_919) % 45_000));
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
+        let _ = std::fs::remove_file(&ready);
+        let c = spawn_child(dir.path());
+        // Every fourth round kills during start-up; the others once the child is rewrapping,
+        // so that a loaded machine (slow process start) still kills in the middle of writes.
+        if i % 4 != 0 {
+            let t = std::time::Instant::now();
+            while !ready.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        child::kill_after(c, child::kill_delay(i, 3_000, 45_000));
 
         let bytes = std::fs::read(&backup).unwrap();
         assert_eq!(bytes.len(), BACKUP_HEADER_LEN + body.len(), "kill {i}: length changed");
@@ -111,10 +121,7 @@ fn sigkill_during_rewrap_header_never_corrupts() {
     // A rewrap after the kills recovers any journal and moves the header to the current key.
     let k = Keyring::open(&dir.path().join("k.atrk"), LocalRootKey::new(root_key())).unwrap();
     rotate_and_rewrap(&k, &backup);
-    let journals = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".atrest-rewrap"))
-        .count();
+    let journals = child::leftovers(dir.path(), ".atrest-rewrap").len();
     assert_eq!(journals, 0);
     let bytes = std::fs::read(&backup).unwrap();
     assert_eq!(&bytes[BACKUP_HEADER_LEN..], &body[..]);

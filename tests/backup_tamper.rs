@@ -8,6 +8,9 @@
     clippy::cast_possible_truncation
 )]
 
+#[allow(dead_code, reason = "uses only common::data; the rest of the shared kit is unused here")]
+mod common;
+
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 
 use atrest::{
@@ -15,6 +18,7 @@ use atrest::{
     DestroyConfirmation, KeyState, Keyring, LocalRootKey, MasterVersion, OpenError, SealError, Suite, Tenant,
     decrypt_backup, encrypt_backup, inspect_backup, verify_backup,
 };
+use common::data::pseudo_random as data;
 
 const CS: usize = 64 << 10;
 const SLOT: usize = CS + 16;
@@ -30,19 +34,6 @@ fn fx() -> Fx {
     let keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
     let tenant = keyring.tenant("acme").unwrap();
     Fx { keyring, tenant, ctx: BackupContext::incremental("snap-2", "snap-1", 1) }
-}
-
-/// Deterministic bytes that differ from chunk to chunk.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn opts() -> BackupOptions {
@@ -76,7 +67,7 @@ enum Outcome {
 /// Reads a stream sequentially with `threads` threads, in odd-sized pieces; returns the
 /// bytes released and how it ended.
 fn read_seq(t: &Tenant, ctx: &BackupContext, stream: &[u8], threads: usize) -> (Vec<u8>, Outcome) {
-    let mut r = match BackupReader::with_threads(t, ctx, stream, threads) {
+    let mut r = match BackupReader::with_options(t, ctx, stream, BackupOptions::default().threads(threads)) {
         Ok(r) => r,
         Err(e) => return (Vec::new(), Outcome::Open(e)),
     };
@@ -379,12 +370,14 @@ fn key_states_give_typed_errors() {
     f.keyring.set_state(v1, KeyState::Enabled).unwrap();
     assert_eq!(decrypt_backup(&f.tenant, &f.ctx, &stream).unwrap(), pt);
 
-    f.keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    f.keyring.set_state(v1, KeyState::Disabled).unwrap();
+
+    f.keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period()).unwrap();
     let e = BackupReader::new(&f.tenant, &f.ctx, &stream[..]).unwrap_err();
     assert!(matches!(e, BackupError::Key(OpenError::KeyDestroyed(v)) if v == v1), "{e:?}");
 
     let fresh = enc(&f, &pt);
-    f.keyring.shred_tenant("acme").unwrap();
+    f.keyring.shred_tenant("acme", atrest::ShredEvidence::Unverified).unwrap();
     let e = BackupReader::new(&f.tenant, &f.ctx, &fresh[..]).unwrap_err();
     assert!(matches!(e, BackupError::Key(OpenError::TenantShredded { .. })), "{e:?}");
     let e = BackupWriter::new(&f.tenant, &f.ctx, opts(), Vec::new()).unwrap_err();
@@ -552,11 +545,11 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let acme = keyring.tenant("acme").unwrap();
     let ctx = BackupContext::full("nightly");
     let pt = data(3 * CS + 123, 14);
-    let path = dir.path().join("nightly.atb");
+    let path = dir.path().join("nightly.atrb");
     let mut w = BackupWriter::new(&acme, &ctx, opts(), std::fs::File::create(&path).unwrap()).unwrap();
     w.write_all(&pt).unwrap();
     w.finish().unwrap();
-    let kept = dir.path().join("kept.atb");
+    let kept = dir.path().join("kept.atrb");
     std::fs::copy(&path, &kept).unwrap();
     let before = std::fs::read(&path).unwrap();
 
@@ -580,7 +573,15 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     assert_eq!(atrest::rewrap_backup_header(&acme, &path).unwrap(), now);
     assert_eq!(std::fs::read(&path).unwrap(), after);
 
-    keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    keyring.set_state(v1, KeyState::Disabled).unwrap();
+
+    // A file keyring: disabled for at least its staleness bound first (whole seconds).
+
+    let confirm = DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period();
+
+    while let Err(atrest::KeyringError::GracePeriod { .. }) = keyring.destroy(v1, confirm) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let reopened = Keyring::open(&dir.path().join("keyring.atrk"), root).unwrap();
     let acme2 = reopened.tenant("acme").unwrap();
     let f = std::fs::File::open(&path).unwrap();
@@ -618,7 +619,7 @@ fn rewrap_changes_only_the_header_and_survives_destroying_the_old_version() {
     let mut names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["kept.atb", "keyring.atrk", "keyring.atrk.lock", "nightly.atb"]);
+    assert_eq!(names, ["kept.atrb", "keyring.atrk", "keyring.atrk.lock", "nightly.atrb"]);
 }
 
 /// A seekable-typed input whose seeks fail, like a pipe.
@@ -642,7 +643,8 @@ fn a_failed_seek_on_an_unseekable_input_leaves_sequential_reading_intact() {
     let pt = data(2 * CS + 3, 15);
     let stream = enc(&f, &pt);
     assert!(BackupReader::open_seekable(&f.tenant, &f.ctx, Unseekable(&stream)).is_err());
-    let mut r = BackupReader::with_threads(&f.tenant, &f.ctx, Unseekable(&stream), 1).unwrap();
+    let mut r = BackupReader::with_options(&f.tenant, &f.ctx, Unseekable(&stream), BackupOptions::default().threads(1))
+        .unwrap();
     let mut first = vec![0u8; 1000];
     r.read_exact(&mut first).unwrap();
     assert!(r.seek(SeekFrom::Start(0)).is_err());

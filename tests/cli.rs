@@ -2,6 +2,9 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::data; the rest of the shared kit is unused here")]
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -63,6 +66,21 @@ impl Env {
         check_failure(&self.run(args), code, &args)
     }
 
+    /// Destroys a disabled version with `--skip-grace-period`, once the staleness bound (1 s,
+    /// counted in whole seconds) has passed since it was disabled.
+    fn destroy_in_emergency(&self, version: &str) {
+        let args = ["keyring", "destroy", "--version", version, "--yes", "--skip-grace-period"];
+        for _ in 0..50 {
+            let out = self.run(&args);
+            if out.status.success() {
+                return;
+            }
+            assert!(String::from_utf8_lossy(&out.stderr).contains("too recently"), "{out:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("destroy --skip-grace-period never succeeded");
+    }
+
     fn status(&self) -> Value {
         serde_json::from_slice(&self.ok(&["keyring", "status", "--json"])).unwrap()
     }
@@ -113,15 +131,7 @@ fn states(status: &Value) -> Vec<(u64, String)> {
 
 /// Deterministic test data that does not compress to nothing.
 fn data(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
+    common::data::pseudo_random(len, 1)
 }
 
 fn flip_middle_byte(src: &Path, dst: &Path) {
@@ -183,7 +193,14 @@ fn keyring_lifecycle() {
     assert!(err.contains("--yes"), "{err}");
     assert_eq!(states(&env.status())[0].1, "enabled");
     env.fails(&["keyring", "destroy", "--version", "2", "--yes"], 1);
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    // Destroying needs the version disabled first, for the grace period (24 h).
+    let err = env.fails(&["keyring", "destroy", "--version", "1", "--yes"], 1);
+    assert!(err.contains("must be disabled"), "{err}");
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    let err = env.fails(&["keyring", "destroy", "--version", "1", "--yes"], 1);
+    assert!(err.contains("disabled too recently"), "{err}");
+    assert_eq!(states(&env.status())[0].1, "disabled");
+    env.destroy_in_emergency("1");
     assert_eq!(states(&env.status())[0].1, "destroyed");
     env.fails(&["keyring", "enable", "--version", "1"], 1);
 
@@ -206,7 +223,18 @@ fn tenant_rotate_and_shred() {
     assert_eq!(env.status()["tenants"].as_array().unwrap().len(), 1);
 
     env.ok(&["keyring", "rotate"]);
-    env.ok(&["tenant", "shred", "globex", "--yes"]);
+    // A shred needs evidence that the tenant exists: a misspelled id is refused.
+    let out =
+        env.run_with_stdin(&["backup", "encrypt", "--tenant", "globex", "--snapshot", "s0", "-o", "g0.atrb"], b"x");
+    assert!(out.status.success());
+    let err = env.fails(&["tenant", "shred", "globex", "--yes"], 2);
+    assert!(err.contains("--evidence-backup") && err.contains("--unverified"), "{err}");
+    let err = env.fails(&["tenant", "shred", "globexx", "--yes", "--evidence-backup", "g0.atrb"], 1);
+    assert!(err.contains("does not authenticate"), "{err}");
+    assert_eq!(env.status()["tenants"].as_array().unwrap().len(), 1, "a refused shred changes nothing");
+    env.ok(&["tenant", "shred", "globex", "--yes", "--evidence-backup", "g0.atrb"]);
+    let err = env.fails(&["tenant", "shred", "globex", "--yes", "--unverified"], 1);
+    assert!(err.contains("already shredded"), "{err}");
     let s = env.status();
     let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
     assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([1, 2]));
@@ -221,7 +249,8 @@ fn tenant_rotate_and_shred() {
     assert!(err.contains("shredded"), "{err}");
     assert!(!env.path("g.atrb").exists());
 
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    env.destroy_in_emergency("1");
     let s = env.status();
     let globex = s["tenants"].as_array().unwrap().iter().find(|t| t["id"] == "globex").unwrap().clone();
     assert_eq!(globex["shred"]["pending_versions"], serde_json::json!([2]));
@@ -362,7 +391,8 @@ fn rewrap_moves_a_backup_to_the_current_key() {
     assert!(before != after, "rewrap changed nothing");
 
     // The old master key can go: the rewrapped backup still opens.
-    env.ok(&["keyring", "destroy", "--version", "1", "--yes"]);
+    env.ok(&["keyring", "disable", "--version", "1"]);
+    env.destroy_in_emergency("1");
     env.ok(&args(&["backup", "decrypt", "-i", "b.atrb", "-o", "restored"], &CTX));
     assert!(std::fs::read(env.path("restored")).unwrap() == plain);
     env.fails(&["backup", "rewrap", "missing.atrb", "--tenant", "acme"], 1);
@@ -592,4 +622,225 @@ fn pkcs11_root_key_init_and_migration() {
     c.env("ATREST_PKCS11_PIN", PIN);
     c.args(["--pkcs11-module", &module, "--pkcs11-token", TOKEN, "--pkcs11-key", "root-2", "keyring", "init"]);
     ok(c.output().unwrap(), "keyring init on the token");
+}
+
+// ---- File safety: owners and modes kept, lock files, secret files ----
+
+/// Another user than root.
+#[cfg(unix)]
+const NOBODY: u32 = 65534;
+
+#[cfg(unix)]
+fn is_root() -> bool {
+    // The real uid of this process, without unsafe code: the owner of a file it creates.
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&probe).unwrap()) == 0
+}
+
+#[cfg(unix)]
+fn owner_group_mode(p: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap();
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+#[cfg(unix)]
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(unix)]
+fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+}
+
+/// A command run as uid/gid 65534 with no supplementary groups (`setpriv`, util-linux), with
+/// the environment of `env` and a copy of the binary that user can run.
+#[cfg(unix)]
+fn as_nobody(env: &Env, bin_dir: &Path) -> Command {
+    let bin = bin_dir.join("atrest");
+    if !bin.exists() {
+        std::fs::copy(BIN, &bin).unwrap();
+        chmod(&bin, 0o755);
+        chmod(bin_dir, 0o755);
+    }
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .current_dir(env.dir.path())
+        .env_clear()
+        .env("ATREST_KEYRING", env.path("keyring.atrk"))
+        .stdin(Stdio::null());
+    c
+}
+
+fn revision(env: &Env) -> u64 {
+    env.status()["revision"].as_u64().unwrap()
+}
+
+/// A keyring change keeps the file's owner, group and mode. As root (CI), the change runs
+/// as root on an application's keyring (uid 65534, group 100, mode 0640), and then as that
+/// user, switched with `setpriv`: this test fails, never skips, if root cannot switch.
+/// Run as another user, it checks what that user can: its own file, mode 0640.
+#[cfg(unix)]
+#[test]
+fn keyring_changes_keep_owner_group_and_mode() {
+    let env = Env::new();
+    let k = env.path("keyring.atrk");
+    chmod(&k, 0o640);
+    if !is_root() {
+        let before = owner_group_mode(&k);
+        env.ok(&["keyring", "rotate"]);
+        assert_eq!(owner_group_mode(&k), before);
+        return;
+    }
+    // The application's directory and keyring; root keeps its own copy of the root key.
+    chown(env.dir.path(), NOBODY, NOBODY);
+    chmod(env.dir.path(), 0o755);
+    chown(&k, NOBODY, 100);
+    let rev = revision(&env);
+    env.ok(&["keyring", "rotate"]);
+    assert_eq!(revision(&env), rev + 1);
+    assert_eq!(owner_group_mode(&k), (NOBODY, 100, 0o640), "a rotation as root took the keyring from its owner");
+    // The lock file root created belongs to the keyring's owner, who can take it.
+    assert_eq!(owner_group_mode(&env.path("keyring.atrk.lock")), (NOBODY, 100, 0o600));
+    assert!(!env.files().iter().any(|f| f.ends_with(".tmp")), "{:?}", env.files());
+
+    // As the application: its own root key file, mode 0600.
+    let bins = tempfile::tempdir().unwrap();
+    let id = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "id", "-u"]).output();
+    let id = id.expect("running as root, setpriv (util-linux) must be able to switch to uid 65534");
+    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), "65534", "setpriv did not switch the user");
+    std::fs::copy(env.path("root.key"), env.path("app.key")).unwrap();
+    chown(&env.path("app.key"), NOBODY, NOBODY);
+    let app_key = env.path("app.key");
+    // The user is not in group 100: the group cannot be kept, so nothing changes.
+    let before = std::fs::read(&k).unwrap();
+    let out = as_nobody(&env, bins.path()).env("ATREST_ROOT_KEY_FILE", &app_key).args(["keyring", "rotate"]).output();
+    let err = check_failure(&out.unwrap(), 1, &"rotate as 65534, group 100");
+    assert!(err.contains("cannot give") && err.contains("group 100"), "{err}");
+    assert_eq!(std::fs::read(&k).unwrap(), before);
+    assert_eq!(owner_group_mode(&k), (NOBODY, 100, 0o640));
+    // In its own group: the rotation goes through and keeps everything.
+    chown(&k, NOBODY, NOBODY);
+    let out = as_nobody(&env, bins.path()).env("ATREST_ROOT_KEY_FILE", &app_key).args(["keyring", "rotate"]).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "rotate as 65534: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(owner_group_mode(&k), (NOBODY, NOBODY, 0o640));
+    assert_eq!(revision(&env), rev + 2);
+    // The application cannot use root's key file (it cannot read it).
+    let out = as_nobody(&env, bins.path())
+        .env("ATREST_ROOT_KEY_FILE", env.path("root.key"))
+        .args(["keyring", "status"])
+        .output();
+    check_failure(&out.unwrap(), 1, &"root's key as 65534");
+}
+
+#[cfg(unix)]
+#[test]
+fn lock_file_refuses_a_planted_symlink() {
+    let env = Env::new();
+    let target = env.path("x");
+    std::os::unix::fs::symlink(&target, env.path("keyring.atrk.lock")).unwrap();
+    let err = env.fails(&["keyring", "rotate"], 1);
+    assert!(err.contains("keyring.atrk.lock") && err.contains("symbolic link"), "{err}");
+    assert!(!target.exists(), "the lock followed the link");
+    assert_eq!(revision(&env), 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_lock_held_by_another_process_times_out_clearly() {
+    let env = Env::new();
+    let lock = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(env.path("keyring.atrk.lock"));
+    let lock = lock.unwrap();
+    lock.lock().unwrap();
+    let start = std::time::Instant::now();
+    let out = env.cmd().env("ATREST_LOCK_WAIT", "0.5").args(["keyring", "rotate"]).output().unwrap();
+    let waited = start.elapsed();
+    let err = check_failure(&out, 1, &"rotate while locked");
+    assert!(err.contains("keyring.atrk.lock") && err.contains("giving up"), "{err}");
+    assert!(waited < std::time::Duration::from_secs(20), "{waited:?}");
+    lock.unlock().unwrap();
+    env.ok(&["keyring", "rotate"]);
+    assert_eq!(revision(&env), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn root_key_file_must_be_private_and_ours() {
+    let env = Env::new();
+    let key = env.path("root.key");
+    for mode in [0o640, 0o604] {
+        chmod(&key, mode);
+        let err = env.fails(&["keyring", "status"], 1);
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+    chmod(&key, 0o400);
+    env.ok(&["keyring", "status"]);
+    if is_root() {
+        // Owned by another user: refused even for root, who could read it.
+        chown(&key, NOBODY, NOBODY);
+        let err = env.fails(&["keyring", "status"], 1);
+        assert!(err.contains("owned by uid 65534"), "{err}");
+    }
+}
+
+#[test]
+fn lifecycle_commands_write_an_audit_log_without_secrets() {
+    let env = Env::new();
+    let log = env.path("audit.jsonl");
+    let with_log = |args: &[&str]| {
+        let out = env.cmd().env("ATREST_AUDIT_LOG", &log).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    with_log(&["keyring", "rotate"]);
+    with_log(&["keyring", "disable", "--version", "1"]);
+    with_log(&["tenant", "rotate", "acme"]);
+    with_log(&["tenant", "shred", "acme", "--yes", "--unverified"]);
+    let out = env
+        .cmd()
+        .env("ATREST_AUDIT_LOG", &log)
+        .args(["tenant", "shred", "acmee", "--yes", "--evidence-backup", "root.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for want in
+        ["keyring.rotate", "keyring.set_state", "tenant.rotate", "tenant.shred.unverified", "tenant.shred.refused"]
+    {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(events.iter().all(|e| e["pid"].is_u64() && e["ts"].is_f64() && e["command"].is_string()));
+    assert_eq!(events.iter().find(|e| e["event"] == "keyring.rotate").unwrap()["command"], "keyring rotate");
+    // The root key text never appears.
+    let key = std::fs::read_to_string(env.path("root.key")).unwrap();
+    let hex_key = key.trim().rsplit(':').next().unwrap();
+    assert_eq!(hex_key.len(), 64);
+    for window in hex_key.as_bytes().windows(12) {
+        assert!(!text.contains(std::str::from_utf8(window).unwrap()), "the audit log holds root key material");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // An audit log that cannot be opened stops the command before it changes anything.
+    let out =
+        env.cmd().env("ATREST_AUDIT_LOG", env.path("no/such/dir/a.log")).args(["keyring", "rotate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.status()["primary"], 2);
+}
+
+#[test]
+fn tenant_ids_with_invisible_characters_are_refused_and_escaped() {
+    let env = Env::new();
+    let err = env.fails(&["tenant", "rotate", "ac\u{202e}me"], 1);
+    assert!(err.contains("invisible") && err.contains("\\u{202e}"), "{err}");
+    assert!(!err.contains('\u{202e}'), "the raw control character reached the terminal");
 }

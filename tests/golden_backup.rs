@@ -5,19 +5,20 @@
 //! streams with the documented error, and checks that no key involved ever prints.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-mod golden_spec;
+#[allow(dead_code, reason = "uses common::{golden, spec, secrets}; the rest of the shared kit is unused here")]
+mod common;
 
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::sync::{Arc, LazyLock};
 
-use atrest::hazmat::{SuiteCipher, hkdf_sha256};
 use atrest::{
     BACKUP_HEADER_LEN, BackupContext, BackupError, BackupKind, BackupOptions, BackupReader, BackupWriter,
     DestroyConfirmation, KeyState, KeyVersion, Keyring, LocalRootKey, MasterVersion, OpenError, RootKeyProvider, Suite,
     Tenant, decrypt_backup, inspect_backup, verify_backup,
 };
-use golden_spec as g;
-use hmac::{Hmac, KeyInit, Mac};
+use common::golden as g;
+use common::secrets::SecretScan;
+use common::spec::{KeyringSecrets, StreamSecrets, open_by_spec};
 use sha2::{Digest, Sha256};
 
 fn root() -> Arc<dyn RootKeyProvider> {
@@ -147,7 +148,9 @@ fn backups_decrypt_to_the_known_plaintext() {
                 if piece == 1 && pt.len() > 1000 {
                     continue;
                 }
-                let mut r = BackupReader::with_threads(&tenant, &ctx, &bytes[..], threads).unwrap();
+                let mut r =
+                    BackupReader::with_options(&tenant, &ctx, &bytes[..], BackupOptions::default().threads(threads))
+                        .unwrap();
                 let (got, err) = read_pieces(&mut r, piece);
                 assert!(err.is_none(), "{}: {err:?}", b.file);
                 assert_eq!(got, pt, "{}: sequential, {threads} threads, {piece}-byte reads", b.file);
@@ -213,7 +216,7 @@ fn backups_are_bound_to_their_tenant_context_and_keyring() {
         assert!(is_auth(&e), "{wrong:?}: {e:?}");
         let e = verify_backup(&acme, wrong, &bytes[..]).unwrap_err();
         assert!(is_auth(&e), "{wrong:?}: {e:?}");
-        let mut r = BackupReader::with_threads(&acme, wrong, &bytes[..], 1).unwrap();
+        let mut r = BackupReader::with_options(&acme, wrong, &bytes[..], BackupOptions::default().threads(1)).unwrap();
         let (released, err) = read_pieces(&mut r, 4096);
         assert!(released.is_empty(), "nothing released under a wrong context");
         assert!(is_io_auth(&err.unwrap()));
@@ -272,7 +275,8 @@ fn backups_follow_the_key_states() {
     assert!(matches!(e, BackupError::Key(OpenError::KeyDisabled(v)) if v == v2), "{e:?}");
     k.set_state(v2, KeyState::Enabled).unwrap();
     assert_eq!(verify_backup(&acme, &ctx, &bytes[..]).unwrap(), g::BACKUP_MAIN.plaintext_len as u64);
-    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2)).unwrap();
+    k.set_state(v2, KeyState::Disabled).unwrap();
+    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2).skip_grace_period()).unwrap();
     let e = decrypt_backup(&acme, &ctx, &bytes).unwrap_err();
     assert!(matches!(e, BackupError::Key(OpenError::KeyDestroyed(v)) if v == v2), "{e:?}");
     // The committed keyring is untouched.
@@ -280,145 +284,7 @@ fn backups_follow_the_key_states() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The documented format, rebuilt with public primitives only.
-
-/// `L(x)`: 4-byte big-endian length, then `x`.
-fn lp(x: &[u8]) -> Vec<u8> {
-    let mut v = u32::try_from(x.len()).unwrap().to_be_bytes().to_vec();
-    v.extend_from_slice(x);
-    v
-}
-
-fn hkdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; 32] {
-    let mut okm = [0u8; 32];
-    hkdf_sha256(salt, ikm, info, &mut okm).unwrap();
-    okm
-}
-
-/// Every key of the golden keyring, recomputed from the committed files and the documented
-/// derivations (keyring file format in `src/keyring/file.rs`, tenant keys in
-/// `src/keyring/derive.rs`).
-struct KeyringSecrets {
-    root: [u8; 32],
-    integrity: Vec<u8>,
-    /// (version, master key).
-    masters: Vec<(u16, [u8; 32])>,
-    keyring_id: Vec<u8>,
-}
-
-impl KeyringSecrets {
-    fn load() -> Self {
-        let text = String::from_utf8(g::read(g::KEYRING_FILE)).unwrap();
-        let json: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
-        let keyring_id = hex::decode(json["keyring_id"].as_str().unwrap()).unwrap();
-        assert_eq!(keyring_id, keyring().id());
-        let provider = g::root();
-        let integrity_aad = [lp(b"atrest/v1/keyring/integrity"), keyring_id.clone()].concat();
-        let integrity = provider
-            .unwrap(&hex::decode(json["integrity_key"].as_str().unwrap()).unwrap(), &integrity_aad)
-            .unwrap()
-            .expose_secret()
-            .to_vec();
-        let masters = json["masters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                let version = u16::try_from(m["version"].as_u64().unwrap()).unwrap();
-                let wrapped = hex::decode(m["wrapped"].as_str().unwrap()).unwrap();
-                let aad =
-                    [lp(b"atrest/v1/keyring/master"), keyring_id.clone(), version.to_be_bytes().to_vec()].concat();
-                let key: [u8; 32] = provider.unwrap(&wrapped, &aad).unwrap().expose_secret().try_into().unwrap();
-                (version, key)
-            })
-            .collect();
-        Self { root: g::root_key_bytes(), integrity, masters, keyring_id }
-    }
-
-    fn master(&self, version: u16) -> [u8; 32] {
-        self.masters.iter().find(|(v, _)| *v == version).unwrap().1
-    }
-
-    fn tenant_key(&self, tenant: &str, master: u16, generation: u16, purpose: &[u8]) -> [u8; 32] {
-        let info =
-            [lp(b"atrest/v1/tenant"), lp(tenant.as_bytes()), generation.to_be_bytes().to_vec(), lp(purpose)].concat();
-        hkdf32(&self.keyring_id, &self.master(master), &info)
-    }
-}
-
-/// The per-stream secrets recovered from a golden stream by following the documentation.
-struct StreamSecrets {
-    data_key: [u8; 32],
-    chunk_key: [u8; 32],
-    mac_key: [u8; 32],
-}
-
-/// Opens `stream` by the documented format with `backup_key`; returns its secrets and
-/// plaintext.
-fn open_by_spec(stream: &[u8], tenant: &str, backup_key: &[u8; 32], ctx: &BackupContext) -> (StreamSecrets, Vec<u8>) {
-    let (header, body) = stream.split_at(186);
-    let fixed = &header[..46];
-    let (key_version, wrap_nonce, wrapped) = (&header[46..50], &header[50..74], &header[74..122]);
-    let (commitment, tag) = (&header[122..154], &header[154..186]);
-    let salt = &fixed[14..46];
-
-    let wrap_aad = [
-        lp(b"atrest/v1/backup/wrap"),
-        lp(tenant.as_bytes()),
-        fixed.to_vec(),
-        key_version.to_vec(),
-        commitment.to_vec(),
-        tag.to_vec(),
-    ]
-    .concat();
-    let data_key: [u8; 32] = SuiteCipher::new(Suite::XAes256Gcm, backup_key)
-        .open(wrap_nonce, &wrap_aad, wrapped)
-        .expect("the data key unwraps under the tenant's backup key")
-        .try_into()
-        .unwrap();
-    let expand = |what: &[u8]| hkdf32(salt, &data_key, &[lp(b"atrest/v1/backup"), lp(what)].concat());
-    let (chunk_key, prefix, mac_key) = (expand(b"chunk key"), expand(b"nonce prefix"), expand(b"header mac"));
-    assert_eq!(commitment, expand(b"commitment"), "key commitment");
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&mac_key).unwrap();
-    mac.update(&[lp(b"atrest/v1/backup/header"), fixed.to_vec(), commitment.to_vec()].concat());
-    assert_eq!(tag, &mac.finalize().into_bytes()[..], "header tag");
-
-    let mut ctx_enc = lp(ctx.snapshot_id().as_bytes());
-    match ctx.parent() {
-        None => ctx_enc.push(0),
-        Some(p) => {
-            ctx_enc.push(1);
-            ctx_enc.extend(lp(p.as_bytes()));
-        }
-    }
-    ctx_enc.push(match ctx.kind() {
-        BackupKind::Full => 1,
-        BackupKind::Incremental => 2,
-    });
-    ctx_enc.extend(ctx.sequence().to_be_bytes());
-    let aad = Sha256::digest(
-        [
-            lp(b"atrest/v1/backup/chunk"),
-            fixed.to_vec(),
-            commitment.to_vec(),
-            tag.to_vec(),
-            lp(tenant.as_bytes()),
-            ctx_enc,
-        ]
-        .concat(),
-    );
-
-    let chunk_size = usize::try_from(u32::from_be_bytes(fixed[10..14].try_into().unwrap())).unwrap();
-    let gcm = SuiteCipher::new(Suite::Aes256Gcm, &chunk_key);
-    let slots: Vec<&[u8]> = body.chunks(chunk_size + 16).collect();
-    let mut plaintext = Vec::new();
-    for (i, slot) in slots.iter().enumerate() {
-        let nonce =
-            [&prefix[..7], &u32::try_from(i).unwrap().to_be_bytes()[..], &[u8::from(i + 1 == slots.len())]].concat();
-        plaintext.extend(gcm.open(&nonce, &aad, slot).unwrap_or_else(|_| panic!("chunk {i} opens by the spec")));
-    }
-    (StreamSecrets { data_key, chunk_key, mac_key }, plaintext)
-}
+// The documented format, rebuilt with public primitives only (`common::spec`).
 
 static KEYS: LazyLock<KeyringSecrets> = LazyLock::new(KeyringSecrets::load);
 
@@ -492,7 +358,7 @@ fn rejected(tenant: &Tenant, ctx: &BackupContext, stream: &[u8], what: &str) -> 
     let mut refused_at_header = false;
     let mut released_one_thread = 0;
     for threads in [1, 2] {
-        match BackupReader::with_threads(tenant, ctx, stream, threads) {
+        match BackupReader::with_options(tenant, ctx, stream, BackupOptions::default().threads(threads)) {
             Err(e) => {
                 assert!(is_auth(&e), "{what}: reader: {e:?}");
                 keep(&e, &e);
@@ -514,7 +380,8 @@ fn rejected(tenant: &Tenant, ctx: &BackupContext, stream: &[u8], what: &str) -> 
                 assert!(is_io_auth(&again), "{what}: {again:?}");
                 keep(&format!("{r:?}"), &r);
                 // read_to_end reports the error too.
-                let mut r = BackupReader::with_threads(tenant, ctx, stream, threads).unwrap();
+                let mut r =
+                    BackupReader::with_options(tenant, ctx, stream, BackupOptions::default().threads(threads)).unwrap();
                 let mut sink = Vec::new();
                 let err = r.read_to_end(&mut sink).unwrap_err();
                 assert!(is_io_auth(&err), "{what}: read_to_end: {err:?}");
@@ -617,7 +484,9 @@ fn truncations_never_end_cleanly_at_any_read_size() {
         let bad = g::read(file);
         for piece in [1000, 65536, 65537, 200_000] {
             for threads in [0, 1, 3] {
-                let mut r = BackupReader::with_threads(&acme, &ctx, &bad[..], threads).unwrap();
+                let mut r =
+                    BackupReader::with_options(&acme, &ctx, &bad[..], BackupOptions::default().threads(threads))
+                        .unwrap();
                 let (_, err) = read_pieces(&mut r, piece);
                 let err = err.unwrap_or_else(|| panic!("{file}: clean EOF with {piece}-byte reads, {threads} threads"));
                 assert!(is_io_auth(&err), "{file}: {err:?}");
@@ -710,71 +579,40 @@ fn every_fail_backup_is_rejected_with_authentication() {
 // ---------------------------------------------------------------------------------------
 // Secrets never print.
 
-/// Renderings of a key that must never appear in any output: every 6-byte window as hex
-/// (both cases) and every 4-byte window as a `Debug`-style decimal list.
-fn renderings(key: &[u8]) -> Vec<String> {
-    let hex_lower = hex::encode(key);
-    let mut out = Vec::new();
-    for w in (0..=hex_lower.len() - 12).step_by(2) {
-        out.push(hex_lower[w..w + 12].to_string());
-        out.push(hex_lower[w..w + 12].to_uppercase());
-    }
-    for w in key.windows(4) {
-        out.push(format!("{}, {}, {}, {}", w[0], w[1], w[2], w[3]));
-    }
-    out
-}
-
 /// Every secret involved in the golden backups: root key, keyring integrity key, master
 /// keys, acme's backup and record keys, each stream's data key, chunk key and header MAC key.
-static SECRETS: LazyLock<Vec<(String, Vec<String>)>> = LazyLock::new(|| {
-    let mut keys: Vec<(String, Vec<u8>)> =
-        vec![("root key".into(), KEYS.root.to_vec()), ("integrity key".into(), KEYS.integrity.clone())];
+static SECRETS: LazyLock<SecretScan> = LazyLock::new(|| {
+    let mut scan = SecretScan::new().with("root key", &KEYS.root).with("integrity key", &KEYS.integrity);
     for (v, m) in &KEYS.masters {
-        keys.push((format!("master v{v}"), m.to_vec()));
+        scan = scan.with(format!("master v{v}"), m);
         for purpose in [&b"backups"[..], b"records"] {
             let k = KEYS.tenant_key(g::TENANT, *v, 0, purpose);
-            keys.push((format!("acme v{v} {}", String::from_utf8_lossy(purpose)), k.to_vec()));
+            scan = scan.with(format!("acme v{v} {}", String::from_utf8_lossy(purpose)), &k);
         }
     }
     for (b, s) in g::BACKUPS.iter().zip(STREAMS.iter()) {
-        keys.push((format!("{} data key", b.file), s.data_key.to_vec()));
-        keys.push((format!("{} chunk key", b.file), s.chunk_key.to_vec()));
-        keys.push((format!("{} mac key", b.file), s.mac_key.to_vec()));
+        scan = scan.with(format!("{} data key", b.file), &s.data_key);
+        scan = scan.with(format!("{} chunk key", b.file), &s.chunk_key);
+        scan = scan.with(format!("{} mac key", b.file), &s.mac_key);
     }
-    keys.into_iter().map(|(name, k)| (name, renderings(&k))).collect()
+    scan
 });
-
-fn find_secret(s: &str) -> Option<(&'static str, &'static str)> {
-    SECRETS
-        .iter()
-        .find_map(|(name, rs)| rs.iter().find(|r| s.contains(r.as_str())).map(|r| (name.as_str(), r.as_str())))
-}
-
-fn assert_no_secret(s: &str) {
-    if let Some((name, r)) = find_secret(s) {
-        panic!("{name} ({r}) printed in: {s}");
-    }
-}
 
 #[test]
 fn the_backup_secret_check_can_fail() {
     let s = &STREAMS[0];
-    assert!(find_secret(&format!("{:?}", s.data_key)).is_some(), "decimal Debug of a data key");
-    assert!(find_secret(&hex::encode_upper(&s.chunk_key[3..12])).is_some(), "hex of a chunk key slice");
-    assert!(find_secret(&format!("{:?}", KEYS.master(2).to_vec())).is_some(), "a master key");
-    assert!(find_secret(&hex::encode(KEYS.tenant_key(g::TENANT, 2, 0, b"backups"))).is_some());
-    assert!(find_secret(&hex::encode([0x5a; 32])).is_none());
+    assert!(SECRETS.find(&format!("{:?}", s.data_key)).is_some(), "decimal Debug of a data key");
+    assert!(SECRETS.find(&hex::encode_upper(&s.chunk_key[3..12])).is_some(), "hex of a chunk key slice");
+    assert!(SECRETS.find(&format!("{:?}", KEYS.master(2).to_vec())).is_some(), "a master key");
+    assert!(SECRETS.find(&hex::encode(KEYS.tenant_key(g::TENANT, 2, 0, b"backups"))).is_some());
+    assert!(SECRETS.find(&hex::encode([0x5a; 32])).is_none());
     // The committed stream files themselves hold no 6-byte run of any of these keys.
-    let mut windows = std::collections::HashSet::new();
     let mut keys = vec![KEYS.root, KEYS.master(1), KEYS.master(2), KEYS.tenant_key(g::TENANT, 2, 0, b"backups")];
     keys.extend(STREAMS.iter().flat_map(|s| [s.data_key, s.chunk_key, s.mac_key]));
-    for k in &keys {
-        windows.extend(k.windows(6).map(<[u8]>::to_vec));
-    }
+    let raw = keys.iter().enumerate().fold(SecretScan::new(), |scan, (i, k)| scan.with(format!("key {i}"), k));
     for b in g::BACKUPS {
         let bytes = g::read(b.file);
-        assert!(!bytes.windows(6).any(|w| windows.contains(w)), "{}: key bytes in the file", b.file);
+        assert!(raw.find_in_bytes(&bytes).is_none(), "{}: key bytes in the file", b.file);
     }
 }
 
@@ -821,7 +659,7 @@ fn backup_secrets_never_print() {
     out.extend([format!("{e}"), format!("{e:?}")]);
 
     // Readers: fresh, mid-stream, random access, failed.
-    let mut r = BackupReader::with_threads(&acme, &ctx, &main[..], 1).unwrap();
+    let mut r = BackupReader::with_options(&acme, &ctx, &main[..], BackupOptions::default().threads(1)).unwrap();
     out.push(format!("{r:?}"));
     r.read_exact(&mut [0u8; 1000]).unwrap();
     out.extend([format!("{r:?}"), format!("{r:#?}")]);
@@ -867,7 +705,7 @@ fn backup_secrets_never_print() {
 
     assert!(out.len() > 100, "{} renderings checked", out.len());
     for s in &out {
-        assert_no_secret(s);
+        SECRETS.assert_clean(s);
     }
     // The authentication error is one opaque message: it names neither the tenant nor the
     // snapshot, whatever went wrong.

@@ -13,6 +13,9 @@
 #![cfg(feature = "pkcs11")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -23,9 +26,10 @@ use atrest::{
     Context, Keyring, KeyringError, LocalRootKey, PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey, RootKeyError,
     RootKeyProvider,
 };
+use common::child;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::Session;
 
 const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -88,7 +92,7 @@ impl Hsm {
 /// Runs the test `name`'s `body` in a fresh process with its own SoftHSM2 token. `name` must be
 /// the test function's name: the child runs `<this binary> <name> --exact`.
 fn in_softhsm(name: &str, body: impl FnOnce(&Hsm)) {
-    if let Ok(who) = std::env::var(CHILD_ENV) {
+    if let Some(who) = child::role(CHILD_ENV) {
         assert_eq!(who, name, "child process started for another test");
         let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("child without a directory"));
         body(&Hsm { dir, module: module_path() });
@@ -126,23 +130,13 @@ fn in_softhsm(name: &str, body: impl FnOnce(&Hsm)) {
 
 /// Runs exactly the test `name` in a new process of this binary and checks it passed.
 fn run_child(name: &str, env: &[(&str, &std::ffi::OsStr)]) {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, name).env(PKCS11_PIN_ENV, PIN);
+    let mut cmd = child::rerun(name, CHILD_ENV, name);
+    cmd.env(PKCS11_PIN_ENV, PIN);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "child process for '{name}' failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
     // Shown with --nocapture (measurements); captured otherwise.
-    print!("{stdout}");
-    eprint!("{stderr}");
+    child::run_one_test(&mut cmd, &format!("child process for '{name}'"));
 }
 
 fn ctx(row: &str) -> Context {
@@ -314,6 +308,71 @@ fn extractable_or_unsuitable_keys_are_refused() {
         }
         let err = Pkcs11RootKey::open(&hsm.config("twin")).unwrap_err();
         assert!(err.to_string().contains("2 secret keys are labelled 'twin'"), "{err}");
+    });
+}
+
+#[test]
+fn once_extractable_key_is_refused_unless_allowed() {
+    in_softhsm("once_extractable_key_is_refused_unless_allowed", |hsm| {
+        let generated = hsm.root("root");
+        let (_ctx, session) = hsm.raw_session();
+        let facts = [AttributeType::Extractable, AttributeType::NeverExtractable, AttributeType::AlwaysSensitive];
+        // A key atrest generates never was extractable nor readable: accepted by default.
+        let handle = |label: &str| {
+            let found = session
+                .find_objects(&[Attribute::Label(label.as_bytes().to_vec()), Attribute::Class(ObjectClass::SECRET_KEY)])
+                .unwrap();
+            assert_eq!(found.len(), 1, "{label}");
+            found[0]
+        };
+        let attrs = session.get_attributes(handle("root"), &facts).unwrap();
+        assert!(
+            attrs.contains(&Attribute::NeverExtractable(true)) && attrs.contains(&Attribute::AlwaysSensitive(true))
+        );
+        drop(generated);
+
+        // Created extractable (or readable), then locked in with C_SetAttributeValue: the token
+        // remembers in CKA_NEVER_EXTRACTABLE (or CKA_ALWAYS_SENSITIVE).
+        let make = |label: &str, extractable: bool, sensitive: bool| {
+            let template = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32.into()),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(sensitive),
+                Attribute::Extractable(extractable),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ];
+            let key = session.generate_key(&Mechanism::AesKeyGen, &template).unwrap();
+            let lock_in = if extractable { Attribute::Extractable(false) } else { Attribute::Sensitive(true) };
+            session.update_attributes(key, &[lock_in]).unwrap();
+        };
+        make("was-extractable", true, true);
+        make("was-readable", false, false);
+        let attrs = session.get_attributes(handle("was-extractable"), &facts).unwrap();
+        assert!(attrs.contains(&Attribute::Extractable(false)) && attrs.contains(&Attribute::NeverExtractable(false)));
+        let attrs = session.get_attributes(handle("was-readable"), &facts).unwrap();
+        assert!(
+            attrs.contains(&Attribute::NeverExtractable(true)) && attrs.contains(&Attribute::AlwaysSensitive(false))
+        );
+
+        for label in ["was-extractable", "was-readable"] {
+            let err = Pkcs11RootKey::open(&hsm.config(label)).unwrap_err();
+            assert!(matches!(&err, RootKeyError::KeyWasExtractable(l) if l == label), "{label}: {err:?}");
+            assert!(err.to_string().contains("CKA_NEVER_EXTRACTABLE or CKA_ALWAYS_SENSITIVE"), "{err}");
+            // open_or_generate never replaces an existing key.
+            let err = Pkcs11RootKey::open_or_generate(&hsm.config(label)).unwrap_err();
+            assert!(matches!(&err, RootKeyError::KeyWasExtractable(_)), "{label}: {err:?}");
+            // Explicitly allowed: usable.
+            let mut config = hsm.config(label);
+            config.allow_extractable = true;
+            let root = Pkcs11RootKey::open(&config).unwrap();
+            let w = root.wrap(&[6; 32], b"y").unwrap();
+            assert_eq!(root.unwrap(&w, b"y").unwrap().expose_secret(), &[6; 32]);
+        }
     });
 }
 

@@ -8,13 +8,18 @@
 //! The child processes are this test binary itself, re-run with `ATREST_CRASH_CHILD` set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
 use atrest::{KeyState, Keyring, LocalRootKey, RootKey};
+use common::child;
 
 const ROOT_ENV: &str = "ATREST_CRASH_ROOT";
+/// Set in a child process to its role: `forever` (rotate until killed) or `race`.
+const CHILD_ENV: &str = "ATREST_CRASH_CHILD";
 
 fn root_key() -> RootKey {
     RootKey::from_bytes([0x42; 32])
@@ -36,11 +41,13 @@ fn check_consistent(k: &Keyring) {
 /// Child entry point (with `ATREST_CRASH_CHILD`), or an in-process check of the same loop.
 #[test]
 fn writer_loop() {
-    match std::env::var("ATREST_CRASH_CHILD").as_deref() {
-        Ok("forever") | Ok("race") => {
+    match child::role(CHILD_ENV).as_deref() {
+        Some("forever" | "race") => {
             let path = PathBuf::from(std::env::var("ATREST_CRASH_KEYRING").unwrap());
             let n: u64 = std::env::var("ATREST_CRASH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
             let k = Keyring::open(&path, LocalRootKey::from_env(ROOT_ENV).unwrap()).unwrap();
+            // Tell the parent that start-up is over: its kill delays count from here.
+            std::fs::write(path.with_file_name("ready"), b"").unwrap();
             for _ in 0..n {
                 k.rotate().unwrap();
             }
@@ -60,17 +67,12 @@ fn writer_loop() {
 }
 
 fn spawn_child(path: &Path, mode: &str, n: Option<u64>) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "writer_loop", "--test-threads=1", "--nocapture"])
-        .env("ATREST_CRASH_CHILD", mode)
-        .env("ATREST_CRASH_KEYRING", path)
-        .env(ROOT_ENV, LocalRootKey::encode(&root_key()).trim())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = child::rerun("writer_loop", CHILD_ENV, mode);
+    cmd.env("ATREST_CRASH_KEYRING", path).env(ROOT_ENV, LocalRootKey::encode(&root_key()).trim());
     if let Some(n) = n {
         cmd.env("ATREST_CRASH_N", n.to_string());
     }
-    cmd.spawn().unwrap()
+    child::spawn_quiet(&mut cmd)
 }
 
 #[test]
@@ -80,12 +82,20 @@ fn sigkill_during_keyring_save_never_corrupts_or_loses() {
     Keyring::create(&path, root()).unwrap();
     let mut last_revision = 0;
     let mut progressed = 0;
+    let ready = dir.path().join("ready");
     for i in 0..40u64 {
-        let mut child = spawn_child(&path, "forever", None);
         // Kill at varied points: early (during load) to late (mid-save of a later rotation).
-        std::thread::sleep(Duration::from_micros(2_000 + (i * 7_919) % 40_000));
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
+        // Every fourth round kills during start-up; the others count from the end of the
+        // child's start-up, so that a loaded machine (slow process start) still kills saves.
+        let _ = std::fs::remove_file(&ready);
+        let c = spawn_child(&path, "forever", None);
+        if i % 4 != 0 {
+            let t = std::time::Instant::now();
+            while !ready.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        child::kill_after(c, child::kill_delay(i, 2_000, 40_000));
         let k = Keyring::open(&path, root()).unwrap_or_else(|e| panic!("after kill {i}: {e}"));
         check_consistent(&k);
         let rev = k.status().revision;
@@ -97,10 +107,7 @@ fn sigkill_during_keyring_save_never_corrupts_or_loses() {
     }
     assert!(progressed > 5, "the writer made progress in only {progressed} of 40 runs: kills too early to test saves");
     // Stray temporary files from killed writers never affect loading.
-    let strays = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
-        .count();
+    let strays = child::leftovers(dir.path(), ".tmp").len();
     println!(
         "40 kills, final revision {last_revision}, {progressed} runs saved at least once, {strays} stray temp files"
     );

@@ -4,6 +4,9 @@
 //! `Debug` or `Display` output.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::secrets; the rest of the shared kit is unused here")]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
@@ -11,6 +14,7 @@ use atrest::{
     Context, DestroyConfirmation, KeyState, Keyring, KeyringError, LocalRootKey, MasterVersion, OpenError, RootKey,
     RootKeyError, RootKeyProvider, SecretBytes,
 };
+use common::secrets::SecretScan;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
@@ -33,10 +37,11 @@ static KEYRING: LazyLock<(Keyring, Vec<u8>)> = LazyLock::new(|| {
     k.rotate().unwrap();
     k.rotate().unwrap();
     let v1 = MasterVersion::new(1);
-    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    k.set_state(v1, KeyState::Disabled).unwrap();
+    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period()).unwrap();
     k.set_state(MasterVersion::new(2), KeyState::Disabled).unwrap();
     k.rotate_tenant("initech").unwrap();
-    k.shred_tenant("umbrella").unwrap();
+    k.shred_tenant("umbrella", atrest::ShredEvidence::Unverified).unwrap();
     let bytes = k.to_bytes().unwrap();
     (k, bytes)
 });
@@ -48,41 +53,12 @@ fn original() -> &'static [u8] {
 // ---------------------------------------------------------------------------------------
 // Secrets never print.
 
-/// Renderings of the test key that must never appear in any output.
-fn secret_renderings(key: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let hex_lower = hex::encode(key);
-    // Every 6-byte window as hex, both cases (random 48-bit collisions are negligible).
-    for w in (0..=hex_lower.len() - 12).step_by(2) {
-        out.push(hex_lower[w..w + 12].to_string());
-        out.push(hex_lower[w..w + 12].to_uppercase());
-    }
-    // Every 4-byte window as a Debug-style decimal list (`[u8]` / `Vec<u8>` Debug).
-    for w in key.windows(4) {
-        out.push(format!("{}, {}, {}, {}", w[0], w[1], w[2], w[3]));
-    }
-    out
-}
-
-static RENDERINGS: LazyLock<Vec<String>> = LazyLock::new(|| secret_renderings(&TEST_KEY));
-
-/// The first rendering of the test key found in `s`, if any.
-fn find_secret(s: &str) -> Option<&'static str> {
-    RENDERINGS.iter().find(|r| s.contains(r.as_str())).map(String::as_str)
-}
-
-fn assert_no_secret(s: &str) {
-    if let Some(r) = find_secret(s) {
-        panic!("key material ({r}) printed in: {s}");
-    }
-}
+/// The test key's renderings, which must never appear in any output.
+static SECRETS: LazyLock<SecretScan> = LazyLock::new(|| SecretScan::new().with("key material", &TEST_KEY));
 
 /// Checks an error's `Display` and `Debug` output, and returns it for matching.
 fn checked<E: std::fmt::Display + std::fmt::Debug>(e: E) -> E {
-    assert_no_secret(&format!("{e}"));
-    assert_no_secret(&format!("{e:?}"));
-    assert_no_secret(&format!("{e:#?}"));
-    e
+    SECRETS.checked(e)
 }
 
 fn load(bytes: &[u8]) -> Result<Keyring, KeyringError> {
@@ -92,11 +68,11 @@ fn load(bytes: &[u8]) -> Result<Keyring, KeyringError> {
 #[test]
 fn the_secret_check_can_fail() {
     // The renderings really are found where the key is printed.
-    assert!(find_secret(&format!("{:?}", TEST_KEY.to_vec())).is_some(), "decimal Debug of the key bytes");
-    assert!(find_secret(&format!("{TEST_KEY:?}")).is_some());
-    assert!(find_secret(&hex::encode_upper(TEST_KEY)).is_some());
-    assert!(find_secret(&format!("id={}", hex::encode(&TEST_KEY[10..20]))).is_some(), "a 10-byte slice as hex");
-    assert!(find_secret(&hex::encode([0x5a; 32])).is_none());
+    assert!(SECRETS.find(&format!("{:?}", TEST_KEY.to_vec())).is_some(), "decimal Debug of the key bytes");
+    assert!(SECRETS.find(&format!("{TEST_KEY:?}")).is_some());
+    assert!(SECRETS.find(&hex::encode_upper(TEST_KEY)).is_some());
+    assert!(SECRETS.find(&format!("id={}", hex::encode(&TEST_KEY[10..20]))).is_some(), "a 10-byte slice as hex");
+    assert!(SECRETS.find(&hex::encode([0x5a; 32])).is_none());
 }
 
 // The backup types (`BackupWriter`, `BackupReader`, `BackupContext`, `BackupInfo`) and every
@@ -124,14 +100,14 @@ fn secrets_never_print() {
         serde_json::to_string(&k.status()).unwrap(),
     ];
     for r in &renders {
-        assert_no_secret(r);
+        SECRETS.assert_clean(r);
     }
     // The redacted forms are what the type docs promise.
     assert_eq!(renders[0], "RootKey { .. }");
     // (Master, tenant and data keys are crate-private: src/secret.rs tests their Debug.)
     assert!(renders[9].contains("secret-value"), "context keys are shown: {}", renders[9]);
     // The keyring file itself holds no key in the clear either.
-    assert_no_secret(std::str::from_utf8(original()).unwrap());
+    SECRETS.assert_clean(std::str::from_utf8(original()).unwrap());
 }
 
 #[test]

@@ -353,7 +353,7 @@ fn shredded_tenant_seal_leaves_buffers_as_documented() {
     let t = k.tenant("acme").unwrap();
     let c = Context::new();
     let sealed = t.seal(b"secret", &c).unwrap();
-    k.shred_tenant("acme").unwrap();
+    k.shred_tenant("acme", atrest::ShredEvidence::Unverified).unwrap();
     assert!(matches!(t.seal(b"plaintext", &c), Err(SealError::TenantShredded { .. })));
     let mut out = b"prefix".to_vec();
     assert!(t.seal_into(b"x", &c, &mut out).is_err());

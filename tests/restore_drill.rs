@@ -9,10 +9,15 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
+mod common;
+
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::child::{self, check};
 
 const ATREST: &str = env!("CARGO_BIN_EXE_atrest");
 const TABLES: [&str; 4] = ["blobs", "customers", "marker", "orders"];
@@ -53,17 +58,6 @@ fn find_bindir() -> PathBuf {
          Install them (Debian/Ubuntu: `apt-get install postgresql`) or set ATREST_PG_BINDIR to the\n\
          directory holding initdb, pg_ctl, psql and pg_dump.\n\n"
     );
-}
-
-fn check(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn id_of(user: &str, flag: &str) -> Option<u32> {
@@ -385,10 +379,7 @@ fn postgres_dump_restore_drill() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!Path::new(&pg.path("tampered.sql")).exists());
-    assert!(
-        !std::fs::read_dir(pg.dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")),
-        "a temporary file was left behind"
-    );
+    assert!(child::leftovers(pg.dir.path(), ".tmp").is_empty(), "a temporary file was left behind");
 
     // The wrong snapshot id does not restore either.
     let out = pg.bash(r#""$ATREST" backup verify --tenant acme --snapshot drill-2 -i "$DIR/source.atrb""#);

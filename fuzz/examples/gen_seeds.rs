@@ -68,10 +68,11 @@ fn new_fixtures() {
     bk("v4g1-small-incremental.atbk", &bctx[1], b"incremental changes");
     k.rotate_tenant("beta").unwrap();
     k.rotate_tenant("beta").unwrap();
-    k.shred_tenant("gone").unwrap();
+    k.shred_tenant("gone", atrest::ShredEvidence::Unverified).unwrap();
     k.set_state(MasterVersion::new(3), KeyState::Disabled).unwrap();
     let v2 = MasterVersion::new(2);
-    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2)).unwrap();
+    k.set_state(v2, KeyState::Disabled).unwrap();
+    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2).skip_grace_period()).unwrap();
     write(&data.join("keyring.atrk"), &k.to_bytes().unwrap());
 
     // Keyrings under the transparent root: their JSON lines seed keyring_authentic.
@@ -84,10 +85,11 @@ fn new_fixtures() {
     t.rotate().unwrap();
     t.rotate().unwrap();
     t.rotate_tenant(TENANT).unwrap();
-    t.shred_tenant("gone").unwrap();
+    t.shred_tenant("gone", atrest::ShredEvidence::Unverified).unwrap();
     t.set_state(MasterVersion::new(2), KeyState::Disabled).unwrap();
     let v1 = MasterVersion::new(1);
-    t.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    t.set_state(v1, KeyState::Disabled).unwrap();
+    t.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period()).unwrap();
     write(&data.join("authentic.json"), json_line(&t).as_bytes());
     println!("new fixtures written to {}; rebuild the fuzz targets, then run again for seeds", data.display());
 }

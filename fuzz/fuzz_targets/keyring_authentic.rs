@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         seal_open(&k, t);
     }
     if let Some(t) = tenants.first()
-        && k.shred_tenant(t).is_ok()
+        && k.shred_tenant(t, atrest::ShredEvidence::Unverified).is_ok()
     {
         assert!(k.tenant(t).is_err(), "a shredded tenant is refused");
     }

@@ -83,7 +83,10 @@
 //! file. Seekable readers authenticate the final chunk first; after that the length is
 //! trusted and any offset is reached in O(1).
 
-mod format;
+mod chunk;
+mod frame;
+mod header;
+mod keys;
 mod pipeline;
 mod reader;
 mod rewrap;
@@ -93,15 +96,15 @@ mod writer;
 mod tests;
 
 use serde::Serialize;
+use zeroize::Zeroizing;
 
-pub use format::{BackupInfo, inspect_backup};
+pub use header::{BackupInfo, inspect_backup};
 pub use reader::BackupReader;
 pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
 
-use crate::Backend;
-use crate::Tenant;
 use crate::error::BackupError;
+use crate::{Backend, Tenant};
 
 /// The default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
@@ -112,7 +115,7 @@ pub const MAX_CHUNK_SIZE: usize = 16 << 20;
 /// The longest snapshot id (and parent snapshot id), in bytes.
 pub const MAX_SNAPSHOT_ID_LEN: usize = 1024;
 /// The length of a backup stream header, in bytes.
-pub const BACKUP_HEADER_LEN: usize = format::HEADER_LEN;
+pub const BACKUP_HEADER_LEN: usize = header::HEADER_LEN;
 
 /// Whether a backup holds everything or only the changes since its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -296,7 +299,8 @@ impl BackupOptions {
     }
 }
 
-/// Encrypts `plaintext` into a complete backup stream in memory (all chunks in parallel).
+/// Encrypts `plaintext` into a complete backup stream in memory: a [`BackupWriter`] over a
+/// buffer sized for the stream (chunks encrypted in parallel, straight from `plaintext`).
 ///
 /// For data that does not fit in memory, use [`BackupWriter`].
 ///
@@ -320,89 +324,48 @@ pub fn encrypt_backup(
     plaintext: &[u8],
     opts: BackupOptions,
 ) -> Result<Vec<u8>, BackupError> {
-    let chunk_size = opts.checked_chunk_size()?;
-    ctx.validate()?;
-    let exec = pipeline::Exec::new(opts.threads)?;
-    let (header, cipher) = format::seal_stream(tenant, ctx, chunk_size, opts.backend)?;
-    encrypt_all(header, &cipher, &exec, plaintext)
+    encrypt_all(BackupWriter::new(tenant, ctx, opts, Vec::new())?, plaintext)
 }
 
-/// Appends the chunks of `plaintext`, encrypted, to `header`: each chunk is encrypted from
-/// `plaintext` straight into its slot, in parallel (no copy first).
-fn encrypt_all(
-    header: Vec<u8>,
-    cipher: &format::ChunkCipher,
-    exec: &pipeline::Exec,
-    plaintext: &[u8],
-) -> Result<Vec<u8>, BackupError> {
-    let chunk_size = cipher.chunk_size();
-    let chunks = plaintext.len().div_ceil(chunk_size).max(1);
-    if u64::try_from(chunks).map_or(true, |c| c > format::MAX_CHUNKS) {
-        return Err(BackupError::TooLong);
+/// Writes all of `plaintext` through `w` (whose output holds the header) and finishes it,
+/// the output reserved up front for the whole stream.
+fn encrypt_all(mut w: BackupWriter<Vec<u8>>, plaintext: &[u8]) -> Result<Vec<u8>, BackupError> {
+    let body = w.frame().sealing(0, plaintext.len(), true)?.bytes();
+    if let Some(out) = w.out.as_mut() {
+        out.reserve_exact(body);
     }
-    let header_len = header.len();
-    let mut out = header;
-    out.resize(header_len + plaintext.len() + chunks * format::TAG_LEN, 0);
-    let body = out.get_mut(header_len..).unwrap_or_default();
-    exec.for_each_pair(plaintext, chunk_size, body, cipher.slot_len(), |i, plain, slot| {
-        cipher.seal_slot_from(i as u64, i + 1 == chunks, plain, slot)
-    })?;
-    if plaintext.is_empty() {
-        // The empty stream: one chunk holding only a tag.
-        cipher.seal_slot(0, true, body)?;
-    }
-    Ok(out)
+    w.write_all_of(plaintext)?;
+    w.finish()
 }
 
-/// Verifies and decrypts a complete backup stream held in memory (all chunks in parallel).
+/// Verifies and decrypts a complete backup stream held in memory: a [`BackupReader`] whose
+/// [`copy_to`](BackupReader::copy_to) fills a buffer sized for the plaintext.
 ///
 /// Returns the plaintext only if every chunk, the final-chunk marker and the header verified;
-/// on any failure nothing is returned.
+/// on any failure nothing is returned (and what was decrypted is wiped).
 ///
 /// # Errors
 /// [`BackupError::Authentication`] for any modification, truncation, extension, other
 /// tenant, keyring or context (one opaque error); [`BackupError::NotABackup`],
 /// [`BackupError::UnsupportedFormat`]; [`BackupError::Key`] for a disabled or destroyed key
-/// version or a shredded tenant.
+/// version or a shredded tenant; [`BackupError::InvalidParameter`] for a malformed context.
 pub fn decrypt_backup(tenant: &Tenant, ctx: &BackupContext, stream: &[u8]) -> Result<Vec<u8>, BackupError> {
-    decrypt_backup_with(tenant, ctx, stream, BackupOptions::default())
+    decrypt_with(tenant, ctx, stream, BackupOptions::default())
 }
 
-/// [`decrypt_backup`] with a thread count and backend from `opts` (its chunk size is
-/// ignored: the stream names its own).
-///
-/// # Errors
-/// As [`decrypt_backup`]; [`BackupError::InvalidParameter`] for a backend not compiled in.
-pub fn decrypt_backup_with(
+/// [`decrypt_backup`] with the thread count and backend of `opts`.
+fn decrypt_with(
     tenant: &Tenant,
     ctx: &BackupContext,
     stream: &[u8],
     opts: BackupOptions,
 ) -> Result<Vec<u8>, BackupError> {
-    ctx.validate()?;
-    let header = format::Header::parse_prefix(stream)?;
-    let cipher = format::open_stream(tenant, ctx, &header, opts.backend)?;
-    let body = stream.get(format::HEADER_LEN..).ok_or(BackupError::Authentication)?;
-    let geo = format::Geometry::from_body_len(u64::try_from(body.len()).unwrap_or(u64::MAX), header.chunk_size)?;
-    let plain_len = usize::try_from(geo.plain_len).map_err(|_| BackupError::TooLong)?;
-    let last = geo.chunks - 1;
-    let mut out = vec![0u8; plain_len];
-    if plain_len == 0 {
-        // The empty stream: one chunk with only a tag.
-        let mut empty = [0u8; 0];
-        let tag = body.get(..format::TAG_LEN).ok_or(BackupError::Authentication)?;
-        cipher.open_chunk(0, true, &mut empty, tag)?;
-        return Ok(out);
-    }
-    let exec = pipeline::Exec::new(opts.threads)?;
-    let r = exec.for_each_pair(body, cipher.slot_len(), &mut out, cipher.chunk_size(), |i, slot, plain| {
-        cipher.open_slot_to(i as u64, i as u64 == last, slot, plain)
-    });
-    if let Err(e) = r {
-        zeroize::Zeroize::zeroize(&mut out);
-        return Err(e);
-    }
-    Ok(out)
+    let mut reader = BackupReader::with_options(tenant, ctx, stream, opts)?;
+    // The plaintext is shorter than the stream: the buffer never moves, so no copy of the
+    // plaintext is left behind, and on failure what was written is wiped.
+    let mut out = Zeroizing::new(Vec::with_capacity(stream.len().saturating_sub(BACKUP_HEADER_LEN)));
+    reader.copy_to(&mut *out)?;
+    Ok(std::mem::take(&mut *out))
 }
 
 /// Reads a whole stream, verifying every chunk, and returns the plaintext length. Nothing
@@ -412,6 +375,11 @@ pub fn decrypt_backup_with(
 /// As [`BackupReader::new`] and reading it: [`BackupError::Authentication`] for any
 /// modification, truncation or extension; [`BackupError::Io`] from `input`.
 pub fn verify_backup<R: std::io::Read>(tenant: &Tenant, ctx: &BackupContext, input: R) -> Result<u64, BackupError> {
-    let mut reader = BackupReader::with_threads(tenant, ctx, input, 0)?;
-    reader.verify_to_end()
+    BackupReader::new(tenant, ctx, input)?.verify_to_end()
+}
+
+/// Authenticates the header at the start of `stream` for `tenant` (data key unwrap,
+/// commitment, header tag): evidence that the stream is a backup of this tenant.
+pub(crate) fn authenticate_header(tenant: &Tenant, stream: &[u8]) -> Result<(), BackupError> {
+    keys::open_header(tenant, &header::Header::parse_prefix(stream)?)
 }

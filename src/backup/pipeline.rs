@@ -1,13 +1,12 @@
 //! Where chunks are encrypted and decrypted: the calling thread, the global rayon pool, or
-//! a pool of a chosen size. Work is handed over in batches of whole chunks laid out exactly
-//! as on disk, so each chunk is processed in place and the result does not depend on the
-//! number of threads.
+//! a pool of a chosen size, in batches of whole chunks laid out as on disk (each chunk is
+//! processed in place; the result does not depend on the number of threads).
 //!
 //! The streaming writer and reader keep two batch buffers and [`Exec::overlap`] them: while
 //! the pool encrypts (or verifies) one batch, the calling thread writes the previous batch
 //! out and reads the next one in. Memory in flight is two batches (eight chunks per thread),
-//! taken once per stream; nothing is allocated per chunk. When a stream ends its buffers are
-//! wiped and kept (up to [`SPARE_BYTES`] in all) for the next stream.
+//! allocated once per stream; when a stream ends its buffers are wiped and kept (up to
+//! [`SPARE_BYTES`] in all) for the next stream.
 
 use std::sync::{Mutex, PoisonError, mpsc};
 
@@ -15,9 +14,8 @@ use rayon::prelude::*;
 
 use crate::error::BackupError;
 
-/// Wiped batch buffers kept for the next stream, at most this many bytes in all. A new
-/// buffer costs a page fault per 4 KiB page on first touch (about 1 us each on a VM: more
-/// than encrypting the page); streams opened one after another reuse these instead.
+/// Wiped batch buffers kept for the next stream, at most this many bytes in all (a new
+/// buffer costs a page fault per 4 KiB page on first touch, about 1 us each on a VM).
 pub(crate) const SPARE_BYTES: usize = 64 << 20;
 
 static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
@@ -140,7 +138,7 @@ impl Exec {
                 io()
             }),
         };
-        (done.unwrap_or(Err(BackupError::Finished)), t)
+        (done.unwrap_or(Err(BackupError::Internal("a pool job did not run"))), t)
     }
 
     /// Whether [`Exec::stream`] can run here: a pool of more than one thread that the
@@ -246,7 +244,7 @@ impl Exec {
                     }
                 }
                 let Some((t, slot, r)) = finished.get_mut(at).and_then(Option::take) else {
-                    break Err(BackupError::Finished);
+                    break Err(BackupError::Internal("the pool lost a unit"));
                 };
                 written += 1;
                 if let Err(e) = r.and_then(|()| done(t, slot)) {
@@ -320,12 +318,6 @@ fn in_scope<'scope, R>(exec: &Exec, op: impl FnOnce(&rayon::Scope<'scope>) -> R)
     match exec {
         Exec::Pool(pool) => pool.in_place_scope(op),
         _ => rayon::in_place_scope(op),
-    }
-}
-
-impl core::fmt::Debug for Exec {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Exec {{ threads: {} }}", self.threads())
     }
 }
 

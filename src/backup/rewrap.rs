@@ -30,9 +30,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::format::{self, HEADER_LEN, Header, MUTABLE_RANGE, read_full};
-use crate::atomic_file::{create_private, parent_dir, sync_dir};
+use super::frame::read_full;
+use super::header::{HEADER_LEN, Header, MUTABLE_RANGE};
+use super::keys;
 use crate::error::BackupError;
+use crate::fs::{create_private, parent_dir, sync_dir};
 use crate::{KeyVersion, Tenant};
 
 const JOURNAL_MAGIC: &[u8; 8] = b"ATRSTRWJ";
@@ -80,7 +82,7 @@ fn journal_path(path: &Path) -> PathBuf {
 /// let dir = tempfile::tempdir()?;
 /// let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
 /// let acme = keyring.tenant("acme")?;
-/// let path = dir.path().join("nightly.atb");
+/// let path = dir.path().join("nightly.atrb");
 /// std::fs::write(&path, encrypt_backup(&acme, &BackupContext::full("n1"), b"data", BackupOptions::default())?)?;
 /// let v2 = keyring.rotate()?;
 /// assert_eq!(rewrap_backup_header(&acme, &path)?.master, v2);
@@ -93,21 +95,21 @@ pub fn rewrap_backup_header(tenant: &Tenant, path: &Path) -> Result<KeyVersion, 
     recover(tenant, &mut file, &journal)?;
 
     let (old_bytes, header) = read_header(&mut file)?;
-    let Some(new) = format::rewrap_header(tenant, &header)? else {
-        return Ok(header.key_version);
+    let Some(new) = keys::rewrap_header(tenant, &header)? else {
+        return Ok(header.key_version());
     };
     let new_bytes = new.encode();
     // The invariant that keeps every chunk valid: only the key version and wrapping change.
     let outside = old_bytes.iter().zip(&new_bytes).enumerate().any(|(i, (a, b))| a != b && !MUTABLE_RANGE.contains(&i));
     if outside || new_bytes.len() != HEADER_LEN {
-        return Err(BackupError::InvalidParameter("rewrap would change immutable header bytes".into()));
+        return Err(BackupError::Internal("rewrap would change immutable header bytes"));
     }
     write_journal(&journal, &old_bytes)?;
     write_header(&mut file, &new_bytes)?;
     fs::remove_file(&journal)?;
     sync_dir(parent_dir(path))?;
-    tracing::info!(target: "atrest::audit", event = "backup.rewrap", tenant = %tenant.id(), path = %path.display(), from = %header.key_version, to = %new.key_version);
-    Ok(new.key_version)
+    tracing::info!(target: "atrest::audit", event = "backup.rewrap", tenant = %tenant.id(), path = %path.display(), from = %header.key_version(), to = %new.key_version());
+    Ok(new.key_version())
 }
 
 fn read_header(file: &mut File) -> Result<([u8; HEADER_LEN], Header), BackupError> {
@@ -176,7 +178,7 @@ fn recover(tenant: &Tenant, file: &mut File, journal: &Path) -> Result<(), Backu
         if !current.same_stream(&saved_header) {
             return Err(stale_journal(journal));
         }
-        match format::open_header(tenant, &current) {
+        match keys::open_header(tenant, &current) {
             Ok(()) => {}
             // A torn header: put the old one back.
             Err(BackupError::Authentication) => write_header(file, &saved)?,
@@ -207,7 +209,7 @@ mod tests {
         let ctx = BackupContext::full("s1");
         let t = keyring.tenant("acme").unwrap();
         let stream = encrypt_backup(&t, &ctx, &[7u8; 100_000], BackupOptions::default().chunk_size(64 << 10)).unwrap();
-        let path = dir.path().join("b.atb");
+        let path = dir.path().join("b.atrb");
         fs::write(&path, &stream).unwrap();
         (dir, keyring, path, stream, ctx)
     }

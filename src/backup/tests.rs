@@ -10,14 +10,14 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::format::{MAX_CHUNKS, StreamSecrets, build_stream};
+use super::chunk::ChunkCipher;
+use super::frame::{Frame, MAX_CHUNKS, TAG_LEN};
+use super::keys::{StreamSecrets, build_stream};
 use super::pipeline::Exec;
 use super::*;
-use crate::Backend;
-use crate::TenantId;
 use crate::hazmat::XAes256Gcm;
 use crate::secret::{DataKey, TenantKey};
-use crate::{KeyVersion, MasterVersion};
+use crate::{Backend, KeyVersion, MasterVersion, TenantId};
 
 fn lp(x: &[u8]) -> Vec<u8> {
     let mut v = (x.len() as u32).to_be_bytes().to_vec();
@@ -42,7 +42,7 @@ fn written(threads: usize, backend: Backend) -> Vec<u8> {
     let tenant = TenantId::new("acme").unwrap();
     let (header, cipher) =
         build_stream(&TenantKey::from_bytes(BACKUP_KEY), version, &tenant, &ctx, 65536, secrets, backend).unwrap();
-    let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
+    let mut w = BackupWriter::from_parts(Frame::new(65536), cipher, Exec::new(threads).unwrap(), header);
     // Odd write sizes, so chunk boundaries fall inside writes.
     for piece in plaintext().chunks(10_007) {
         w.write_all(piece).unwrap();
@@ -135,7 +135,7 @@ fn chunk_count_limit() {
     let make = || {
         let (header, cipher) =
             build_stream(&key, version, &tenant, &ctx, MIN_CHUNK_SIZE, secrets(), Backend::default()).unwrap();
-        BackupWriter::from_parts(cipher, Exec::new(1).unwrap(), header)
+        BackupWriter::from_parts(Frame::new(MIN_CHUNK_SIZE), cipher, Exec::new(1).unwrap(), header)
     };
     // The last chunk index, 2^32 - 1, is still allowed.
     let mut w = make();
@@ -154,12 +154,18 @@ fn chunk_count_limit() {
     assert!(matches!(w.finish(), Err(BackupError::TooLong)));
 }
 
-/// The header and chunk cipher of a stream with fixed secrets.
-fn fixed_stream(chunk_size: usize) -> (Vec<u8>, super::format::ChunkCipher) {
-    fixed_stream_on(chunk_size, Backend::default())
+/// A writer (with `threads` threads) of a stream with fixed secrets, its header written.
+fn fixed_writer(chunk_size: usize, threads: usize) -> BackupWriter<Vec<u8>> {
+    fixed_writer_on(chunk_size, threads, Backend::default())
 }
 
-fn fixed_stream_on(chunk_size: usize, backend: Backend) -> (Vec<u8>, super::format::ChunkCipher) {
+fn fixed_writer_on(chunk_size: usize, threads: usize, backend: Backend) -> BackupWriter<Vec<u8>> {
+    let (header, cipher) = fixed_stream_on(chunk_size, backend);
+    BackupWriter::from_parts(Frame::new(chunk_size), cipher, Exec::new(threads).unwrap(), header)
+}
+
+/// The header and chunk cipher of a stream with fixed secrets.
+fn fixed_stream_on(chunk_size: usize, backend: Backend) -> (Vec<u8>, ChunkCipher) {
     let secrets = StreamSecrets { data_key: DataKey::from_bytes(DATA_KEY), salt: SALT, wrap_nonce: WRAP_NONCE };
     let version = KeyVersion { master: MasterVersion::new(1), generation: 0 };
     let tenant = TenantId::new("acme").unwrap();
@@ -169,8 +175,7 @@ fn fixed_stream_on(chunk_size: usize, backend: Backend) -> (Vec<u8>, super::form
 
 /// The stream for fixed secrets, `pt` written in `piece`-byte writes with `threads` threads.
 fn written_with(pt: &[u8], chunk_size: usize, threads: usize, piece: usize) -> Vec<u8> {
-    let (header, cipher) = fixed_stream(chunk_size);
-    let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
+    let mut w = fixed_writer(chunk_size, threads);
     for p in pt.chunks(piece) {
         w.write_all(p).unwrap();
     }
@@ -192,8 +197,7 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&written_with(&pt, cs, 3, piece), &one);
         // The one-shot path lays the chunks out the same way.
         for threads in [1, 2] {
-            let (header, cipher) = fixed_stream(cs);
-            let all = encrypt_all(header, &cipher, &Exec::new(threads).unwrap(), &pt).unwrap();
+            let all = encrypt_all(fixed_writer(cs, threads), &pt).unwrap();
             proptest::prop_assert_eq!(&all, &one);
         }
     }
@@ -213,16 +217,14 @@ fn every_write_and_read_path_agrees() {
         for threads in [1, 2, 3] {
             let what = format!("{backend}, {threads} threads");
             for piece in [1000, cs - 1, 4 * cs, 4 * cs + 1, 9 * cs, pt.len()] {
-                let (header, cipher) = fixed_stream_on(cs, *backend);
-                let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
+                let mut w = fixed_writer_on(cs, threads, *backend);
                 for p in pt.chunks(piece) {
                     w.write_all(p).unwrap();
                 }
                 assert!(w.finish().unwrap() == reference, "{what}, writes of {piece}");
             }
             for len in [0, 1, cs, 4 * cs, 8 * cs, 8 * cs + 1, pt.len()] {
-                let (header, cipher) = fixed_stream_on(cs, *backend);
-                let mut w = BackupWriter::from_parts(cipher, Exec::new(threads).unwrap(), header);
+                let mut w = fixed_writer_on(cs, threads, *backend);
                 // A reader that returns short reads, so batches are filled from several reads.
                 let mut input = ShortReads(&pt[..len]);
                 assert_eq!(w.copy_from(&mut input).unwrap(), len as u64);
@@ -232,8 +234,7 @@ fn every_write_and_read_path_agrees() {
                     assert!(stream == reference);
                 }
             }
-            let (header, cipher) = fixed_stream_on(cs, *backend);
-            let all = encrypt_all(header, &cipher, &Exec::new(threads).unwrap(), &pt).unwrap();
+            let all = encrypt_all(fixed_writer_on(cs, threads, *backend), &pt).unwrap();
             assert!(all == reference, "{what}, one shot");
         }
     }
@@ -254,13 +255,12 @@ impl std::io::Read for ShortReads<'_> {
 #[test]
 fn writer_flush_writes_the_encrypted_batch() {
     let cs = 64 << 10;
-    let (header, cipher) = fixed_stream(cs);
-    let header_len = header.len();
-    let mut w = BackupWriter::from_parts(cipher, Exec::new(1).unwrap(), header);
+    let mut w = fixed_writer(cs, 1);
+    let header_len = w.out.as_ref().unwrap().len();
     w.write_all(&vec![5u8; cs + 10]).unwrap();
     w.flush().unwrap();
     // One chunk is complete and non-final, so it was encrypted; flush wrote it.
-    assert_eq!(w.out.as_ref().unwrap().len(), header_len + cs + format::TAG_LEN);
+    assert_eq!(w.out.as_ref().unwrap().len(), header_len + cs + TAG_LEN);
     let stream = w.finish().unwrap();
     assert!(stream == written_with(&vec![5u8; cs + 10], cs, 1, 1));
 }
@@ -309,7 +309,7 @@ fn every_read_path_agrees() {
                 assert!(head == pt, "{what}: read then copy_to");
 
                 assert_eq!(open(&stream).unwrap().verify_to_end().unwrap(), len as u64, "{what}");
-                assert!(decrypt_backup_with(&tenant, &ctx, &stream, opts).unwrap() == pt, "{what}: one shot");
+                assert!(decrypt_with(&tenant, &ctx, &stream, opts).unwrap() == pt, "{what}: one shot");
 
                 // Cut inside the final chunk, or at a chunk boundary: every path fails.
                 for cut in [stream.len() - 1, BACKUP_HEADER_LEN + cs + 16] {
@@ -322,7 +322,7 @@ fn every_read_path_agrees() {
                     assert!(sink.len() < len.max(1), "{what}: cut at {cut}");
                     assert!(open(short).unwrap().read_to_end(&mut Vec::new()).is_err(), "{what}: cut at {cut}");
                     assert!(open(short).unwrap().verify_to_end().is_err());
-                    assert!(decrypt_backup_with(&tenant, &ctx, short, opts).is_err());
+                    assert!(decrypt_with(&tenant, &ctx, short, opts).is_err());
                 }
             }
         }

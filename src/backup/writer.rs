@@ -4,7 +4,9 @@ use std::io::{self, Read, Write};
 
 use zeroize::Zeroize;
 
-use super::format::{self, ChunkCipher, MAX_CHUNKS, read_full};
+use super::chunk::ChunkCipher;
+use super::frame::{Frame, LookAhead};
+use super::keys;
 use super::pipeline::{Exec, give_buffer, take_buffer};
 use super::{BackupContext, BackupOptions};
 use crate::Tenant;
@@ -49,6 +51,7 @@ enum State {
 /// ```
 pub struct BackupWriter<W: Write> {
     pub(super) out: Option<W>,
+    frame: Frame,
     cipher: ChunkCipher,
     exec: Exec,
     /// The batch being gathered, laid out as on disk (plaintext, then room for the tag).
@@ -78,17 +81,18 @@ impl<W: Write> BackupWriter<W> {
         let chunk_size = opts.checked_chunk_size()?;
         ctx.validate()?;
         let exec = Exec::new(opts.threads)?;
-        let (header, cipher) = format::seal_stream(tenant, ctx, chunk_size, opts.backend)?;
+        let (header, cipher) = keys::seal_stream(tenant, ctx, chunk_size, opts.backend)?;
         out.write_all(&header)?;
         tracing::debug!(target: "atrest::backup", tenant = %tenant.id(), snapshot = ctx.snapshot_id(), chunk_size, threads = exec.threads(), backend = %opts.backend, "backup stream started");
-        Ok(Self::from_parts(cipher, exec, out))
+        Ok(Self::from_parts(Frame::new(chunk_size), cipher, exec, out))
     }
 
     /// A writer whose header is already written to `out`.
-    pub(crate) fn from_parts(cipher: ChunkCipher, exec: Exec, out: W) -> Self {
-        let len = exec.batch_chunks(cipher.slot_len()) * cipher.slot_len();
+    pub(crate) fn from_parts(frame: Frame, cipher: ChunkCipher, exec: Exec, out: W) -> Self {
+        let len = exec.batch_chunks(frame.slot_len()) * frame.slot_len();
         Self {
             out: Some(out),
+            frame,
             cipher,
             exec,
             buf: take_buffer(len),
@@ -100,56 +104,50 @@ impl<W: Write> BackupWriter<W> {
         }
     }
 
+    /// The chunk size of the stream.
+    pub(crate) fn frame(&self) -> Frame {
+        self.frame
+    }
+
     fn batch_capacity(&self) -> usize {
-        self.buf.len() / self.cipher.slot_len() * self.cipher.chunk_size()
+        self.buf.len() / self.frame.slot_len() * self.frame.chunk_size()
+    }
+
+    /// The room in the gathered batch from `filled` to the end of its chunk (empty when the
+    /// batch is full).
+    fn room(&mut self) -> Result<&mut [u8], BackupError> {
+        let n = if self.filled < self.batch_capacity() {
+            self.frame.chunk_size() - self.filled % self.frame.chunk_size()
+        } else {
+            0
+        };
+        let at = self.frame.slot_offset(self.filled);
+        self.buf.get_mut(at..at + n).ok_or(BackupError::Internal("batch room"))
     }
 
     /// Copies as much of `data` as fits into the batch; returns the number of bytes taken.
-    fn fill(&mut self, data: &[u8]) -> usize {
-        let cs = self.cipher.chunk_size();
-        let slot = self.cipher.slot_len();
+    fn fill(&mut self, data: &[u8]) -> Result<usize, BackupError> {
         let mut taken = 0;
-        while taken < data.len() && self.filled < self.batch_capacity() {
-            let (chunk, off) = (self.filled / cs, self.filled % cs);
-            let n = (cs - off).min(data.len() - taken);
-            let at = chunk * slot + off;
-            match (self.buf.get_mut(at..at + n), data.get(taken..taken + n)) {
-                (Some(dst), Some(src)) => dst.copy_from_slice(src),
+        while let Some(src) = data.get(taken..).filter(|d| !d.is_empty()) {
+            let room = self.room()?;
+            let n = room.len().min(src.len());
+            match (room.get_mut(..n), src.get(..n)) {
+                (Some(dst), Some(src)) if n > 0 => dst.copy_from_slice(src),
                 _ => break,
             }
             self.filled += n;
             taken += n;
         }
-        taken
-    }
-
-    /// The layout of a batch of `plain` plaintext bytes: (chunks, bytes including tags).
-    fn layout(&self, plain: usize) -> Result<(usize, usize), BackupError> {
-        let cs = self.cipher.chunk_size();
-        let chunks = plain.div_ceil(cs).max(1);
-        if self.next_index + chunks as u64 > MAX_CHUNKS {
-            return Err(BackupError::TooLong);
-        }
-        Ok((chunks, plain + chunks * format::TAG_LEN))
+        Ok(taken)
     }
 
     /// Encrypts the batch that starts at `next_index` (from `src` if given, else the gathered
     /// plaintext in place) while the calling thread writes the ready batch out, then makes
     /// the new batch the ready one. `last`: the batch holds the stream's final chunk.
     fn seal_batch(&mut self, src: Option<&[u8]>, last: bool) -> Result<(), BackupError> {
-        let plain = src.map_or(self.filled, <[u8]>::len);
-        let (chunks, used) = self.layout(plain)?;
-        let first = self.next_index;
-        let (cs, slot) = (self.cipher.chunk_size(), self.cipher.slot_len());
-        let (cipher, exec) = (&self.cipher, &self.exec);
-        let batch = self.buf.get_mut(..used).ok_or(BackupError::InvalidParameter("batch overflow".into()))?;
-        let is_last = move |i: usize| last && i + 1 == chunks;
-        let mut work = move || match src {
-            Some(src) if !src.is_empty() => exec.for_each_pair(src, cs, batch, slot, |i, p, s| {
-                cipher.seal_slot_from(first + i as u64, is_last(i), p, s)
-            }),
-            _ => exec.for_each_slot(batch, slot, |i, s| cipher.seal_slot(first + i as u64, is_last(i), s)),
-        };
+        let run = self.frame.sealing(self.next_index, src.map_or(self.filled, <[u8]>::len), last)?;
+        let (cipher, exec, batch) = (&self.cipher, &self.exec, &mut self.buf);
+        let mut work = move || cipher.seal_run(exec, run, src, batch);
         let (out, ready) = (&mut self.out, self.ready.get(..self.ready_len).unwrap_or_default());
         let io = move || match out.as_mut() {
             Some(out) => out.write_all(ready).map_err(BackupError::from),
@@ -159,9 +157,9 @@ impl<W: Write> BackupWriter<W> {
         sealed?;
         written?;
         std::mem::swap(&mut self.buf, &mut self.ready);
-        self.ready_len = used;
+        self.ready_len = run.bytes();
         self.filled = 0;
-        self.next_index += chunks as u64;
+        self.next_index = run.next();
         Ok(())
     }
 
@@ -180,10 +178,20 @@ impl<W: Write> BackupWriter<W> {
         }
     }
 
+    /// Takes all of `data`; after an error the writer refuses further use.
+    pub(super) fn write_all_of(&mut self, data: &[u8]) -> Result<usize, BackupError> {
+        let r = self.write_inner(data);
+        if r.is_err() && self.state == State::Open {
+            self.state = State::Failed;
+        }
+        r
+    }
+
+    /// Takes all of `data`: a chunk is sealed (non-final) only once more data follows it.
     fn write_inner(&mut self, data: &[u8]) -> Result<usize, BackupError> {
         self.check_open()?;
         let cap = self.batch_capacity();
-        let cs = self.cipher.chunk_size();
+        let cs = self.frame.chunk_size();
         let mut taken = 0;
         while let Some(rest) = data.get(taken..).filter(|r| !r.is_empty()) {
             if self.filled == cap {
@@ -203,7 +211,7 @@ impl<W: Write> BackupWriter<W> {
                 self.seal_batch(Some(direct), false)?;
                 taken += cap;
             } else {
-                taken += self.fill(rest);
+                taken += self.fill(rest)?;
             }
         }
         Ok(taken)
@@ -214,23 +222,17 @@ impl<W: Write> BackupWriter<W> {
     /// the pool, and written out in order as soon as it and the ones before it are done.
     fn stream_slice(&mut self, data: &[u8]) -> Result<(), BackupError> {
         self.write_ready()?;
-        let (cs, slot_len) = (self.cipher.chunk_size(), self.cipher.slot_len());
-        let chunks = data.len() / cs;
-        // At least one chunk (the final one) follows these.
-        if self.next_index + chunks as u64 >= MAX_CHUNKS {
-            return Err(BackupError::TooLong);
-        }
-        let first = self.next_index;
+        let run = self.frame.sealing(self.next_index, data.len(), false)?;
         let (cipher, out) = (&self.cipher, &mut self.out);
-        let slots: Vec<&mut [u8]> = self.ready.chunks_mut(slot_len).collect();
-        let mut pieces = data.chunks(cs).zip(first..);
+        let slots: Vec<&mut [u8]> = self.ready.chunks_mut(self.frame.slot_len()).collect();
+        let mut pieces = data.chunks(self.frame.chunk_size()).enumerate();
         self.exec.stream(
             slots,
-            |slot| Ok(pieces.next().map(|(piece, index)| ((index, piece), slot))),
-            |(index, piece), slot| cipher.seal_slot_from(*index, false, piece, slot),
+            |slot| Ok(pieces.next().map(|piece| (piece, slot))),
+            |(i, piece), slot| cipher.seal_slot_from(run.chunk(*i), piece, slot),
             |_, slot| out.as_mut().ok_or(BackupError::Finished)?.write_all(slot).map_err(BackupError::from),
         )?;
-        self.next_index += chunks as u64;
+        self.next_index = run.next();
         Ok(())
     }
 
@@ -243,88 +245,75 @@ impl<W: Write> BackupWriter<W> {
     /// [`BackupError::Io`] from reading or writing; [`BackupError::TooLong`];
     /// [`BackupError::Finished`] if the writer failed earlier. After an error the writer
     /// refuses further use.
-    pub fn copy_from<R: Read>(&mut self, mut input: R) -> Result<u64, BackupError> {
+    pub fn copy_from<R: Read>(&mut self, input: R) -> Result<u64, BackupError> {
         self.check_open()?;
+        let mut input = LookAhead::new(input);
         let r = self.copy_inner(&mut input);
         if r.is_err() {
             self.state = State::Failed;
         }
-        r
+        r.map(|()| input.consumed())
     }
 
-    fn copy_inner<R: Read>(&mut self, input: &mut R) -> Result<u64, BackupError> {
-        let cap = self.batch_capacity();
-        let mut total = 0u64;
-        let mut carry = None;
+    fn copy_inner<R: Read>(&mut self, input: &mut LookAhead<R>) -> Result<(), BackupError> {
         if self.filled > 0 || !self.exec.can_stream() {
             // Complete what is gathered (the batch path), then stream the rest.
             loop {
-                total += self.fill_from(input)? as u64;
-                if self.filled < cap {
-                    return Ok(total);
+                if self.fill_from(input)? {
+                    return Ok(());
                 }
-                // A full batch: it is non-final only if more data follows.
-                let mut one = [0u8; 1];
-                if read_full(input, &mut one)? == 0 {
-                    return Ok(total);
-                }
+                // A full batch with more data after it: every chunk in it is non-final.
                 self.seal_batch(None, false)?;
-                total += 1;
                 if self.exec.can_stream() {
-                    carry = Some(one[0]);
                     break;
                 }
-                self.fill(&one);
             }
         }
-        total += self.stream_reader(input, carry)?;
-        Ok(total)
+        self.stream_reader(input)
+    }
+
+    /// Reads from `input` into the gathered batch until it is full or `input` ends; returns
+    /// whether it ended (then what is gathered holds the final chunk).
+    fn fill_from<R: Read>(&mut self, input: &mut LookAhead<R>) -> Result<bool, BackupError> {
+        loop {
+            let got = input.fill(self.room()?)?;
+            self.filled += got.len;
+            if got.ends {
+                return Ok(true);
+            }
+            if self.filled == self.batch_capacity() {
+                return Ok(false);
+            }
+        }
     }
 
     /// Reads `input` to its end chunk by chunk into free slots of the spare batch buffer and
     /// seals the chunks on the pool while the calling thread writes finished ones out in
     /// order and reads the next. The chunk the input ends with is the final one: it is left
-    /// gathered for `finish`. `carry`: a byte already read from `input` (and counted by the
-    /// caller), which comes first. Returns the number of bytes it read.
-    fn stream_reader<R: Read>(&mut self, input: &mut R, mut carry: Option<u8>) -> Result<u64, BackupError> {
+    /// gathered for `finish`.
+    fn stream_reader<R: Read>(&mut self, input: &mut LookAhead<R>) -> Result<(), BackupError> {
         self.write_ready()?;
-        let (cs, slot_len) = (self.cipher.chunk_size(), self.cipher.slot_len());
+        let frame = self.frame;
         let mut index = self.next_index;
-        let mut total = 0u64;
         let mut tail: Option<(&mut [u8], usize)> = None;
         let (cipher, out) = (&self.cipher, &mut self.out);
-        let slots: Vec<&mut [u8]> = self.ready.chunks_mut(slot_len).collect();
+        let slots: Vec<&mut [u8]> = self.ready.chunks_mut(frame.slot_len()).collect();
         let r = self.exec.stream(
             slots,
             |slot| {
                 if tail.is_some() {
                     return Ok(None);
                 }
-                let mut have = 0;
-                if let Some(b) = carry.take()
-                    && let Some(first) = slot.first_mut()
-                {
-                    *first = b;
-                    have = 1;
-                }
-                let n = read_full(input, slot.get_mut(have..cs).unwrap_or_default())?;
-                have += n;
-                total += n as u64;
-                // A full chunk is non-final only if more data follows it.
-                let mut one = [0u8; 1];
-                if have < cs || read_full(input, &mut one)? == 0 {
-                    tail = Some((slot, have));
+                let got = input.fill(slot.get_mut(..frame.chunk_size()).unwrap_or_default())?;
+                if got.ends {
+                    tail = Some((slot, got.len));
                     return Ok(None);
                 }
-                carry = Some(one[0]);
-                total += 1;
-                if index + 1 >= MAX_CHUNKS {
-                    return Err(BackupError::TooLong);
-                }
-                index += 1;
-                Ok(Some((index - 1, slot)))
+                let run = frame.sealing(index, got.len, false)?;
+                index = run.next();
+                Ok(Some((run, slot)))
             },
-            |index, slot| cipher.seal_slot(*index, false, slot),
+            |run, slot| cipher.seal_slot(run.chunk(0), slot),
             |_, slot| out.as_mut().ok_or(BackupError::Finished)?.write_all(slot).map_err(BackupError::from),
         );
         // The final chunk goes to the (empty) gathered batch.
@@ -337,25 +326,7 @@ impl<W: Write> BackupWriter<W> {
         }
         r?;
         self.next_index = index;
-        Ok(total)
-    }
-
-    /// Reads from `input` into the gathered batch until it is full or `input` ends.
-    fn fill_from<R: Read>(&mut self, input: &mut R) -> Result<usize, BackupError> {
-        let (cs, slot) = (self.cipher.chunk_size(), self.cipher.slot_len());
-        let cap = self.batch_capacity();
-        let start = self.filled;
-        while self.filled < cap {
-            let (chunk, off) = (self.filled / cs, self.filled % cs);
-            let at = chunk * slot + off;
-            let dst = self.buf.get_mut(at..at + (cs - off)).ok_or(BackupError::InvalidParameter("batch".into()))?;
-            let n = read_full(input, dst)?;
-            self.filled += n;
-            if n < cs - off {
-                break;
-            }
-        }
-        Ok(self.filled - start)
+        Ok(())
     }
 
     /// Encrypts and writes the buffered data and the final chunk, flushes `out` and returns it.
@@ -381,15 +352,7 @@ impl<W: Write> BackupWriter<W> {
 
 impl<W: Write> Write for BackupWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.write_inner(buf) {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                if self.state == State::Open {
-                    self.state = State::Failed;
-                }
-                Err(e.into())
-            }
-        }
+        self.write_all_of(buf).map_err(io::Error::from)
     }
 
     /// Writes out the batch already encrypted, then flushes the underlying writer. The batch
@@ -427,7 +390,7 @@ impl<W: Write> Drop for BackupWriter<W> {
 impl<W: Write> core::fmt::Debug for BackupWriter<W> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BackupWriter")
-            .field("chunk_size", &self.cipher.chunk_size())
+            .field("chunk_size", &self.frame.chunk_size())
             .field("chunks_written", &self.next_index)
             .field("state", &self.state)
             .finish_non_exhaustive()

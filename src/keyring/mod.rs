@@ -4,46 +4,67 @@
 //! The keyring hands out derived key material ([`DerivedKey`]) and knows no cipher: records
 //! and backups turn that material into ciphers in their own modules.
 
+mod anchor;
 mod cache;
 mod derive;
 mod file;
 mod key_state;
+mod options;
 mod persist;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
 mod root;
 mod state;
 mod status;
+mod store;
+mod watch;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 
 pub use cache::{AUDIT_EVERY, DEFAULT_CACHE_CAPACITY};
 pub use key_state::KeyState;
+pub use options::{DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, KeyringOptions};
 #[cfg(feature = "pkcs11")]
 pub use pkcs11::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 pub use root::{LocalRootKey, ROOT_KEY_ENV, RootKeyProvider};
 pub use status::{KeyringStatus, MasterStatus, ShredStatus, TenantStatus};
+pub use store::KeyringLocation;
 
 pub(crate) use cache::{DerivedKey, Use};
 pub(crate) use derive::Purpose;
 pub(crate) use state::KeyRefusal;
 
+use self::anchor::Anchor;
 use self::cache::KeyCache;
 use self::state::State;
+use self::store::Store;
 use crate::error::KeyringError;
 use crate::id::{KeyVersion, MasterVersion, TenantId};
 
 struct Inner {
-    path: Option<PathBuf>,
+    /// Where the document lives; `None` for an in-memory keyring.
+    store: Option<Arc<dyn Store>>,
+    options: KeyringOptions,
+    anchor: Option<Anchor>,
     state: ArcSwap<State>,
+    /// Digest of the installed document: two documents of one revision must be the same.
+    digest: Mutex<[u8; 32]>,
     cache: KeyCache,
-    /// Bumped after every snapshot swap; lets tenant handles keep their current keys.
+    /// Bumped after every snapshot swap or availability change; lets tenant handles keep
+    /// their current keys while it holds.
     epoch: AtomicU64,
-    /// Serializes changes within this process (the file lock does so across processes).
+    /// Set when the store could not be read for longer than `max_unavailable`.
+    unavailable: AtomicBool,
+    /// When the store last answered with an acceptable document.
+    last_ok: Mutex<Instant>,
+    /// When a record under an unknown key version last made this handle re-read its store.
+    last_forced: Mutex<Option<Instant>>,
+    /// Serializes installing snapshots within this process (the store serializes writers).
     writer: Mutex<()>,
 }
 
@@ -78,7 +99,7 @@ impl core::fmt::Debug for Keyring {
             .field("id", &hex::encode(s.id))
             .field("revision", &s.revision)
             .field("primary", &s.primary)
-            .field("path", &self.inner.path)
+            .field("store", &self.inner.store.as_ref().map(|s| s.describe()))
             .finish_non_exhaustive()
     }
 }
@@ -89,16 +110,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Keyring {
-    fn from_state(path: Option<PathBuf>, state: State) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                path,
-                state: ArcSwap::from_pointee(state),
-                cache: KeyCache::new(DEFAULT_CACHE_CAPACITY),
-                epoch: AtomicU64::new(0),
-                writer: Mutex::new(()),
-            }),
-        }
+    fn from_state(store: Option<Arc<dyn Store>>, state: State, digest: [u8; 32], options: KeyringOptions) -> Self {
+        let anchor = options.anchor.as_deref().map(Anchor::new);
+        let inner = Arc::new(Inner {
+            store,
+            options,
+            anchor,
+            state: ArcSwap::from_pointee(state),
+            digest: Mutex::new(digest),
+            cache: KeyCache::new(DEFAULT_CACHE_CAPACITY),
+            epoch: AtomicU64::new(0),
+            unavailable: AtomicBool::new(false),
+            last_ok: Mutex::new(Instant::now()),
+            last_forced: Mutex::new(None),
+            writer: Mutex::new(()),
+        });
+        watch::spawn(&inner);
+        Self { inner }
     }
 
     fn state(&self) -> Guard<Arc<State>> {
@@ -113,10 +141,7 @@ impl Keyring {
     /// # Errors
     /// [`KeyringError::AlreadyExists`], [`KeyringError::Io`], [`KeyringError::Root`].
     pub fn create(path: &Path, root: impl RootKeyProvider + 'static) -> Result<Self, KeyringError> {
-        let state = State::create(Arc::new(root))?;
-        persist::create(path, &state)?;
-        tracing::info!(target: "atrest::audit", event = "keyring.create", keyring = %hex::encode(state.id), path = %path.display());
-        Ok(Self::from_state(Some(path.to_path_buf()), state))
+        Self::create_at(&KeyringLocation::File(path.to_path_buf()), root, KeyringOptions::default())
     }
 
     /// Loads and verifies a keyring file.
@@ -127,9 +152,50 @@ impl Keyring {
     /// [`KeyringError::UnsupportedFormat`], [`KeyringError::WrongRootKey`],
     /// [`KeyringError::Tampered`], [`KeyringError::Root`].
     pub fn open(path: &Path, root: impl RootKeyProvider + 'static) -> Result<Self, KeyringError> {
-        let state = persist::load(path, Arc::new(root))?;
+        Self::open_at(&KeyringLocation::File(path.to_path_buf()), root, KeyringOptions::default())
+    }
+
+    /// Creates a new keyring at `location` (a file, or a PostgreSQL row with the `postgres`
+    /// feature), never over an existing one.
+    ///
+    /// # Errors
+    /// As [`Keyring::create`]; [`KeyringError::StoreUnsupported`],
+    /// [`KeyringError::Store`] for a database that cannot be reached.
+    pub fn create_at(
+        location: &KeyringLocation,
+        root: impl RootKeyProvider + 'static,
+        options: KeyringOptions,
+    ) -> Result<Self, KeyringError> {
+        let store: Arc<dyn Store> = Arc::from(location.store()?);
+        let state = State::create(Arc::new(root))?;
+        state.validate()?;
+        let doc = file::encode(&state)?;
+        store.create(doc.as_bytes(), state.revision)?;
+        if let Some(path) = &options.anchor {
+            Anchor::new(path).raise(&state.id, state.revision)?;
+        }
+        tracing::info!(target: "atrest::audit", event = "keyring.create", keyring = %hex::encode(state.id), location = %location);
+        Ok(Self::from_state(Some(store), state, persist::digest(doc.as_bytes()), options))
+    }
+
+    /// Loads and verifies the keyring at `location`, with `options` (staleness bound,
+    /// revision anchor...).
+    ///
+    /// # Errors
+    /// As [`Keyring::open`]; [`KeyringError::RolledBack`] or [`KeyringError::Substituted`]
+    /// when a revision anchor is set and the document is older than it or of another keyring.
+    pub fn open_at(
+        location: &KeyringLocation,
+        root: impl RootKeyProvider + 'static,
+        options: KeyringOptions,
+    ) -> Result<Self, KeyringError> {
+        let store: Arc<dyn Store> = Arc::from(location.store()?);
+        let (state, digest) = persist::load(store.as_ref(), Arc::new(root))?;
+        if let Some(path) = &options.anchor {
+            Anchor::new(path).raise(&state.id, state.revision)?;
+        }
         tracing::info!(target: "atrest::audit", event = "keyring.load", keyring = %hex::encode(state.id), revision = state.revision);
-        Ok(Self::from_state(Some(path.to_path_buf()), state))
+        Ok(Self::from_state(Some(store), state, digest, options))
     }
 
     /// Verifies keyring file bytes without a path (for tools and fuzzing): the same checks
@@ -139,7 +205,7 @@ impl Keyring {
     /// As [`Keyring::open`].
     pub fn from_bytes(bytes: &[u8], root: impl RootKeyProvider + 'static) -> Result<Self, KeyringError> {
         let state = file::decode(bytes, Path::new("<memory>"), Arc::new(root))?;
-        Ok(Self::from_state(None, state))
+        Ok(Self::from_state(None, state, persist::digest(bytes), KeyringOptions::default()))
     }
 
     /// A keyring that lives only in memory (tests, ephemeral data): nothing is persisted.
@@ -147,7 +213,7 @@ impl Keyring {
     /// # Errors
     /// [`KeyringError::Root`] or [`KeyringError::Rng`].
     pub fn in_memory(root: impl RootKeyProvider + 'static) -> Result<Self, KeyringError> {
-        Ok(Self::from_state(None, State::create(Arc::new(root))?))
+        Ok(Self::from_state(None, State::create(Arc::new(root))?, [0; 32], KeyringOptions::default()))
     }
 
     /// The keyring file's current bytes, as [`Keyring::open`] would read them.
@@ -158,9 +224,15 @@ impl Keyring {
         Ok(file::encode(&self.state())?.into_bytes())
     }
 
-    /// The file this keyring is saved to, if any.
+    /// The file this keyring is saved to, if it lives in a file.
     pub fn path(&self) -> Option<&Path> {
-        self.inner.path.as_deref()
+        self.inner.store.as_deref().and_then(|s| s.path())
+    }
+
+    /// The staleness bound of this handle (zero for an in-memory keyring, which has no
+    /// other writer).
+    pub fn staleness_bound(&self) -> Duration {
+        if self.inner.store.is_some() { self.inner.options.staleness } else { Duration::ZERO }
     }
 
     /// The keyring's random 16-byte id (public).
@@ -192,21 +264,42 @@ impl Keyring {
         self.mutate("keyring.set_state", |s| s.set_state(version, state))
     }
 
-    /// Irreversibly erases a master version's key material from the keyring file.
+    /// Irreversibly erases a master version's key material from the keyring.
     /// Everything sealed under it becomes unrecoverable. `confirm` must name the same version.
+    ///
+    /// The version must have been disabled (see [`Keyring::set_state`]) for the grace period
+    /// ([`KeyringOptions::destroy_grace`], default 24 hours), so that every server has stopped
+    /// using it and a mistake can still be undone by enabling it again;
+    /// [`DestroyConfirmation::skip_grace_period`] shortens that to the staleness bound for an
+    /// emergency (a compromised key).
     ///
     /// # Errors
     /// [`KeyringError::NotConfirmed`], [`KeyringError::PrimaryRefused`],
-    /// [`KeyringError::UnknownVersion`].
+    /// [`KeyringError::UnknownVersion`], [`KeyringError::NotDisabled`],
+    /// [`KeyringError::GracePeriod`].
     ///
     /// # Security
-    /// Old copies of the keyring file (backups, snapshots of the disk) still hold the wrapped
-    /// key until they expire: destruction is complete only when those are gone too.
+    /// Old copies of the keyring (backups, snapshots of the disk, a database dump) still hold
+    /// the wrapped key until they expire: destruction is complete only when those are gone too.
+    ///
+    /// # Example
+    /// ```
+    /// use atrest::{DestroyConfirmation, KeyState, Keyring, LocalRootKey, MasterVersion};
+    /// let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
+    /// keyring.rotate()?;
+    /// let v1 = MasterVersion::new(1);
+    /// keyring.set_state(v1, KeyState::Disabled)?;
+    /// let confirm = DestroyConfirmation::data_under_this_version_is_lost(v1);
+    /// assert!(keyring.destroy(v1, confirm).is_err()); // disabled less than 24 hours ago
+    /// keyring.destroy(v1, confirm.skip_grace_period())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn destroy(&self, version: MasterVersion, confirm: DestroyConfirmation) -> Result<(), KeyringError> {
-        if confirm.0 != version {
+        if confirm.version != version {
             return Err(KeyringError::NotConfirmed(version));
         }
-        self.mutate("keyring.destroy", |s| s.destroy(version))
+        let grace = if confirm.skip_grace { self.staleness_bound() } else { self.inner.options.grace() };
+        self.mutate("keyring.destroy", |s| s.destroy(version, grace))
     }
 
     /// Rotates one tenant alone: bumps its generation, so new data is sealed under new
@@ -219,15 +312,11 @@ impl Keyring {
         self.mutate("tenant.rotate", |s| s.rotate_tenant(&id))
     }
 
-    /// Crypto-shreds a tenant: refused at once by every operation. The shred is *pending*
-    /// until every master version that existed now is destroyed (after rewrapping other
-    /// tenants' data and after the backup retention window), then *complete*.
-    ///
-    /// # Errors
-    /// [`KeyringError::InvalidTenantId`], I/O errors.
-    pub fn shred_tenant(&self, tenant: &str) -> Result<(), KeyringError> {
-        let id = TenantId::new(tenant)?;
-        self.mutate("tenant.shred", |s| s.shred_tenant(&id))
+    /// Crypto-shreds a tenant whose existence the caller has verified (see
+    /// `Keyring::shred_tenant` in the tenant module, which checks the evidence).
+    pub(crate) fn shred_verified(&self, tenant: &TenantId, evidence: &'static str) -> Result<(), KeyringError> {
+        let event = if evidence == "unverified" { "tenant.shred.unverified" } else { "tenant.shred" };
+        self.mutate(event, |s| s.shred_tenant(tenant))
     }
 
     /// Re-wraps every live master key under a new root key provider (root rotation, or a
@@ -266,6 +355,9 @@ impl Keyring {
         version: KeyVersion,
         purpose: Purpose,
     ) -> Result<Arc<DerivedKey>, KeyRefusal> {
+        if self.inner.unavailable.load(Ordering::Acquire) {
+            return Err(KeyRefusal::Unavailable);
+        }
         let prk = self.state().usable_prk(tenant, version)?;
         let cache_key = (tenant.clone(), version, purpose);
         if let Some(k) = self.inner.cache.get(&cache_key) {
@@ -277,14 +369,43 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// Re-reads the store once because a record or backup named a key version this handle
+    /// does not know (another server may have rotated a moment ago). Coalesced: at most one
+    /// such re-read per 50 ms, so records naming bogus versions cannot make a handle hammer
+    /// its store. Returns whether a newer document was installed.
+    pub(crate) fn refresh_for_unknown_version(&self) -> bool {
+        if self.inner.store.is_none() {
+            return false;
+        }
+        {
+            let mut last = lock(&self.inner.last_forced);
+            if last.is_some_and(|t| t.elapsed() < Duration::from_millis(50)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        self.refresh().unwrap_or(false)
+    }
+}
+
 /// The explicit confirmation [`Keyring::destroy`] requires: it must name the version.
 #[derive(Debug, Clone, Copy)]
-pub struct DestroyConfirmation(MasterVersion);
+pub struct DestroyConfirmation {
+    version: MasterVersion,
+    skip_grace: bool,
+}
 
 impl DestroyConfirmation {
     /// Confirms that everything sealed under `version` will be lost for good.
     pub fn data_under_this_version_is_lost(version: MasterVersion) -> Self {
-        Self(version)
+        Self { version, skip_grace: false }
+    }
+
+    /// For an emergency (a compromised key): destroy once the version has been disabled for
+    /// the staleness bound, instead of the whole grace period.
+    pub fn skip_grace_period(self) -> Self {
+        Self { skip_grace: true, ..self }
     }
 }
 

@@ -1,114 +1,150 @@
-//! Persistence of a keyring: loading its file, and applying a change under the file lock
-//! (re-read, change, bump the revision, write atomically, swap the in-memory snapshot).
+//! Keeping a handle coherent with its store: loading and verifying documents, refusing
+//! rollbacks and substitutions, and applying changes (re-read, change, check, bump the
+//! revision, write, swap the in-memory snapshot).
 
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
 
 use super::state::State;
+use super::store::Store;
 use super::{Keyring, RootKeyProvider, file, lock};
-use crate::atomic_file;
 use crate::error::KeyringError;
 
-pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError + '_ {
-    move |source| KeyringError::Io { path: path.to_path_buf(), source }
+/// The digest that tells two documents of the same revision apart.
+pub(super) fn digest(doc: &[u8]) -> [u8; 32] {
+    Sha256::digest(doc).into()
 }
 
-fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-/// An exclusive advisory lock on `<keyring>.lock`, released on drop.
-struct FileLock(File);
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<Self, KeyringError> {
-        let lp = lock_path(path);
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let f = opts.open(&lp).map_err(io_err(&lp))?;
-        f.lock().map_err(io_err(&lp))?;
-        Ok(Self(f))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
-/// Reads and verifies the keyring file at `path`.
-pub(super) fn load(path: &Path, root: Arc<dyn RootKeyProvider>) -> Result<State, KeyringError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    file::decode(&bytes, path, root)
-}
-
-/// Writes a new keyring file, never over an existing one.
-pub(super) fn create(path: &Path, state: &State) -> Result<(), KeyringError> {
-    let text = file::encode(state)?;
-    atomic_file::write(path, text.as_bytes(), atomic_file::Mode::CreateNew).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            KeyringError::AlreadyExists(path.to_path_buf())
-        } else {
-            KeyringError::Io { path: path.to_path_buf(), source: e }
-        }
-    })
+/// Reads and verifies the document of `store`.
+pub(super) fn load(store: &dyn Store, root: Arc<dyn RootKeyProvider>) -> Result<(State, [u8; 32]), KeyringError> {
+    let bytes = store.read()?;
+    let path = std::path::PathBuf::from(store.describe());
+    let state = file::decode(&bytes, &path, root)?;
+    Ok((state, digest(&bytes)))
 }
 
 impl Keyring {
-    /// Re-reads the keyring file to pick up changes made by another process.
+    /// Re-reads the keyring's store now (handles also do so on their own within the
+    /// staleness bound, see [`KeyringOptions`](crate::KeyringOptions)).
     ///
     /// # Errors
-    /// As [`Keyring::open`]; [`KeyringError::NoFile`] for an in-memory keyring.
+    /// As [`Keyring::open`]; [`KeyringError::RolledBack`] or [`KeyringError::Substituted`]
+    /// if the store holds an older document or another keyring's (the handle keeps its
+    /// newer state); [`KeyringError::NoFile`] for an in-memory keyring.
     pub fn reload(&self) -> Result<(), KeyringError> {
-        let path = self.inner.path.as_deref().ok_or(KeyringError::NoFile)?;
-        let state = load(path, self.state().root.clone())?;
-        self.install(state);
-        Ok(())
+        self.refresh().map(|_| ())
+    }
+
+    /// Loads the store's document and installs it if it is newer. Returns whether it was.
+    pub(super) fn refresh(&self) -> Result<bool, KeyringError> {
+        let store = self.inner.store.as_deref().ok_or(KeyringError::NoFile)?;
+        let (state, digest) = load(store, self.state().root.clone())?;
+        self.accept(state, digest)
+    }
+
+    /// Installs `new` if it is a later revision of the same keyring; an equal revision with
+    /// the same digest is nothing new. Anything else is refused, with an audit event.
+    fn accept(&self, new: State, digest: [u8; 32]) -> Result<bool, KeyringError> {
+        let _writer = lock(&self.inner.writer);
+        let cur = self.state();
+        let refusal = if new.id != cur.id {
+            Some(KeyringError::Substituted { expected: hex::encode(cur.id), found: hex::encode(new.id) })
+        } else if new.revision < cur.revision || (new.revision == cur.revision && digest != *lock(&self.inner.digest)) {
+            Some(KeyringError::RolledBack { seen: cur.revision, offered: new.revision })
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            tracing::error!(target: "atrest::audit", event = "keyring.refused", keyring = %hex::encode(cur.id), revision = cur.revision, offered = new.revision, reason = %e);
+            return Err(e);
+        }
+        if new.revision == cur.revision {
+            return Ok(false);
+        }
+        if let Some(anchor) = &self.inner.anchor {
+            anchor.raise(&new.id, new.revision)?;
+        }
+        tracing::info!(target: "atrest::audit", event = "keyring.refresh", keyring = %hex::encode(new.id), revision = new.revision, primary = %new.primary);
+        drop(cur);
+        self.install(new, digest);
+        Ok(true)
     }
 
     /// Makes `state` the current snapshot.
-    fn install(&self, state: State) {
+    pub(super) fn install(&self, state: State, digest: [u8; 32]) {
+        *lock(&self.inner.digest) = digest;
         self.inner.state.store(Arc::new(state));
         self.inner.cache.clear();
+        *lock(&self.inner.last_ok) = Instant::now();
+        self.inner.unavailable.store(false, Ordering::Release);
         // Released after the new snapshot is visible: a handle that sees the new epoch
         // also sees the new state.
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Applies a change under the in-process writer lock and, with a file, the file lock:
-    /// re-read the file, change, bump the revision, write atomically, swap the snapshot.
+    /// Applies a change under the in-process writer lock and the store's exclusion:
+    /// re-read the document (refusing a rollback), change, check the structure, bump the
+    /// revision, write, swap the snapshot. A change that changes nothing writes nothing.
     pub(super) fn mutate<T>(
         &self,
         event: &'static str,
         f: impl FnOnce(&mut State) -> Result<T, KeyringError>,
     ) -> Result<T, KeyringError> {
-        let _writer = lock(&self.inner.writer);
-        let (mut state, _file_lock) = match &self.inner.path {
-            None => (State::clone(&self.state()), None),
-            Some(path) => {
-                let file_lock = FileLock::acquire(path)?;
-                (load(path, self.state().root.clone())?, Some(file_lock))
+        let Some(store) = self.inner.store.as_deref() else {
+            let _writer = lock(&self.inner.writer);
+            let mut state = State::clone(&self.state());
+            let before = file::encode(&state)?;
+            let out = f(&mut state)?;
+            if file::encode(&state)? != before {
+                state.revision = state.revision.saturating_add(1);
+                state.validate()?;
+                let doc = file::encode(&state)?;
+                tracing::info!(target: "atrest::audit", event, keyring = %hex::encode(state.id), revision = state.revision, primary = %state.primary);
+                self.install(state, digest(doc.as_bytes()));
             }
+            return Ok(out);
         };
-        let out = f(&mut state)?;
-        state.revision = state.revision.saturating_add(1);
-        if let Some(path) = &self.inner.path {
-            let text = file::encode(&state)?;
-            atomic_file::write(path, text.as_bytes(), atomic_file::Mode::Replace).map_err(io_err(path))?;
-            atomic_file::remove_strays(path);
+        let root = self.state().root.clone();
+        let path = std::path::PathBuf::from(store.describe());
+        let mut f = Some(f);
+        let mut result = None;
+        let mut written = None;
+        store.update(&mut |current: &[u8]| {
+            let mut state = file::decode(current, &path, root.clone())?;
+            let cur = self.state();
+            if state.id != cur.id {
+                return Err(KeyringError::Substituted { expected: hex::encode(cur.id), found: hex::encode(state.id) });
+            }
+            if state.revision < cur.revision {
+                return Err(KeyringError::RolledBack { seen: cur.revision, offered: state.revision });
+            }
+            drop(cur);
+            let before = file::encode(&state)?;
+            let f = f.take().ok_or(KeyringError::Inconsistent("a change ran twice"))?;
+            result = Some(f(&mut state)?);
+            if file::encode(&state)? == before {
+                written = Some((state, digest(current)));
+                return Ok(None);
+            }
+            state.revision = state.revision.saturating_add(1);
+            state.validate()?;
+            let doc = file::encode(&state)?.into_bytes();
+            let revision = state.revision;
+            written = Some((state, digest(&doc)));
+            Ok(Some((doc, revision)))
+        })?;
+        let (state, digest) = written.ok_or(KeyringError::Inconsistent("the store applied no change"))?;
+        if let Some(anchor) = &self.inner.anchor {
+            anchor.raise(&state.id, state.revision)?;
         }
         tracing::info!(target: "atrest::audit", event, keyring = %hex::encode(state.id), revision = state.revision, primary = %state.primary);
-        self.install(state);
-        Ok(out)
+        let _writer = lock(&self.inner.writer);
+        if state.revision > self.state().revision {
+            self.install(state, digest);
+        }
+        result.ok_or(KeyringError::Inconsistent("the store applied no change"))
     }
 }

@@ -5,25 +5,10 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use crate::Suite;
-use crate::atomic_file;
 use crate::error::RootKeyError;
+use crate::fs;
 use crate::hazmat::{SuiteCipher, expand32, extract};
 use crate::secret::{RootKey, SecretBytes, random_array};
-
-/// Reads a secret text file (a key file, a PIN file). On Unix, refuses a file that group or
-/// others may read.
-pub(crate) fn read_private_file(path: &Path) -> Result<Zeroizing<String>, RootKeyError> {
-    let io = |source| RootKeyError::Io { path: path.to_path_buf(), source };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(RootKeyError::InsecurePermissions { path: path.to_path_buf(), mode: mode & 0o777 });
-        }
-    }
-    Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(io)?))
-}
 
 /// The environment variable [`LocalRootKey::from_env`] reads by default.
 pub const ROOT_KEY_ENV: &str = "ATREST_ROOT_KEY";
@@ -159,7 +144,7 @@ impl LocalRootKey {
     pub fn generate_file(path: &Path) -> Result<Self, RootKeyError> {
         let key = RootKey::generate()?;
         let text = Self::encode(&key);
-        atomic_file::write(path, text.as_bytes(), atomic_file::Mode::CreateNew).map_err(|source| {
+        fs::create_new(path, text.as_bytes()).map_err(|source| {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 RootKeyError::AlreadyExists(path.to_path_buf())
             } else {
@@ -190,12 +175,17 @@ impl LocalRootKey {
         Ok(Self::new(RootKey::from_bytes(*key)))
     }
 
-    /// Loads a root key file. On Unix, refuses a file that group or others may read.
+    /// Loads a root key file. On Unix the file must be a regular file owned by the caller or
+    /// root that group and others may not access (mode 0600 or 0400); it is checked and read
+    /// through one open handle. A symbolic link is followed, and the file it leads to is
+    /// checked.
     ///
     /// # Errors
-    /// [`RootKeyError::InsecurePermissions`], [`RootKeyError::Io`], [`RootKeyError::Malformed`].
+    /// [`RootKeyError::InsecurePermissions`] (group or other permission bits);
+    /// [`RootKeyError::Io`] (unreadable, not a regular file, owned by another user);
+    /// [`RootKeyError::Malformed`].
     pub fn from_file(path: &Path) -> Result<Self, RootKeyError> {
-        let text = read_private_file(path)?;
+        let text = fs::read_private_file(path)?;
         Self::decode(&text, &path.display().to_string())
     }
 
@@ -277,7 +267,7 @@ mod tests {
             assert!(matches!(LocalRootKey::from_file(&p), Err(RootKeyError::InsecurePermissions { .. })));
         }
         let bad = dir.path().join("bad.key");
-        atomic_file::write(&bad, b"not a key", atomic_file::Mode::CreateNew).unwrap();
+        fs::create_new(&bad, b"not a key").unwrap();
         assert!(matches!(LocalRootKey::from_file(&bad), Err(RootKeyError::Malformed(_))));
         assert!(!format!("{k:?}").contains(KEY_FILE_PREFIX));
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::file::{integrity_aad, master_aad};
@@ -78,7 +79,11 @@ pub(crate) struct State {
 
 /// Why a key cannot be used.
 pub(crate) enum KeyRefusal {
-    Shredded { at: u64 },
+    /// The handle's store has been unreadable for too long.
+    Unavailable,
+    Shredded {
+        at: u64,
+    },
     Unknown,
     Disabled(MasterVersion),
     Destroyed(MasterVersion),
@@ -162,55 +167,86 @@ impl State {
         Ok(v)
     }
 
-    /// Enables or disables a non-primary, non-destroyed version.
+    /// Enables or disables a non-primary, non-destroyed version, or promotes one. Setting a
+    /// version to the state it has is no change.
     pub(crate) fn set_state(&mut self, v: MasterVersion, state: KeyState) -> Result<(), KeyringError> {
         let primary = self.primary;
         let e = self.master_mut(v)?;
         if e.state == KeyState::Destroyed {
             return Err(KeyringError::Destroyed(v));
         }
+        if e.state == state {
+            return Ok(());
+        }
         match state {
             KeyState::Enabled | KeyState::Disabled if v == primary => {
                 Err(KeyringError::PrimaryRefused(v, if state == KeyState::Disabled { "disable" } else { "change" }))
             }
             KeyState::Enabled | KeyState::Disabled => {
-                if e.state != state {
-                    e.state = state;
-                    e.changed_at = now();
-                }
+                e.state = state;
+                e.changed_at = now();
                 Ok(())
             }
             KeyState::Primary => {
                 e.state = KeyState::Primary;
                 e.changed_at = now();
-                let old = self.primary;
                 self.primary = v;
-                let o = self.master_mut(old)?;
+                let o = self.master_mut(primary)?;
                 o.state = KeyState::Enabled;
                 o.changed_at = now();
                 Ok(())
             }
-            KeyState::Destroyed => self.destroy(v),
+            // Destroying is irreversible and needs its own confirmation and grace period.
+            KeyState::Destroyed => Err(KeyringError::NotConfirmed(v)),
         }
     }
 
-    /// Erases a non-primary version's material.
-    pub(crate) fn destroy(&mut self, v: MasterVersion) -> Result<(), KeyringError> {
+    /// Erases the material of a version that has been disabled for at least `grace`.
+    pub(crate) fn destroy(&mut self, v: MasterVersion, grace: Duration) -> Result<(), KeyringError> {
         if v == self.primary {
             return Err(KeyringError::PrimaryRefused(v, "destroy"));
         }
         let e = self.master_mut(v)?;
-        if e.state == KeyState::Destroyed {
-            return Ok(());
+        match e.state {
+            KeyState::Destroyed => return Ok(()),
+            KeyState::Disabled => {}
+            _ => return Err(KeyringError::NotDisabled(v)),
+        }
+        // Times are whole seconds: wait one more so that a bound is never cut short.
+        let need = if grace.is_zero() { 0 } else { grace.as_secs() + u64::from(grace.subsec_nanos() > 0) + 1 };
+        let ready = e.changed_at.saturating_add(need);
+        let t = now();
+        if t < ready {
+            return Err(KeyringError::GracePeriod { version: v, remaining_secs: ready - t });
         }
         e.state = KeyState::Destroyed;
-        e.changed_at = now();
+        e.changed_at = t;
         e.wrapped = None;
         e.prk = None;
         for t in self.tenants.values_mut() {
             if let Some(s) = t.shred.as_mut() {
                 s.pending.remove(&v);
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the invariants every keyring document must hold before it is written (and
+    /// after it is read): exactly one primary, with key material; material present exactly
+    /// for versions that are not destroyed; shreds pending only on live versions.
+    pub(crate) fn validate(&self) -> Result<(), KeyringError> {
+        let mut primaries = self.masters.iter().filter(|(_, m)| m.state == KeyState::Primary).map(|(v, _)| *v);
+        if primaries.next() != Some(self.primary) || primaries.next().is_some() {
+            return Err(KeyringError::Inconsistent("exactly one master version must be primary"));
+        }
+        for m in self.masters.values() {
+            if (m.state == KeyState::Destroyed) != m.wrapped.is_none() {
+                return Err(KeyringError::Inconsistent("key material must exist exactly for versions not destroyed"));
+            }
+        }
+        let live = |v: &MasterVersion| self.masters.get(v).is_some_and(|m| m.state != KeyState::Destroyed);
+        if self.tenants.values().filter_map(|t| t.shred.as_ref()).any(|s| !s.pending.iter().all(live)) {
+            return Err(KeyringError::Inconsistent("a shred is pending on a version that is not live"));
         }
         Ok(())
     }
@@ -228,8 +264,8 @@ impl State {
 
     /// Marks a tenant shredded; pending until every current master version is destroyed.
     pub(crate) fn shred_tenant(&mut self, t: &TenantId) -> Result<(), KeyringError> {
-        if self.shredded_at(t).is_some() {
-            return Ok(());
+        if let Some(at) = self.shredded_at(t) {
+            return Err(KeyringError::AlreadyShredded { tenant: t.to_string(), shredded_at: at });
         }
         let pending = self.masters.iter().filter(|(_, m)| m.state != KeyState::Destroyed).map(|(v, _)| *v).collect();
         let e = self.tenants.entry(t.clone()).or_default();

@@ -63,7 +63,15 @@ fn lifecycle_transitions() {
         k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v2)),
         Err(KeyringError::NotConfirmed(_))
     ));
-    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    // Destroying needs the version disabled first, for the grace period.
+    let confirm = DestroyConfirmation::data_under_this_version_is_lost(v1);
+    assert!(matches!(k.destroy(v1, confirm), Err(KeyringError::NotDisabled(v)) if v == v1));
+    assert!(matches!(k.set_state(v1, KeyState::Destroyed), Err(KeyringError::NotConfirmed(_))));
+    k.set_state(v1, KeyState::Disabled).unwrap();
+    assert!(
+        matches!(k.destroy(v1, confirm), Err(KeyringError::GracePeriod { remaining_secs, .. }) if remaining_secs > 86_000)
+    );
+    k.destroy(v1, confirm.skip_grace_period()).unwrap();
     assert!(matches!(t.open(&old, &ctx()), Err(OpenError::KeyDestroyed(_))));
     assert!(matches!(k.set_state(v1, KeyState::Enabled), Err(KeyringError::Destroyed(_))));
     assert_eq!(t.open(&new, &ctx()).unwrap(), b"new");
@@ -77,7 +85,18 @@ fn lifecycle_transitions() {
     // Shredding.
     let other = k.tenant("globex").unwrap();
     let og = other.seal(b"o", &ctx()).unwrap();
-    k.shred_tenant("acme").unwrap();
+    let rev = k.status().revision;
+    let typo = crate::ShredEvidence::Record { sealed: &g1, context: &ctx() };
+    assert!(matches!(k.shred_tenant("acmee", typo), Err(KeyringError::ShredEvidence(_))));
+    let wrong_ctx = Context::new();
+    let bad = crate::ShredEvidence::Record { sealed: &g1, context: &wrong_ctx };
+    assert!(matches!(k.shred_tenant("acme", bad), Err(KeyringError::ShredEvidence(_))));
+    assert_eq!(k.status().revision, rev, "refused shreds write nothing");
+    k.shred_tenant("acme", crate::ShredEvidence::Record { sealed: &g1, context: &ctx() }).unwrap();
+    assert!(matches!(
+        k.shred_tenant("acme", crate::ShredEvidence::Unverified),
+        Err(KeyringError::AlreadyShredded { .. })
+    ));
     assert!(matches!(t.open(&g1, &ctx()), Err(OpenError::TenantShredded { .. })));
     assert!(matches!(k.tenant("acme"), Err(KeyringError::TenantShredded { .. })));
     assert_eq!(other.open(&og, &ctx()).unwrap(), b"o");
@@ -86,7 +105,8 @@ fn lifecycle_transitions() {
     assert!(!sh.complete);
     assert_eq!(sh.pending_versions, vec![v2]);
     let v3 = k.rotate().unwrap();
-    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2)).unwrap();
+    k.set_state(v2, KeyState::Disabled).unwrap();
+    k.destroy(v2, DestroyConfirmation::data_under_this_version_is_lost(v2).skip_grace_period()).unwrap();
     let sh = k.status().tenants.into_iter().find(|x| x.id == "acme").unwrap().shred.unwrap();
     assert!(sh.complete);
     assert_eq!(k.primary(), v3);
@@ -103,7 +123,12 @@ fn destroyed_material_is_gone_from_file_bytes() {
     let w1 = body["masters"][0]["wrapped"].as_str().unwrap().to_owned();
     k.rotate().unwrap();
     let v1 = MasterVersion::new(1);
-    k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+    k.set_state(v1, KeyState::Disabled).unwrap();
+    // A file keyring waits at least its staleness bound (1 s, whole seconds: up to 2 s).
+    let confirm = DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period();
+    while let Err(KeyringError::GracePeriod { .. }) = k.destroy(v1, confirm) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let after = std::fs::read_to_string(&p).unwrap();
     assert!(!after.contains(&w1));
     let k2 = Keyring::open(&p, root).unwrap();
@@ -128,4 +153,30 @@ fn handles_are_send_and_sync() {
         assert!(reader.join().unwrap());
     });
     assert_eq!(k.primary(), MasterVersion::new(21));
+}
+
+#[test]
+fn set_state_of_the_primary_to_primary_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("k.atrk");
+    let root = Arc::new(LocalRootKey::generate().unwrap());
+    let k = Keyring::create(&p, root.clone()).unwrap();
+    let before = std::fs::read(&p).unwrap();
+    k.set_state(MasterVersion::new(1), KeyState::Primary).unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), before, "no change, no write");
+    let k2 = Keyring::open(&p, root).unwrap();
+    assert_eq!(k2.primary(), MasterVersion::new(1));
+}
+
+#[test]
+fn inconsistent_states_are_never_written() {
+    let k = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
+    k.rotate().unwrap();
+    let bad = k.mutate("test", |s| {
+        s.masters.get_mut(&MasterVersion::new(1)).unwrap().state = KeyState::Primary;
+        Ok(())
+    });
+    assert!(matches!(bad, Err(KeyringError::Inconsistent(_))));
+    assert_eq!(k.primary(), MasterVersion::new(2));
+    assert_eq!(k.status().masters[0].state, KeyState::Enabled);
 }

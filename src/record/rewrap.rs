@@ -46,7 +46,7 @@ pub fn key_version_census<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> Ke
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Context, DestroyConfirmation, Keyring, LocalRootKey, MasterVersion, RecordSuite, Suite};
+    use crate::{Context, DestroyConfirmation, KeyState, Keyring, LocalRootKey, MasterVersion, RecordSuite, Suite};
 
     #[test]
     fn batch_rewrap_then_destroy_old_version() {
@@ -72,7 +72,8 @@ mod tests {
         assert_eq!(crate::record_info(&recs[3]).unwrap().suite, Suite::XChaCha20Poly1305);
 
         let v1 = MasterVersion::new(1);
-        k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1)).unwrap();
+        k.set_state(v1, KeyState::Disabled).unwrap();
+        k.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period()).unwrap();
         for (i, (r, c)) in recs.iter().zip(&ctxs).enumerate() {
             if i != 7 {
                 assert_eq!(t.open(r, c).unwrap(), b"v");

@@ -7,6 +7,9 @@
 
 mod index;
 mod rewrap;
+mod shred;
+
+pub use shred::ShredEvidence;
 
 use std::sync::Arc;
 
@@ -202,7 +205,14 @@ impl Tenant {
                 return Ok(k.clone());
             }
         }
-        let keys = self.record_keys(epoch, version).map_err(|r| self.open_refused(r))?;
+        let keys = match self.record_keys(epoch, version) {
+            // Sealed a moment ago under a version another process just added: look once.
+            Err(KeyRefusal::Unknown) if self.keyring.refresh_for_unknown_version() => {
+                self.record_keys(self.keyring.epoch(), version)
+            }
+            other => other,
+        }
+        .map_err(|r| self.open_refused(r))?;
         let slot = if version == self.key_version() { &self.current } else { &self.opened };
         slot.store(Some(keys.clone()));
         Ok(keys)
@@ -222,13 +232,20 @@ impl Tenant {
 
     /// The backup key material of `version` (named by a backup header).
     pub(crate) fn backup_key_for_open(&self, version: KeyVersion) -> Result<Arc<DerivedKey>, OpenError> {
-        self.keyring.derived_key(&self.id, version, Purpose::Backups).map_err(|r| self.open_refused(r))
+        match self.keyring.derived_key(&self.id, version, Purpose::Backups) {
+            Err(KeyRefusal::Unknown) if self.keyring.refresh_for_unknown_version() => {
+                self.keyring.derived_key(&self.id, version, Purpose::Backups)
+            }
+            other => other,
+        }
+        .map_err(|r| self.open_refused(r))
     }
 
     /// Why a key cannot seal, as the caller sees it.
     fn seal_refused(&self, refusal: KeyRefusal, version: KeyVersion) -> SealError {
         match refusal {
             KeyRefusal::Shredded { at } => SealError::TenantShredded { tenant: self.id.to_string(), shredded_at: at },
+            KeyRefusal::Unavailable => SealError::KeyringUnavailable,
             _ => SealError::KeyUnavailable(version),
         }
     }
@@ -239,6 +256,7 @@ impl Tenant {
         match refusal {
             KeyRefusal::Shredded { at } => OpenError::TenantShredded { tenant: self.id.to_string(), shredded_at: at },
             KeyRefusal::Unknown => OpenError::Authentication,
+            KeyRefusal::Unavailable => OpenError::KeyringUnavailable,
             KeyRefusal::Disabled(v) => OpenError::KeyDisabled(v),
             KeyRefusal::Destroyed(v) => OpenError::KeyDestroyed(v),
         }

@@ -26,7 +26,7 @@ impl Tenant {
     ///
     /// # Example
     /// ```
-    /// # use atrest::{Context, Keyring, LocalRootKey, DestroyConfirmation, MasterVersion};
+    /// # use atrest::{Context, Keyring, KeyState, LocalRootKey, DestroyConfirmation, MasterVersion};
     /// # let keyring = Keyring::in_memory(LocalRootKey::generate()?)?;
     /// let t = keyring.tenant("acme")?;
     /// let ctx = Context::new().with("row", "1");
@@ -34,7 +34,8 @@ impl Tenant {
     /// keyring.rotate()?;
     /// let new = t.rewrap(&old, &ctx)?;
     /// let v1 = MasterVersion::new(1);
-    /// keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1))?;
+    /// keyring.set_state(v1, KeyState::Disabled)?;
+    /// keyring.destroy(v1, DestroyConfirmation::data_under_this_version_is_lost(v1).skip_grace_period())?;
     /// assert_eq!(t.open(&new, &ctx)?, b"data");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Root key: --root-key-file / ATREST_ROOT_KEY_FILE, or ATREST_ROOT_KEY holding the key text, or a
 PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-key; PIN from ATREST_PKCS11_PIN or
---pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING.
+--pkcs11-pin-file). Keyring: --keyring / ATREST_KEYRING. A keyring change waits at most
+ATREST_LOCK_WAIT seconds (default 30) for another process holding <keyring>.lock.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 authentication failure (tampered, truncated
 or mismatched data, wrong tenant or snapshot).";
@@ -39,6 +40,11 @@ pub struct KeyArgs {
     /// The root key in a PKCS#11 token instead of a key file.
     #[command(flatten)]
     pub pkcs11: Pkcs11Args,
+
+    /// Write audit events (keyring changes, shreds, refusals; never secrets) as JSON lines to
+    /// FILE (appended), `-` (stderr) or `syslog` (/dev/log, also served by journald).
+    #[arg(long, global = true, env = "ATREST_AUDIT_LOG", value_name = "FILE|-|syslog")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A root key held in a PKCS#11 token.
@@ -125,7 +131,8 @@ pub enum KeyringCommand {
         #[arg(long, value_name = "N", value_parser = parse_version)]
         version: MasterVersion,
     },
-    /// Irreversibly erase a master key version: everything sealed under it is lost.
+    /// Irreversibly erase a master key version: everything sealed under it is lost. The version
+    /// must have been disabled for the grace period (24 hours) first.
     Destroy {
         /// The version (e.g. 2 or v2).
         #[arg(long, value_name = "N", value_parser = parse_version)]
@@ -133,6 +140,10 @@ pub enum KeyringCommand {
         /// Confirm that data under this version becomes unrecoverable.
         #[arg(long)]
         yes: bool,
+        /// Emergency (a compromised key): destroy once disabled for the staleness bound (1 s)
+        /// instead of the whole grace period.
+        #[arg(long)]
+        skip_grace_period: bool,
     },
     /// Re-wrap every master key under a new root key (root rotation, or key file <-> HSM migration).
     RewrapRoot(NewRootArgs),
@@ -182,13 +193,27 @@ pub enum TenantCommand {
         /// Tenant id.
         tenant: String,
     },
-    /// Crypto-shred a tenant: refused at once; complete when every current master version is destroyed.
+    /// Crypto-shred a tenant: refused at once; complete when every current master version is
+    /// destroyed. Needs evidence that the tenant exists (a backup or a record of it that
+    /// authenticates), so that a misspelled id cannot look like a completed erasure.
     Shred {
         /// Tenant id.
         tenant: String,
         /// Confirm: the tenant's data becomes unreadable at once.
         #[arg(long)]
         yes: bool,
+        /// Evidence: a backup stream of the tenant (its header must authenticate).
+        #[arg(long, value_name = "FILE", group = "evidence")]
+        evidence_backup: Option<PathBuf>,
+        /// Evidence: a file holding one sealed record of the tenant (opened with --context).
+        #[arg(long, value_name = "FILE", group = "evidence", requires = "context")]
+        evidence_record: Option<PathBuf>,
+        /// The record's context, as key=value pairs in order (e.g. table=contacts,row=42).
+        #[arg(long, value_name = "K=V,...", value_delimiter = ',')]
+        context: Vec<String>,
+        /// Shred without evidence (the audit log says so).
+        #[arg(long, group = "evidence")]
+        unverified: bool,
     },
 }
 

@@ -75,60 +75,37 @@ fn render_chain(e: &(dyn Error + 'static)) -> String {
     line.replace(['\n', '\r'], " ")
 }
 
-fn backup_auth(e: &BackupError) -> bool {
-    match e {
-        BackupError::Authentication => true,
-        BackupError::Key(o) => open_auth(o),
-        BackupError::Keyring(k) => keyring_auth(k),
-        BackupError::Io(io) => io_auth(io),
-        _ => false,
+/// An error a command can fail with, and whether it is an authentication failure (exit 3):
+/// the library's own `is_authentication()` for its error types.
+pub trait Classify: Error + Send + Sync + 'static {
+    /// Whether the data or a key did not authenticate.
+    fn is_authentication(&self) -> bool {
+        false
     }
 }
 
-fn open_auth(e: &OpenError) -> bool {
-    matches!(e, OpenError::Authentication)
-}
-
-fn keyring_auth(e: &KeyringError) -> bool {
-    matches!(e, KeyringError::Tampered(_) | KeyringError::Root(RootKeyError::Authentication))
-}
-
-fn io_auth(e: &std::io::Error) -> bool {
-    // The backup reader reports authentication failures as InvalidData wrapping the
-    // library's error; io::Error::source() skips the wrapped error itself, so look inside.
-    e.get_ref().is_some_and(|inner| is_auth(inner))
-}
-
-/// Whether any error in the chain is an authentication failure.
-fn is_auth(e: &(dyn Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(x) = cur {
-        let hit = if let Some(b) = x.downcast_ref::<BackupError>() {
-            backup_auth(b)
-        } else if let Some(o) = x.downcast_ref::<OpenError>() {
-            open_auth(o)
-        } else if let Some(k) = x.downcast_ref::<KeyringError>() {
-            keyring_auth(k)
-        } else if let Some(r) = x.downcast_ref::<RootKeyError>() {
-            matches!(r, RootKeyError::Authentication)
-        } else if let Some(io) = x.downcast_ref::<std::io::Error>() {
-            io_auth(io)
-        } else {
-            false
-        };
-        if hit {
-            return true;
+/// The library's error types answer for themselves.
+macro_rules! classify_by_the_library {
+    ($($t:ty),*) => {$(
+        impl Classify for $t {
+            fn is_authentication(&self) -> bool {
+                <$t>::is_authentication(self)
+            }
         }
-        cur = x.source();
-    }
-    false
+    )*};
 }
+classify_by_the_library!(BackupError, KeyringError, OpenError, RootKeyError);
 
-impl<E: Error + Send + Sync + 'static> From<E> for Failure {
+/// Files, pipes: never an authentication failure (the library reports those as its own
+/// error types).
+impl Classify for std::io::Error {}
+
+impl Classify for serde_json::Error {}
+
+impl<E: Classify> From<E> for Failure {
     fn from(e: E) -> Self {
-        let error: BoxError = Box::new(e);
-        let class = if is_auth(error.as_ref()) { Class::Authentication } else { Class::General };
-        Self { class, what: None, error: Some(error) }
+        let class = if e.is_authentication() { Class::Authentication } else { Class::General };
+        Self { class, what: None, error: Some(Box::new(e)) }
     }
 }
 
@@ -138,7 +115,7 @@ pub trait Doing<T> {
     fn doing(self, what: impl FnOnce() -> String) -> Result<T, Failure>;
 }
 
-impl<T, E: Error + Send + Sync + 'static> Doing<T> for Result<T, E> {
+impl<T, E: Classify> Doing<T> for Result<T, E> {
     fn doing(self, what: impl FnOnce() -> String) -> Result<T, Failure> {
         self.map_err(|e| {
             let mut f = Failure::from(e);
@@ -157,7 +134,8 @@ mod tests {
         let f = Failure::from(BackupError::Authentication);
         assert_eq!(f.class, Class::Authentication);
         let io: std::io::Error = BackupError::Authentication.into();
-        let f: Result<(), _> = Err(io);
+        assert_eq!(Failure::from(BackupError::Io(io)).class, Class::Authentication);
+        let f: Result<(), _> = Err(BackupError::Authentication);
         let f = f.doing(|| "decrypting x".into()).unwrap_err();
         assert_eq!(f.class, Class::Authentication);
         assert!(f.to_string().starts_with("decrypting x: backup authentication failed"), "{f}");
@@ -170,6 +148,9 @@ mod tests {
 
         let f = Failure::from(BackupError::Key(OpenError::Authentication));
         assert_eq!(f.class, Class::Authentication);
+        let f = Failure::from(KeyringError::Root(RootKeyError::Authentication));
+        assert_eq!(f.class, Class::Authentication);
+        assert_eq!(Failure::from(std::io::Error::other("x")).class, Class::General);
         assert_eq!(Failure::usage("x").class, Class::Usage);
     }
 }

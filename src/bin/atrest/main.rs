@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod args;
+mod audit;
 mod commands;
 mod failure;
 mod keys;
@@ -14,7 +15,7 @@ mod stream;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Command};
 use crate::failure::Failure;
@@ -29,8 +30,18 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     stream::delete_temporary_files_on_interrupt();
+    if let Some(dest) = audit::destination(cli.keys.audit_log.as_ref())
+        && let Err(f) = audit::AuditLog::open(&dest, audit::command_words(&matches)).and_then(audit::AuditLog::install)
+    {
+        eprintln!("atrest: error: {f}");
+        return f.exit_code();
+    }
     // Everything `run` owns (temporary output files in particular) is dropped before exiting.
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,13 @@
-//! Inputs, all-or-nothing output files, and a progress line for long streams.
+//! Inputs, outputs (files appear only when complete, through `atrest::fs`), and a progress
+//! line for long streams.
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use atrest::fs::PendingFile;
 
 use crate::failure::{Doing, Failure};
 
@@ -87,8 +90,8 @@ pub enum Output {
     /// A temporary file beside the target, renamed over it on commit, deleted on drop.
     File {
         /// The temporary file.
-        tmp: BufWriter<tempfile::NamedTempFile>,
-        /// The final name.
+        tmp: BufWriter<PendingFile>,
+        /// The final name, for messages.
         target: PathBuf,
         /// Deletes the temporary file if the process is interrupted.
         _pending: Pending,
@@ -103,21 +106,12 @@ impl Output {
             Some(p) if p == Path::new("-") => return Ok(Self::stdout()),
             Some(p) => p,
         };
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let name =
-            target.file_name().ok_or_else(|| Failure::usage(format!("{} is not a file name", target.display())))?;
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(name);
-        prefix.push(".");
-        let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .doing(|| format!("creating a temporary file in {}", dir.display()))?;
-        let pending = Pending::new(tmp.path());
+        if target.file_name().is_none() {
+            return Err(Failure::usage(format!("{} is not a file name", target.display())));
+        }
+        let tmp = PendingFile::new(target)
+            .doing(|| format!("creating a temporary file in {}", atrest::fs::parent_dir(target).display()))?;
+        let pending = Pending::new(tmp.temp_path());
         Ok(Self::File { tmp: BufWriter::with_capacity(BUF, tmp), target: target.to_path_buf(), _pending: pending })
     }
 
@@ -138,7 +132,8 @@ impl Output {
         }
     }
 
-    /// Flushes everything; for a file, syncs it and renames it over the target.
+    /// Flushes everything; a file is synced and renamed over the target (keeping the owner
+    /// and mode of a file it replaces).
     pub fn commit(self) -> Result<(), Failure> {
         match self {
             Self::Stdout(mut w) => w.flush().doing(|| "writing to stdout".into()),
@@ -146,23 +141,9 @@ impl Output {
                 let name = target.display().to_string();
                 let tmp =
                     tmp.into_inner().map_err(io::IntoInnerError::into_error).doing(|| format!("writing {name}"))?;
-                tmp.as_file().sync_all().doing(|| format!("writing {name}"))?;
-                tmp.persist(&target).map_err(|e| e.error).doing(|| format!("renaming the output to {name}"))?;
-                sync_parent(&target);
-                Ok(())
+                tmp.commit().doing(|| format!("renaming the output to {name}"))
             }
         }
-    }
-}
-
-/// Makes the rename durable; a failure here is not worth failing a finished command.
-fn sync_parent(target: &Path) {
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 
@@ -265,29 +246,57 @@ pub fn human_bytes(n: u64) -> String {
     if unit == "B" { format!("{n} B") } else { format!("{v:.1} {unit}") }
 }
 
-/// Why a copy stopped.
-pub enum CopyError {
-    /// Reading failed (for a decrypting reader: authentication).
-    Read(io::Error),
-    /// Writing failed (for an encrypting writer: encryption or output).
-    Write(io::Error),
+/// A reader or writer that feeds a [`Progress`] line with the bytes passing through, and
+/// remembers whether it failed (to tell a read or write failure from a crypto one).
+pub struct Counting<T> {
+    inner: T,
+    progress: Progress,
+    failed: bool,
 }
 
-/// Copies `r` to `w` until EOF, reporting progress; returns the number of bytes.
-pub fn copy(r: &mut dyn Read, w: &mut dyn Write, progress: &mut Progress) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; BUF];
-    let mut total: u64 = 0;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        let chunk = buf.get(..n).ok_or_else(|| CopyError::Read(io::Error::other("reader returned too many bytes")))?;
-        w.write_all(chunk).map_err(CopyError::Write)?;
-        total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-        progress.add(n);
+impl<T> Counting<T> {
+    /// Counts the bytes through `inner` into `progress`.
+    pub fn new(inner: T, progress: Progress) -> Self {
+        Self { inner, progress, failed: false }
+    }
+
+    /// Whether a read or write of the inner stream failed.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Clears the progress line and returns the inner stream.
+    pub fn finish(self) -> T {
+        self.progress.finish();
+        self.inner
+    }
+
+    fn count(&mut self, r: io::Result<usize>) -> io::Result<usize> {
+        match &r {
+            Ok(n) => self.progress.add(*n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.failed = true,
+        }
+        r
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.count(r)
+    }
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.count(r)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.count(r.map(|()| 0)).map(|_| ())
     }
 }
 

@@ -3,14 +3,14 @@
 use std::path::Path;
 
 use atrest::{
-    BackupContext, BackupOptions, BackupReader, BackupWriter, Tenant, inspect_backup, rewrap_backup_header,
-    verify_backup,
+    BackupContext, BackupError, BackupOptions, BackupReader, BackupWriter, Tenant, inspect_backup,
+    rewrap_backup_header, verify_backup,
 };
 
 use crate::args::{BackupCommand, BackupContextArgs, KeyArgs};
 use crate::failure::{Doing, Failure};
 use crate::keys;
-use crate::stream::{self, CopyError, Input, Output, Progress};
+use crate::stream::{self, Counting, Input, Output, Progress};
 
 /// `atrest backup ...`.
 pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
@@ -24,23 +24,26 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             if let Some(n) = threads {
                 opts = opts.threads(usize::from(*n));
             }
-            let mut input = Input::open(io.input.as_deref())?;
+            let input = Input::open(io.input.as_deref())?;
             let output = Output::create(io.output.as_deref())?;
             if output.is_terminal() {
                 return Err(Failure::usage(
                     "refusing to write an encrypted stream to a terminal: redirect stdout or use -o FILE",
                 ));
             }
-            let out_name = output.name();
+            let (in_name, out_name) = (input.name.clone(), output.name());
             let mut w = BackupWriter::new(&tenant, &ctx, opts, output).doing(|| "starting the backup stream".into())?;
-            let mut progress = Progress::new("encrypting", input.len);
-            let copied = stream::copy(&mut input, &mut w, &mut progress);
-            progress.finish();
+            let total = input.len;
+            let mut src = Counting::new(input, Progress::new("encrypting", total));
+            let copied = w.copy_from(&mut src);
+            let read_failed = src.failed();
+            drop(src.finish());
             match copied {
                 Ok(_) => {}
-                Err(CopyError::Read(e)) => return Err(e).doing(|| format!("reading {}", input.name)),
-                Err(CopyError::Write(e)) => return Err(e).doing(|| format!("encrypting to {out_name}")),
+                Err(BackupError::Io(e)) if read_failed => return Err(e).doing(|| format!("reading {in_name}")),
+                Err(e) => return Err(e).doing(|| format!("encrypting to {out_name}")),
             }
+            // `output` (in `w`) is dropped on any error: a temporary output file is deleted.
             let output = w.finish().doing(|| format!("finishing the backup stream to {out_name}"))?;
             output.commit()
         }
@@ -49,16 +52,18 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let input = Input::open(io.input.as_deref())?;
             let in_name = input.name.clone();
             let total = input.len;
-            let mut output = Output::create(io.output.as_deref())?;
+            let output = Output::create(io.output.as_deref())?;
             let mut r = BackupReader::new(&tenant, &ctx, input).doing(|| format!("decrypting {in_name}"))?;
-            let mut progress = Progress::new("decrypting", total);
-            let copied = stream::copy(&mut r, &mut output, &mut progress);
-            progress.finish();
+            let out_name = output.name();
+            let mut dst = Counting::new(output, Progress::new("decrypting", total));
+            let copied = r.copy_to(&mut dst);
+            let write_failed = dst.failed();
+            let output = dst.finish();
             match copied {
                 Ok(_) => output.commit(),
                 // `output` is dropped on return: a temporary output file is deleted.
-                Err(CopyError::Read(e)) => Err(e).doing(|| format!("decrypting {in_name}")),
-                Err(CopyError::Write(e)) => Err(e).doing(|| format!("writing {}", output.name())),
+                Err(BackupError::Io(e)) if write_failed => Err(e).doing(|| format!("writing {out_name}")),
+                Err(e) => Err(e).doing(|| format!("decrypting {in_name}")),
             }
         }
         BackupCommand::Verify { context, input } => {

@@ -3,7 +3,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use atrest::{DestroyConfirmation, KeyState, Keyring, KeyringStatus, LocalRootKey, MasterVersion, RootKeyProvider};
+use atrest::{
+    Context, DestroyConfirmation, KeyState, Keyring, KeyringStatus, LocalRootKey, MasterVersion, RootKeyProvider,
+    ShredEvidence,
+};
 
 use crate::args::{KeyArgs, KeyringCommand, NewRootArgs, TenantCommand};
 use crate::failure::{Doing, Failure};
@@ -56,15 +59,18 @@ pub fn keyring(keys_args: &KeyArgs, cmd: &KeyringCommand) -> Result<(), Failure>
             set_state(keys_args, *version, KeyState::Enabled)?;
             println!("{version} enabled (decrypt only)");
         }
-        KeyringCommand::Destroy { version, yes } => {
+        KeyringCommand::Destroy { version, yes, skip_grace_period } => {
             if !yes {
                 return Err(Failure::usage(format!(
                     "destroying {version} is irreversible: everything sealed under it becomes unrecoverable; add --yes to confirm"
                 )));
             }
             let k = keys::keyring(keys_args)?;
-            k.destroy(*version, DestroyConfirmation::data_under_this_version_is_lost(*version))
-                .doing(|| format!("destroying {version}"))?;
+            let mut confirm = DestroyConfirmation::data_under_this_version_is_lost(*version);
+            if *skip_grace_period {
+                confirm = confirm.skip_grace_period();
+            }
+            k.destroy(*version, confirm).doing(|| format!("destroying {version}"))?;
             println!("{version} destroyed");
         }
         KeyringCommand::RewrapRoot(new) => {
@@ -100,17 +106,35 @@ pub fn tenant(keys_args: &KeyArgs, cmd: &TenantCommand) -> Result<(), Failure> {
     match cmd {
         TenantCommand::Rotate { tenant } => {
             let k = keys::keyring(keys_args)?;
-            let g = k.rotate_tenant(tenant).doing(|| format!("rotating tenant '{tenant}'"))?;
-            println!("tenant '{tenant}' rotated: new data is sealed under generation {g}");
+            let shown = tenant.escape_debug();
+            let g = k.rotate_tenant(tenant).doing(|| format!("rotating tenant '{shown}'"))?;
+            println!("tenant '{shown}' rotated: new data is sealed under generation {g}");
         }
-        TenantCommand::Shred { tenant, yes } => {
+        TenantCommand::Shred { tenant, yes, evidence_backup, evidence_record, context, unverified } => {
+            let shown = tenant.escape_debug().to_string();
             if !yes {
                 return Err(Failure::usage(format!(
-                    "shredding tenant '{tenant}' makes all of its data unreadable at once and cannot be undone; add --yes to confirm"
+                    "shredding tenant '{shown}' makes all of its data unreadable at once and cannot be undone; add --yes to confirm"
                 )));
             }
+            let evidence_bytes = match (evidence_backup, evidence_record) {
+                (Some(p), _) | (None, Some(p)) => Some(read_evidence(p)?),
+                (None, None) if *unverified => None,
+                (None, None) => {
+                    return Err(Failure::usage(format!(
+                        "show that tenant '{shown}' exists: --evidence-backup FILE (a backup of it), or \
+                         --evidence-record FILE --context k=v,... (a sealed record of it); or --unverified"
+                    )));
+                }
+            };
+            let ctx = parse_context(context)?;
+            let evidence = match (&evidence_bytes, evidence_backup.is_some()) {
+                (Some(b), true) => ShredEvidence::Backup(b),
+                (Some(b), false) => ShredEvidence::Record { sealed: b, context: &ctx },
+                (None, _) => ShredEvidence::Unverified,
+            };
             let k = keys::keyring(keys_args)?;
-            k.shred_tenant(tenant).doing(|| format!("shredding tenant '{tenant}'"))?;
+            k.shred_tenant(tenant, evidence).doing(|| format!("shredding tenant '{shown}'"))?;
             let pending = k
                 .status()
                 .tenants
@@ -120,10 +144,10 @@ pub fn tenant(keys_args: &KeyArgs, cmd: &TenantCommand) -> Result<(), Failure> {
                 .map(|s| s.pending_versions)
                 .unwrap_or_default();
             if pending.is_empty() {
-                println!("tenant '{tenant}' shredded (complete)");
+                println!("tenant '{shown}' shredded (complete)");
             } else {
                 println!(
-                    "tenant '{tenant}' shredded: refused from now on; complete once {} destroyed \
+                    "tenant '{shown}' shredded: refused from now on; complete once {} destroyed \
                      (after rewrapping other tenants' data and the backup retention window)",
                     versions_are(&pending)
                 );
@@ -131,6 +155,28 @@ pub fn tenant(keys_args: &KeyArgs, cmd: &TenantCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The first bytes of an evidence file (a backup header, or one sealed record).
+fn read_evidence(path: &Path) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).doing(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::new();
+    // A backup header or a record of up to 16 MiB is plenty of evidence.
+    f.take(16 << 20).read_to_end(&mut buf).doing(|| format!("reading {}", path.display()))?;
+    Ok(buf)
+}
+
+/// `k=v` pairs, in order.
+fn parse_context(pairs: &[String]) -> Result<Context, Failure> {
+    let mut ctx = Context::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| Failure::usage(format!("--context wants key=value pairs, not '{}'", p.escape_debug())))?;
+        ctx = ctx.with(k, v);
+    }
+    Ok(ctx)
 }
 
 fn versions_are(v: &[MasterVersion]) -> String {

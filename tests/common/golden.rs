@@ -1,6 +1,7 @@
 //! What the committed golden files in `tests/data/golden/` contain: shared by the checks in
-//! `tests/golden.rs` and `tests/golden_backup.rs` and by the generator
-//! `examples/make_golden.rs`, which made them once.
+//! `tests/golden.rs` and `tests/golden_backup.rs` (as `common::golden`) and by the generator
+//! `examples/make_golden.rs` (which includes this file by path and made the files once), so
+//! this file uses nothing else from `tests/common/`.
 //!
 //! Changing anything here (or the record or keyring format) makes `tests/golden.rs` fail
 //! until the files are deliberately regenerated, which is the point.

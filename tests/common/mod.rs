@@ -1,0 +1,19 @@
+//! The kit shared by the integration tests (each file that uses it says `mod common;`):
+//!
+//! - [`golden`]: what the committed golden files contain (also included by
+//!   `examples/make_golden.rs`, which made them);
+//! - [`spec`]: the byte formats rebuilt from their documentation, the reference the
+//!   known-answer tests hold the crate to;
+//! - [`secrets`]: the scanner proving that no key reaches `Debug`, `Display` or error output;
+//! - [`data`]: deterministic pseudo-random test data;
+//! - [`child`]: re-running one test of the same binary in a child process (crash tests,
+//!   per-process state), and checking what a finished command printed.
+//!
+//! Each test crate compiles the whole kit and uses part of it, so `mod common;` carries
+//! `#[allow(dead_code)]` where a file leaves some of it unused.
+
+pub mod child;
+pub mod data;
+pub mod golden;
+pub mod secrets;
+pub mod spec;
