@@ -133,7 +133,9 @@ fn versions(t: &Tenant) -> Result<String, atrest::IndexError> {
     Ok(t.blind_index_versions()?.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
 }
 
-/// Candidates by blind index (this tenant only), opened; false positives dropped.
+/// Candidates by blind index (this tenant only), opened; false positives dropped. (A real
+/// application prepares this query once and sets `plan_cache_mode = force_generic_plan`:
+/// PostgreSQL otherwise plans `= ANY($2)` afresh on every execution.)
 fn find_by_email(
     db: &mut Client,
     t: &Tenant,

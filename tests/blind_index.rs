@@ -1,20 +1,23 @@
 //! Blind indexes through the public API: known answers pinned against the committed golden
-//! keyring and recomputed independently from the spec in `src/record/index/mod.rs` (with
-//! `hkdf`, `hmac` and `sha2` directly, from the master keys unwrapped by the root key);
+//! keyring and recomputed independently from the spec in `src/record/index/mod.rs` (tenant
+//! keys from the shared reference in `tests/common/spec.rs`, then HKDF and HMAC-SHA256 by
+//! hand);
 //! properties (same value, same index within a tenant and key version; other tenants,
 //! indexes, widths and versions give independent values); rotation (lookups cover every
 //! usable version, the indexed rewrap moves a record and its values together); errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+#[allow(dead_code, reason = "uses only common::golden and common::spec; the rest of the shared kit is unused here")]
+mod common;
+
 use std::sync::{Arc, LazyLock};
 
 use atrest::{
     BlindIndex, Context, IndexError, KeyState, KeyVersion, Keyring, LocalRootKey, MasterVersion, RewrapError, RootKey,
     RootKeyProvider, Transform, record_info,
 };
-use hkdf::Hkdf;
+use common::golden as g;
+use common::spec::{KeyringSecrets, hkdf32, lp};
 use hmac::{Hmac, KeyInit, Mac};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -23,41 +26,17 @@ use sha2::Sha256;
 // ---------------------------------------------------------------------------------------
 // An independent implementation of the spec.
 
-fn lp(out: &mut Vec<u8>, x: &[u8]) {
-    out.extend_from_slice(&u32::try_from(x.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(x);
-}
-
-/// K_t: the tenant key for purpose "indexes" (keyring derivation).
-fn tenant_index_key(master: &[u8; 32], keyring_id: &[u8; 16], tenant: &str, generation: u16) -> [u8; 32] {
-    let mut info = Vec::new();
-    lp(&mut info, b"atrest/v1/tenant");
-    lp(&mut info, tenant.as_bytes());
-    info.extend_from_slice(&generation.to_be_bytes());
-    lp(&mut info, b"indexes");
-    let mut k = [0u8; 32];
-    Hkdf::<Sha256>::new(Some(keyring_id), master).expand(&info, &mut k).unwrap();
-    k
-}
-
-/// The value of already transformed `fields` under K_t.
+/// The value of already transformed `fields` under the tenant index key `kt`.
 fn reference_value(kt: &[u8; 32], name: &str, bits: u16, transform_ids: &[&str], fields: &[&[u8]]) -> Vec<u8> {
-    let mut d = Vec::new();
-    lp(&mut d, b"atrest/v1/blind-index");
-    lp(&mut d, name.as_bytes());
+    let mut d = [lp(b"atrest/v1/blind-index"), lp(name.as_bytes())].concat();
     d.extend_from_slice(&bits.to_be_bytes());
     d.push(u8::try_from(transform_ids.len()).unwrap());
     for id in transform_ids {
-        lp(&mut d, id.as_bytes());
+        d.extend_from_slice(&lp(id.as_bytes()));
     }
-    let mut ki = [0u8; 32];
-    Hkdf::<Sha256>::new(Some(&[]), kt).expand(&d, &mut ki).unwrap();
+    let ki = hkdf32(&[], kt, &d);
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&ki).unwrap();
-    let mut input = Vec::new();
-    for f in fields {
-        lp(&mut input, f);
-    }
-    mac.update(&input);
+    mac.update(&fields.iter().flat_map(|f| lp(f)).collect::<Vec<u8>>());
     let full = mac.finalize().into_bytes();
     let len = usize::from(bits).div_ceil(8);
     let mut out = full[..len].to_vec();
@@ -65,34 +44,6 @@ fn reference_value(kt: &[u8; 32], name: &str, bits: u16, transform_ids: &[&str],
         *out.last_mut().unwrap() &= 0xff << (8 - bits % 8);
     }
     out
-}
-
-/// The golden keyring's id and master keys, unwrapped with the committed test root key as
-/// the keyring file spec says (`len||"atrest/v1/keyring/master" || id || version`).
-fn golden() -> (Keyring, [u8; 16], BTreeMap<u16, [u8; 32]>) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden");
-    let key_text = std::fs::read_to_string(dir.join("root.key")).unwrap();
-    let mut root_bytes = [0u8; 32];
-    hex::decode_to_slice(key_text.trim().strip_prefix("ATREST-ROOT-KEY-V1:").unwrap(), &mut root_bytes).unwrap();
-    let root = Arc::new(LocalRootKey::new(RootKey::from_bytes(root_bytes)));
-    let file = std::fs::read(dir.join("keyring.atrk")).unwrap();
-    let body: serde_json::Value =
-        serde_json::from_str(std::str::from_utf8(&file).unwrap().lines().nth(1).unwrap()).unwrap();
-    let mut id = [0u8; 16];
-    hex::decode_to_slice(body["keyring_id"].as_str().unwrap(), &mut id).unwrap();
-    let mut masters = BTreeMap::new();
-    for m in body["masters"].as_array().unwrap() {
-        let v = u16::try_from(m["version"].as_u64().unwrap()).unwrap();
-        let mut aad = Vec::new();
-        lp(&mut aad, b"atrest/v1/keyring/master");
-        aad.extend_from_slice(&id);
-        aad.extend_from_slice(&v.to_be_bytes());
-        let wrapped = hex::decode(m["wrapped"].as_str().unwrap()).unwrap();
-        let key = root.unwrap(&wrapped, &aad).unwrap();
-        masters.insert(v, <[u8; 32]>::try_from(key.expose_secret()).unwrap());
-    }
-    let keyring = Keyring::from_bytes(&file, root as Arc<dyn RootKeyProvider>).unwrap();
-    (keyring, id, masters)
 }
 
 fn kv(master: u16, generation: u16) -> KeyVersion {
@@ -193,13 +144,14 @@ const KATS: &[Kat] = &[
 
 #[test]
 fn known_answers_follow_the_spec_and_stay_pinned() {
-    let (keyring, id, masters) = golden();
+    let keyring = Keyring::from_bytes(&g::read(g::KEYRING_FILE), Arc::new(g::root())).unwrap();
+    let secrets = KeyringSecrets::load();
     for (i, k) in KATS.iter().enumerate() {
         let index = (k.index)();
         let version = kv(k.version.0, k.version.1);
         let tenant = keyring.tenant(k.tenant).unwrap();
         let value = tenant.blind_index_at(&index, k.fields, version).unwrap();
-        let kt = tenant_index_key(&masters[&k.version.0], &id, k.tenant, k.version.1);
+        let kt = secrets.tenant_key(k.tenant, k.version.0, k.version.1, b"indexes");
         let transformed: Vec<&[u8]> = k.transformed.iter().map(|s| s.as_bytes()).collect();
         let expect = reference_value(&kt, index.name(), index.bits(), k.ids, &transformed);
         assert_eq!(hex::encode(value.as_bytes()), hex::encode(&expect), "case {i}: against the spec");

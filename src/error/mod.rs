@@ -6,12 +6,15 @@
 //! version, the tenant or the context was wrong. No error carries key bytes, plaintext or
 //! context values.
 
+mod index;
+
 use std::path::PathBuf;
 
 use thiserror::Error;
 
 mod keyring;
 
+pub use index::IndexError;
 pub use keyring::{KeyringError, RootKeyError};
 
 use crate::id::{KeyVersion, MasterVersion};
@@ -101,59 +104,6 @@ pub enum RewrapError {
     Index(#[from] IndexError),
 }
 
-/// Errors from defining a blind index or computing its values.
-///
-/// Index names are public identifiers and appear in messages; field values never do.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum IndexError {
-    /// The index name is empty or longer than 128 bytes.
-    #[error("a blind index name must be 1 to 128 bytes long")]
-    InvalidName,
-    /// The output size is out of range (or was not set).
-    #[error("a blind index outputs 1 to 256 bits, not {0}")]
-    InvalidBits(u32),
-    /// An index combines too many fields.
-    #[error("a blind index combines at most 16 fields, not {0}")]
-    TooManyFields(usize),
-    /// A custom transform's name is empty or longer than 64 bytes.
-    #[error("a custom transform name must be 1 to 64 bytes long")]
-    InvalidTransformName,
-    /// `Transform::LastDigits(0)`.
-    #[error("a last-digits transform keeps at least one digit")]
-    InvalidDigitCount,
-    /// The number of fields given is not the number the index combines.
-    #[error("blind index '{index}' combines {expected} field(s), {given} given")]
-    FieldCount {
-        /// The index name.
-        index: String,
-        /// Fields the index combines.
-        expected: usize,
-        /// Fields given.
-        given: usize,
-    },
-    /// A field is not UTF-8, and its transform works on text.
-    #[error("field {field} of blind index '{index}' is not UTF-8 text, which its transform needs")]
-    NotText {
-        /// The index name.
-        index: String,
-        /// The field's position (0-based).
-        field: usize,
-    },
-    /// A field is longer than 2^32 - 1 bytes (after its transform).
-    #[error("field {field} of blind index '{index}' is longer than 4 GiB")]
-    FieldTooLong {
-        /// The index name.
-        index: String,
-        /// The field's position (0-based).
-        field: usize,
-    },
-    /// An index value wider than 64 bits does not fit an integer column.
-    #[error("a {0}-bit blind index value does not fit a 64-bit integer: store it as bytes (bytea)")]
-    TooWideForInteger(u16),
-    /// The planner's false-positive target is not a positive finite number.
-    #[error("acceptable false positives per lookup must be a positive, finite number")]
-    InvalidFalsePositives,
     /// The tenant was crypto-shredded.
     #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
     TenantShredded {

@@ -228,8 +228,16 @@ impl Tenant {
         if let Some(k) = snap.keys.iter().find(|k| k.is_for(index, version)) {
             return Ok(k.clone());
         }
-        let material = self.keyring.derived_key(&self.id, version, Purpose::Indexes).map_err(|r| match r {
+        let material = match self.keyring.derived_key(&self.id, version, Purpose::Indexes) {
+            // A version another process added a moment ago (named by a record): look once.
+            Err(KeyRefusal::Unknown) if self.keyring.refresh_for_unknown_version() => {
+                self.keyring.derived_key(&self.id, version, Purpose::Indexes)
+            }
+            other => other,
+        }
+        .map_err(|r| match r {
             KeyRefusal::Shredded { at } => IndexError::TenantShredded { tenant: self.id.to_string(), shredded_at: at },
+            KeyRefusal::Unavailable => IndexError::KeyringUnavailable,
             _ => IndexError::KeyUnavailable(version),
         })?;
         let key = Arc::new(IndexKey::derive(&material.key, index, version));

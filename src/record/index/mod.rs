@@ -60,7 +60,9 @@
 //! yields one value per key version still usable for the tenant (primary and enabled master
 //! versions, each tenant generation up to the current one), so rows not yet migrated keep
 //! matching while a rewrap pass moves them; once the old master version is disabled, lookups
-//! stop computing its values.
+//! stop computing its values. Other processes learn of a new version within the keyring's
+//! staleness bound; until then their lookups miss only rows written under that version in
+//! the meantime, so start the migration pass after the bound has passed.
 
 mod definition;
 mod key;
