@@ -8,8 +8,6 @@
 
 mod index;
 
-use std::path::PathBuf;
-
 use thiserror::Error;
 
 mod keyring;
@@ -102,22 +100,6 @@ pub enum RewrapError {
     /// The record's new blind index values could not be computed (it was not changed).
     #[error("cannot compute the record's blind index values: {0}")]
     Index(#[from] IndexError),
-}
-
-    /// The tenant was crypto-shredded.
-    #[error("tenant '{tenant}' was shredded at {shredded_at} (unix time)")]
-    TenantShredded {
-        /// The tenant id.
-        tenant: String,
-        /// When it was shredded, in seconds since the Unix epoch.
-        shredded_at: u64,
-    },
-    /// The key version cannot compute index values (disabled, destroyed or unknown).
-    #[error("key version {0} is not usable for blind index values")]
-    KeyUnavailable(KeyVersion),
-    /// Sealing the indexed record failed.
-    #[error(transparent)]
-    Seal(#[from] SealError),
 }
 
 /// Errors from writing or reading an encrypted backup stream.
