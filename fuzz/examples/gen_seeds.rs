@@ -42,7 +42,7 @@ fn new_fixtures() {
 
     let k = Keyring::in_memory(root()).unwrap();
     let acme = k.tenant(TENANT).unwrap();
-    let chacha = acme.clone().with_suite(Suite::XChaCha20Poly1305).unwrap();
+    let chacha = acme.clone().with_suite(atrest::RecordSuite::XChaCha20Poly1305);
     let ctx = record_context();
     let rec = |name: &str, bytes: Vec<u8>| write(&data.join("records").join(name), &bytes);
 
