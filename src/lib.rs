@@ -25,6 +25,9 @@ mod backup;
 pub mod hazmat;
 mod keyring;
 mod record;
+// Backup repositories: object stores (directory, S3) and per-tenant catalogs. Work in progress.
+#[allow(dead_code)]
+mod repo;
 mod tenant;
 
 // The public API, in one place.
