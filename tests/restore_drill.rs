@@ -11,190 +11,60 @@
 
 #[allow(dead_code, reason = "uses only common::child; the rest of the shared kit is unused here")]
 mod common;
+#[path = "common/postgres.rs"]
+mod pg;
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::child::{self, check};
+use pg::PgServer;
 
 const ATREST: &str = env!("CARGO_BIN_EXE_atrest");
 const TABLES: [&str; 4] = ["blobs", "customers", "marker", "orders"];
 const MARKER: &str = "ATREST-DRILL-PLAINTEXT-MARKER";
 
-/// The directory holding initdb, pg_ctl, psql and pg_dump of one PostgreSQL version.
-fn find_bindir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ATREST_PG_BINDIR") {
-        let dir = PathBuf::from(dir);
-        assert!(dir.join("initdb").is_file(), "ATREST_PG_BINDIR={} has no initdb", dir.display());
-        return dir;
-    }
-    // Debian and Ubuntu: /usr/lib/postgresql/<major>/bin; take the newest.
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((major, bin))
-        })
-        .collect();
-    found.sort();
-    if let Some((_, bin)) = found.pop() {
-        return bin;
-    }
-    // Elsewhere: initdb on the PATH.
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-                return dir;
-            }
-        }
-    }
-    panic!(
-        "\n\n*** The PostgreSQL restore drill needs PostgreSQL's server binaries and found none. ***\n\
-         Install them (Debian/Ubuntu: `apt-get install postgresql`) or set ATREST_PG_BINDIR to the\n\
-         directory holding initdb, pg_ctl, psql and pg_dump.\n\n"
-    );
-}
-
-fn id_of(user: &str, flag: &str) -> Option<u32> {
-    let out = Command::new("id").args([flag, user]).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
-}
-
-/// A throwaway PostgreSQL cluster in a temp dir: unix socket only, stopped on drop.
+/// The drill's PostgreSQL server (tests/common/postgres.rs: 127.0.0.1, password auth) and a
+/// work directory for keys and streams.
 struct Cluster {
-    bin: PathBuf,
+    server: PgServer,
     dir: tempfile::TempDir,
-    port: u16,
-    /// The unprivileged user running the server when this process is root.
-    server_user: Option<String>,
-    started: bool,
 }
 
 impl Cluster {
     fn start() -> Self {
-        let bin = find_bindir();
-        // Unix socket paths are limited to ~100 bytes: keep the directory short.
-        let tmp = std::env::temp_dir();
-        let base = if tmp.as_os_str().len() < 40 { tmp } else { PathBuf::from("/tmp") };
-        let dir = tempfile::Builder::new().prefix("atrest-drill-").tempdir_in(base).unwrap();
-        let am_root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
-        let server_user = if am_root {
-            let user = "postgres";
-            let (Some(uid), Some(gid)) = (id_of(user, "-u"), id_of(user, "-g")) else {
-                panic!(
-                    "running as root, and there is no '{user}' user to run PostgreSQL as (Debian's postgresql package creates it)"
-                );
-            };
-            std::fs::create_dir(dir.path().join("sock")).unwrap();
-            for p in [dir.path().to_path_buf(), dir.path().join("sock")] {
-                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
-            }
-            Some(user.to_owned())
-        } else {
-            std::fs::create_dir(dir.path().join("sock")).unwrap();
-            None
-        };
-        // Only names the socket file (no TCP), but keep it unlikely to collide anyway.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut c = Self { bin, dir, port, server_user, started: false };
-
-        let data = c.data();
-        let out = c
-            .server_cmd("initdb")
-            .args(["-D"])
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
-            .output()
-            .unwrap();
-        check(&out, "initdb");
-        let conf = format!(
-            "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {}\nfsync = off\n\
-             synchronous_commit = off\nfull_page_writes = off\n",
-            c.sock().display(),
-            c.port
-        );
-        let conf_path = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf_path).unwrap();
-        text.push_str(&conf);
-        std::fs::write(&conf_path, text).unwrap();
-
-        let log = c.dir.path().join("server.log");
-        let out = c
-            .server_cmd("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "120", "start"])
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            panic!(
-                "pg_ctl start failed: {}\nserver log:\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        c.started = true;
-        c
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("sock")
+        // The drill never skips: without PostgreSQL it fails, whatever ATREST_REQUIRE_POSTGRES says.
+        let server = PgServer::start("the PostgreSQL restore drill").unwrap_or_else(|| {
+            panic!("the restore drill needs PostgreSQL's server binaries (apt-get install postgresql)")
+        });
+        Self { server, dir: tempfile::Builder::new().prefix("atrest-drill-").tempdir().unwrap() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    /// A server binary, run as the unprivileged user when we are root.
-    fn server_cmd(&self, name: &str) -> Command {
-        let exe = self.bin.join(name);
-        let mut c = match &self.server_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        c.current_dir(self.dir.path()).env("LC_ALL", "C");
-        c
-    }
-
     /// A client binary (psql, pg_dump), run as the current user.
     fn client(&self, name: &str) -> Command {
-        let mut c = Command::new(self.bin.join(name));
+        let mut c = Command::new(self.server.bindir().join(name));
         self.client_env(&mut c);
         c.args(self.conn_args());
         c
     }
 
     fn client_env(&self, c: &mut Command) {
-        for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE", "PGOPTIONS", "PGSSLMODE"] {
+        for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGOPTIONS", "PGSSLMODE"] {
             c.env_remove(var);
         }
-        c.env("PGCLIENTENCODING", "UTF8").current_dir(self.dir.path());
+        c.env("PGPASSWORD", self.server.password()).env("PGCLIENTENCODING", "UTF8").current_dir(self.dir.path());
     }
 
     fn conn_args(&self) -> Vec<String> {
         vec![
             "-h".into(),
-            self.sock().display().to_string(),
+            "127.0.0.1".into(),
             "-p".into(),
-            self.port.to_string(),
+            self.server.port().to_string(),
             "-U".into(),
             "postgres".into(),
         ]
@@ -247,8 +117,8 @@ impl Cluster {
         c.arg("-c")
             .arg(script)
             .env("ATREST", ATREST)
-            .env("PG_DUMP", self.bin.join("pg_dump"))
-            .env("PSQL", self.bin.join("psql"))
+            .env("PG_DUMP", self.server.bindir().join("pg_dump"))
+            .env("PSQL", self.server.bindir().join("psql"))
             .env("PGCONN", self.conn_args().join(" "))
             .env("DIR", self.dir.path())
             .env("ATREST_ROOT_KEY_FILE", self.path("root.key"))
@@ -256,15 +126,6 @@ impl Cluster {
             .env_remove("ATREST_ROOT_KEY")
             .stdin(Stdio::null());
         c.output().unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.started {
-            let data = self.data();
-            let _ = self.server_cmd("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "stop"]).output();
-        }
     }
 }
 

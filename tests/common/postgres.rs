@@ -209,6 +209,11 @@ impl PgServer {
         &self.bin
     }
 
+    /// The `postgres` superuser's password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     /// A `postgres://` URL for `db` as the `postgres` superuser (password included).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres:{}@127.0.0.1:{}/{db}", self.password, self.port)
