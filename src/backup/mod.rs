@@ -121,10 +121,10 @@
 //! after the header authenticated, the stored snapshot, parent, kind and sequence are
 //! compared with it, and a difference is [`BackupError::ContextMismatch`] naming the field.
 //! The tenant is compared before any key is used (a stream of another tenant cannot
-//! authenticate for this one); that comparison trusts the header's claim. The wrapping
-//! method byte leaves room for another way to hold the data key (a KEM recipient): a new
-//! method defines its own key-naming block in place of offsets 47..123, whose length
-//! follows from the method.
+//! authenticate for this one); that comparison trusts the header's claim. Wrapping methods
+//! 0x02 and 0x03 (the data key sealed to a public recipient by an encrypt-only writer) put
+//! their own key-naming block in place of offsets 47..123; its length follows from the
+//! method. They are specified in `src/backup/recipient/mod.rs`.
 //!
 //! # Reading
 //!
@@ -140,6 +140,7 @@ mod header;
 mod keys;
 mod pipeline;
 mod reader;
+mod recipient;
 mod rewrap;
 mod stored;
 mod writer;
@@ -152,6 +153,7 @@ use zeroize::Zeroizing;
 
 pub use header::{BackupInfo, inspect_backup};
 pub use reader::BackupReader;
+pub use recipient::{Recipient, RecipientKem, encrypt_backup_to};
 pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
 
