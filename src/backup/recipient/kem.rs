@@ -148,18 +148,19 @@ impl RecipientKem {
         }
     }
 
-    /// HPKE-opens `buf` in place with the private key derived from `backup_key`. `None` if
-    /// anything does not verify (the caller reports one opaque authentication failure).
+    /// HPKE-opens `buf` in place with the key pair derived from `backup_key`, with the info
+    /// `info_of(public key)` (the info may bind the public key). `None` if anything does not
+    /// verify (the caller reports one opaque authentication failure).
     pub(crate) fn open(
         self,
         backup_key: &TenantKey,
         enc: &[u8],
-        info: &[u8],
+        info_of: impl FnOnce(&[u8]) -> Vec<u8>,
         aad: &[u8],
         buf: &mut [u8],
         tag: &[u8],
     ) -> Option<()> {
-        self.open_with_ikm(self.ikm(backup_key).as_slice(), enc, info, aad, buf, tag)
+        self.open_with_ikm(self.ikm(backup_key).as_slice(), enc, info_of, aad, buf, tag)
     }
 
     /// [`RecipientKem::open`] with the key pair `DeriveKeyPair(ikm)`.
@@ -167,14 +168,14 @@ impl RecipientKem {
         self,
         ikm: &[u8],
         enc: &[u8],
-        info: &[u8],
+        info_of: impl FnOnce(&[u8]) -> Vec<u8>,
         aad: &[u8],
         buf: &mut [u8],
         tag: &[u8],
     ) -> Option<()> {
         match self {
-            RecipientKem::XWing => open_with::<XWing>(ikm, enc, info, aad, buf, tag),
-            RecipientKem::X25519 => open_with::<X25519HkdfSha256>(ikm, enc, info, aad, buf, tag),
+            RecipientKem::XWing => open_with::<XWing>(ikm, enc, info_of, aad, buf, tag),
+            RecipientKem::X25519 => open_with::<X25519HkdfSha256>(ikm, enc, info_of, aad, buf, tag),
         }
     }
 }
@@ -195,15 +196,22 @@ fn seal_with<K: HpkeKem>(
     Some((enc, tag))
 }
 
-fn open_with<K: HpkeKem>(ikm: &[u8], enc: &[u8], info: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Option<()> {
-    let (sk, _) = K::derive_keypair(ikm);
+fn open_with<K: HpkeKem>(
+    ikm: &[u8],
+    enc: &[u8],
+    info_of: impl FnOnce(&[u8]) -> Vec<u8>,
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8],
+) -> Option<()> {
+    let (sk, pk) = K::derive_keypair(ikm);
     let enc = K::EncappedKey::from_bytes(enc).ok()?;
     let tag = AeadTag::<ChaCha20Poly1305>::from_bytes(tag).ok()?;
     hpke::single_shot_open_inout_detached::<ChaCha20Poly1305, HkdfSha256, K>(
         &OpModeR::Base,
         &sk,
         &enc,
-        info,
+        &info_of(&pk.to_bytes()),
         buf.into(),
         aad,
         &tag,

@@ -79,7 +79,6 @@ use core::str::FromStr;
 use sha2::{Digest, Sha256};
 
 pub use kem::RecipientKem;
-pub(crate) use kem::TAG_LEN;
 pub(crate) use wrap::{os_rng, placeholder, unwrap_data_key, wrap_data_key};
 
 use super::{BackupContext, BackupOptions, BackupWriter};

@@ -3,9 +3,10 @@
 
 use hpke::rand_core::{CryptoRng, SeedableRng};
 use rand::rngs::StdRng;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{Recipient, TAG_LEN};
+use super::Recipient;
 use crate::TenantId;
 use crate::backup::header::{Header, KemWrap, WRAPPED_KEY_LEN, Wrap};
 use crate::encoding::put_lp;
@@ -82,13 +83,12 @@ pub(crate) fn unwrap_data_key(
     header: &Header,
     wrap: &KemWrap,
 ) -> Result<DataKey, BackupError> {
-    let key_hash = Recipient::derive(tenant, wrap.key_version, wrap.kem, backup_key).key_hash();
     let (ct, tag) = wrap.wrapped.split_at(32);
     let mut buf = Zeroizing::new([0u8; 32]);
     buf.copy_from_slice(ct);
+    let info_of = |pk: &[u8]| info(header, tenant, &Sha256::digest(pk).into());
     wrap.kem
-        .open(backup_key, &wrap.enc, &info(header, tenant, &key_hash), &aad(header, &wrap.enc), buf.as_mut_slice(), tag)
+        .open(backup_key, &wrap.enc, info_of, &aad(header, &wrap.enc), buf.as_mut_slice(), tag)
         .ok_or(BackupError::Authentication)?;
-    debug_assert_eq!(tag.len(), TAG_LEN);
     Ok(DataKey::from_bytes(*buf))
 }

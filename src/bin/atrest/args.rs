@@ -237,6 +237,23 @@ pub enum TenantCommand {
         #[arg(long, group = "evidence")]
         unverified: bool,
     },
+    /// Print the tenant's public backup recipient (one line, `atrestr1...`): what an
+    /// encrypt-only host needs for `backup encrypt --recipient` (no root key, no keyring).
+    Recipient {
+        /// Tenant id.
+        tenant: String,
+        /// The master key version (default: the current primary), with the tenant's current
+        /// generation.
+        #[arg(long, value_name = "N", value_parser = parse_version)]
+        key_version: Option<MasterVersion>,
+        /// The KEM: x-wing (ML-KEM-768 + X25519, post-quantum hybrid; the default) or x25519
+        /// (classical only; a 197-byte instead of 1285-byte header, an 80-character recipient).
+        #[arg(long, value_name = "KEM", default_value = "x-wing")]
+        kem: String,
+        /// Print JSON (recipient, tenant, key version, KEM, fingerprint).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Backup operations.
@@ -262,6 +279,13 @@ pub enum BackupCommand {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Encrypt-only: encrypt to this public recipient (from `atrest tenant recipient`) with
+        /// no root key and no keyring (none is read). --tenant must be the recipient's.
+        #[arg(long, value_name = "RECIPIENT", conflicts_with = "recipient_file")]
+        recipient: Option<String>,
+        /// As --recipient, read from FILE (its first line that is not empty or a # comment).
+        #[arg(long, value_name = "FILE")]
+        recipient_file: Option<PathBuf>,
         /// Producer mode: run this command and encrypt its stdout (`-- pg_dump -Fc crm`); the
         /// backup is committed only if it exits 0, else atrest exits with its status
         /// (128 + n for signal n) and leaves no file.
