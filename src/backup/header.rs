@@ -1,5 +1,6 @@
 //! The stream header codec: its byte layout (see the `backup` module documentation),
-//! encoding and parsing, and the public facts [`inspect_backup`] reads without a key.
+//! encoding and parsing (the public facts [`inspect_backup`](crate::inspect_backup) reads
+//! without a key are in `info.rs`).
 //!
 //! Parsing dispatches on the format version byte, and in version 2 on the wrapping method:
 //! [`KeyWrap`] (method 0x01, the tenant's backup key) or [`KemWrap`] (methods 0x02 and
@@ -8,12 +9,10 @@
 use std::io::Read;
 use std::ops::Range;
 
-use serde::{Serialize, Serializer};
-
 use super::frame::read_full;
 use super::recipient::RecipientKem;
 use super::stored::{MAX_STORED_LEN, Stored};
-use super::{BackupKind, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use super::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use crate::error::BackupError;
 use crate::{KeyVersion, MasterVersion, Suite};
 
@@ -25,7 +24,7 @@ pub(crate) const FORMAT_V2: u8 = 2;
 /// Wrapping method 1: XAES-256-GCM under the tenant's backup key (76 bytes).
 pub(crate) const WRAP_TENANT_KEY: u8 = 1;
 /// The suite of the chunks.
-const CHUNK_SUITE: Suite = Suite::Aes256Gcm;
+pub(crate) const CHUNK_SUITE: Suite = Suite::Aes256Gcm;
 /// The length of a version 1 header.
 pub(crate) const HEADER_LEN: usize = 186;
 /// The length of a version 2 header of method 0x01 before its context block (which a rewrap
@@ -287,32 +286,6 @@ impl Header {
         Self::parse_prefix(&buf)
     }
 
-    /// The header's public facts.
-    pub(crate) fn info(&self) -> BackupInfo {
-        let stored = self.stored.as_ref();
-        BackupInfo {
-            format_version: self.format(),
-            suite: CHUNK_SUITE,
-            chunk_size: self.chunk_size,
-            key_version: self.key_version(),
-            header_len: self.len() as u64,
-            stream_id: hex::encode(self.salt.get(..16).unwrap_or_default()),
-            tenant: stored.map(|s| s.tenant.as_str().to_owned()),
-            snapshot_id: stored.map(|s| s.ctx.snapshot_id().to_owned()),
-            parent: stored.and_then(|s| s.ctx.parent().map(str::to_owned)),
-            kind: stored.map(|s| s.ctx.kind()),
-            sequence: stored.map(|s| s.ctx.sequence()),
-            created: stored.map(|s| s.created),
-            wrapping: match &self.wrap {
-                Wrap::Key(_) => "tenant-key",
-                Wrap::Kem(k) => match k.kem {
-                    RecipientKem::XWing => "recipient-x-wing",
-                    RecipientKem::X25519 => "recipient-x25519",
-                },
-            },
-        }
-    }
-
     /// Whether `other` differs from this header only in the bytes a rewrap changes.
     pub(crate) fn same_stream(&self, other: &Header) -> bool {
         self.chunk_size == other.chunk_size
@@ -371,68 +344,6 @@ fn read_more<R: Read>(input: &mut R, buf: &mut Vec<u8>, want: usize) -> Result<u
     let n = read_full(input, buf.get_mut(have..).unwrap_or_default())?;
     buf.truncate(have + n);
     Ok(n)
-}
-
-/// Public facts from a backup header, readable without any key (see [`inspect_backup`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct BackupInfo {
-    /// The format version (1 or 2).
-    pub format_version: u8,
-    /// The chunk suite (AES-256-GCM).
-    #[serde(serialize_with = "suite_name")]
-    pub suite: Suite,
-    /// Plaintext bytes per chunk.
-    pub chunk_size: u32,
-    /// The key version that wraps the stream's data key (changed by a rewrap).
-    pub key_version: KeyVersion,
-    /// The header length in bytes (the first chunk starts here).
-    pub header_len: u64,
-    /// A public identifier of the stream (hex of the first 16 bytes of its random salt): two
-    /// streams with the same id are the same stream.
-    pub stream_id: String,
-    /// The tenant the stream belongs to (version 2; `None` for version 1).
-    pub tenant: Option<String>,
-    /// The snapshot id (version 2).
-    pub snapshot_id: Option<String>,
-    /// The parent snapshot id (version 2 incremental backups).
-    pub parent: Option<String>,
-    /// Full or incremental (version 2).
-    pub kind: Option<BackupKind>,
-    /// The sequence number in the chain (version 2).
-    pub sequence: Option<u64>,
-    /// When the stream was started, in seconds since the Unix epoch, UTC (version 2).
-    pub created: Option<u64>,
-    /// How the data key is held: "tenant-key" (under the tenant's backup key, by a writer
-    /// with the keyring), "recipient-x-wing" or "recipient-x25519" (to a public recipient,
-    /// by an encrypt-only writer).
-    pub wrapping: &'static str,
-}
-
-fn suite_name<S: Serializer>(suite: &Suite, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(suite.name())
-}
-
-/// Reads a backup stream's header without any key: format version, suite, chunk size, key
-/// version. Reads exactly the header's bytes from `input`.
-///
-/// Use it to find streams that still need [`rewrap_backup_header`](crate::rewrap_backup_header)
-/// after a rotation.
-///
-/// # Errors
-/// [`BackupError::NotABackup`], [`BackupError::UnsupportedFormat`],
-/// [`BackupError::MalformedHeader`] for a truncated or impossible header,
-/// [`BackupError::Io`].
-///
-/// # Security
-/// Nothing is authenticated here: the facts are only as trustworthy as the file until the
-/// stream is opened with its key.
-pub fn inspect_backup<R: Read>(mut input: R) -> Result<BackupInfo, BackupError> {
-    // Without a key nothing is authenticated here, so structural failures are named as such.
-    Header::read_from(&mut input).map(|h| h.info()).map_err(|e| match e {
-        BackupError::Authentication => BackupError::MalformedHeader,
-        other => other,
-    })
 }
 
 #[cfg(test)]

@@ -121,10 +121,9 @@
 //! after the header authenticated, the stored snapshot, parent, kind and sequence are
 //! compared with it, and a difference is [`BackupError::ContextMismatch`] naming the field.
 //! The tenant is compared before any key is used (a stream of another tenant cannot
-//! authenticate for this one); that comparison trusts the header's claim. Wrapping methods
-//! 0x02 and 0x03 (the data key sealed to a public recipient by an encrypt-only writer) put
-//! their own key-naming block in place of offsets 47..123; its length follows from the
-//! method. They are specified in `src/backup/recipient/mod.rs`.
+//! authenticate for this one); that comparison trusts the header's claim. Methods 0x02 and
+//! 0x03 (the data key sealed to a public recipient, `src/backup/recipient/mod.rs`) put
+//! their own key-naming block, whose length follows from the method, at offsets 47..123.
 //!
 //! # Reading
 //!
@@ -137,6 +136,7 @@
 mod chunk;
 mod frame;
 mod header;
+mod info;
 mod keys;
 mod pipeline;
 mod reader;
@@ -151,7 +151,7 @@ mod tests;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-pub use header::{BackupInfo, inspect_backup};
+pub use info::{BackupInfo, inspect_backup};
 pub use reader::BackupReader;
 pub use recipient::{Recipient, RecipientKem, encrypt_backup_to};
 pub use rewrap::rewrap_backup_header;
@@ -168,8 +168,8 @@ pub const MIN_CHUNK_SIZE: usize = 64 << 10;
 pub const MAX_CHUNK_SIZE: usize = 16 << 20;
 /// The longest snapshot id (and parent snapshot id), in bytes.
 pub const MAX_SNAPSHOT_ID_LEN: usize = 1024;
-/// The length of a version 1 backup stream header, in bytes (a version 2 header is 189 bytes
-/// plus its context: see [`BackupInfo::header_len`]).
+/// The length of a version 1 backup stream header, in bytes (version 2: 189, or 1285 / 197
+/// with a recipient, plus the context; see [`BackupInfo::header_len`]).
 pub const BACKUP_HEADER_LEN: usize = header::HEADER_LEN;
 
 /// Whether a backup holds everything or only the changes since its parent.

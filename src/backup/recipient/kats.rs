@@ -1,5 +1,5 @@
 //! Known-answer tests of the recipient KEMs, through the crate's own paths where it has one
-//! (`RecipientKem::public_key_from_ikm`, `seal_then`, `open_with_ikm`: HPKE base mode) and
+//! (`RecipientKem::public_key_from_ikm`, `seal_then`, `open`: HPKE base mode) and
 //! through the `hpke` crate's KEM types for the raw KEM vectors. The vectors are pinned in
 //! `tests/data/recipient/`:
 //!
@@ -65,7 +65,7 @@ fn hpke_base_mode_vectors_through_our_seal_and_open() {
         assert_eq!(enc.len(), kem.encapsulated_len());
         assert_eq!(pk_r.len(), kem.public_key_len());
         let mut open = ct[..pt.len()].to_vec();
-        kem.open_with_ikm(&ikm_r, &enc, |_| info.clone(), &aad, &mut open, &ct[pt.len()..]).unwrap();
+        kem.open(&ikm_r, &enc, |_| info.clone(), &aad, &mut open, &ct[pt.len()..]).unwrap();
         assert_eq!(open, pt, "{name}: open");
         // One changed byte anywhere fails.
         for (what, mut enc, mut info, mut aad, mut ct) in [
@@ -81,10 +81,7 @@ fn hpke_base_mode_vectors_through_our_seal_and_open() {
                 _ => ct[3] ^= 1,
             }
             let mut open = ct[..pt.len()].to_vec();
-            assert!(
-                kem.open_with_ikm(&ikm_r, &enc, |_| info.clone(), &aad, &mut open, &ct[pt.len()..]).is_none(),
-                "{what}"
-            );
+            assert!(kem.open(&ikm_r, &enc, |_| info.clone(), &aad, &mut open, &ct[pt.len()..]).is_none(), "{what}");
         }
     }
 }

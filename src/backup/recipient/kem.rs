@@ -106,7 +106,7 @@ impl RecipientKem {
     }
 
     /// The input keying material of the recipient key pair of `backup_key`.
-    fn ikm(self, backup_key: &TenantKey) -> Zeroizing<[u8; 32]> {
+    pub(crate) fn ikm(self, backup_key: &TenantKey) -> Zeroizing<[u8; 32]> {
         let mut info = Vec::with_capacity(48);
         put_lp(&mut info, LABEL_RECIPIENT);
         put_lp(&mut info, self.name().as_bytes());
@@ -148,23 +148,11 @@ impl RecipientKem {
         }
     }
 
-    /// HPKE-opens `buf` in place with the key pair derived from `backup_key`, with the info
-    /// `info_of(public key)` (the info may bind the public key). `None` if anything does not
-    /// verify (the caller reports one opaque authentication failure).
+    /// HPKE-opens `buf` in place with the key pair `DeriveKeyPair(ikm)` (`ikm` from
+    /// [`RecipientKem::ikm`]) and the info `info_of(public key)` (the info may bind the
+    /// public key). `None` if anything does not verify (the caller reports one opaque
+    /// authentication failure).
     pub(crate) fn open(
-        self,
-        backup_key: &TenantKey,
-        enc: &[u8],
-        info_of: impl FnOnce(&[u8]) -> Vec<u8>,
-        aad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8],
-    ) -> Option<()> {
-        self.open_with_ikm(self.ikm(backup_key).as_slice(), enc, info_of, aad, buf, tag)
-    }
-
-    /// [`RecipientKem::open`] with the key pair `DeriveKeyPair(ikm)`.
-    pub(crate) fn open_with_ikm(
         self,
         ikm: &[u8],
         enc: &[u8],

@@ -88,7 +88,7 @@ pub(crate) fn unwrap_data_key(
     buf.copy_from_slice(ct);
     let info_of = |pk: &[u8]| info(header, tenant, &Sha256::digest(pk).into());
     wrap.kem
-        .open(backup_key, &wrap.enc, info_of, &aad(header, &wrap.enc), buf.as_mut_slice(), tag)
+        .open(wrap.kem.ikm(backup_key).as_slice(), &wrap.enc, info_of, &aad(header, &wrap.enc), buf.as_mut_slice(), tag)
         .ok_or(BackupError::Authentication)?;
     Ok(DataKey::from_bytes(*buf))
 }

@@ -237,17 +237,15 @@ pub enum TenantCommand {
         #[arg(long, group = "evidence")]
         unverified: bool,
     },
-    /// Print the tenant's public backup recipient (one line, `atrestr1...`): what an
-    /// encrypt-only host needs for `backup encrypt --recipient` (no root key, no keyring).
+    /// Print the tenant's public backup recipient (one line, `atrestr1...`) for encrypt-only
+    /// hosts: `backup encrypt --recipient` needs no root key and no keyring.
     Recipient {
         /// Tenant id.
         tenant: String,
-        /// The master key version (default: the current primary), with the tenant's current
-        /// generation.
+        /// Master key version (default: the primary), with the tenant's current generation.
         #[arg(long, value_name = "N", value_parser = parse_version)]
         key_version: Option<MasterVersion>,
-        /// The KEM: x-wing (ML-KEM-768 + X25519, post-quantum hybrid; the default) or x25519
-        /// (classical only; a 197-byte instead of 1285-byte header, an 80-character recipient).
+        /// x-wing (ML-KEM-768 + X25519, post-quantum) or x25519 (classical; smaller header).
         #[arg(long, value_name = "KEM", default_value = "x-wing")]
         kem: String,
         /// Print JSON (recipient, tenant, key version, KEM, fingerprint).
@@ -279,11 +277,10 @@ pub enum BackupCommand {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
-        /// Encrypt-only: encrypt to this public recipient (from `atrest tenant recipient`) with
-        /// no root key and no keyring (none is read). --tenant must be the recipient's.
+        /// Encrypt-only: to this recipient (`atrest tenant recipient`); no root key or keyring is read.
         #[arg(long, value_name = "RECIPIENT", conflicts_with = "recipient_file")]
         recipient: Option<String>,
-        /// As --recipient, read from FILE (its first line that is not empty or a # comment).
+        /// As --recipient, from FILE's first line that is not empty or a # comment.
         #[arg(long, value_name = "FILE")]
         recipient_file: Option<PathBuf>,
         /// Producer mode: run this command and encrypt its stdout (`-- pg_dump -Fc crm`); the
