@@ -121,7 +121,7 @@ fn recipient_derivation_known_answer() {
         let mut info = Vec::new();
         info.extend_from_slice(&[0, 0, 0, 26]);
         info.extend_from_slice(b"atrest/v1/backup/recipient");
-        info.extend_from_slice(&(kem.name().len() as u32).to_be_bytes());
+        info.extend_from_slice(&u32::try_from(kem.name().len()).unwrap().to_be_bytes());
         info.extend_from_slice(kem.name().as_bytes());
         let mut ikm = [0u8; 32];
         crate::hazmat::hkdf_sha256(&[], &[0x42; 32], &info, &mut ikm).unwrap();
