@@ -77,9 +77,13 @@ pub use backup::{
     DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, encrypt_backup,
     inspect_backup, rewrap_backup_header, verify_backup,
 };
+// Backup recipients: encrypt-only hosts write streams to a tenant's public recipient (no keyring).
+pub use backup::{Recipient, RecipientKem, encrypt_backup_to};
 
 // Errors, split by operation; authentication failures are one opaque variant each.
-pub use error::{BackupError, IndexError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
+pub use error::{
+    BackupError, IndexError, KeyringError, OpenError, RecipientError, RewrapError, RngError, RootKeyError, SealError,
+};
 
 // Secrets and algorithms: key newtypes that zeroize, the AEAD suites and their backends.
 pub use backend::{Backend, BackendUnavailable};

@@ -1,18 +1,18 @@
 //! The stream header codec: its byte layout (see the `backup` module documentation),
-//! encoding and parsing, and the public facts [`inspect_backup`] reads without a key.
+//! encoding and parsing (the public facts [`inspect_backup`](crate::inspect_backup) reads
+//! without a key are in `info.rs`).
 //!
-//! Parsing dispatches on the format version byte; a second header version is a second
-//! `parse_v*` / encoder pair here, and a second way of wrapping the data key a second
-//! [`KeyWrap`] layout.
+//! Parsing dispatches on the format version byte, and in version 2 on the wrapping method:
+//! [`KeyWrap`] (method 0x01, the tenant's backup key) or [`KemWrap`] (methods 0x02 and
+//! 0x03, a recipient's KEM; see the `recipient` module for that layout).
 
 use std::io::Read;
 use std::ops::Range;
 
-use serde::{Serialize, Serializer};
-
 use super::frame::read_full;
+use super::recipient::RecipientKem;
 use super::stored::{MAX_STORED_LEN, Stored};
-use super::{BackupKind, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use super::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use crate::error::BackupError;
 use crate::{KeyVersion, MasterVersion, Suite};
 
@@ -24,16 +24,17 @@ pub(crate) const FORMAT_V2: u8 = 2;
 /// Wrapping method 1: XAES-256-GCM under the tenant's backup key (76 bytes).
 pub(crate) const WRAP_TENANT_KEY: u8 = 1;
 /// The suite of the chunks.
-const CHUNK_SUITE: Suite = Suite::Aes256Gcm;
+pub(crate) const CHUNK_SUITE: Suite = Suite::Aes256Gcm;
 /// The length of a version 1 header.
 pub(crate) const HEADER_LEN: usize = 186;
-/// The length of a version 2 header before its context block (which a rewrap never touches).
+/// The length of a version 2 header of method 0x01 before its context block (which a rewrap
+/// never touches).
 pub(crate) const V2_PREFIX_LEN: usize = 187;
+/// The offset of the wrapping method in a version 2 header.
+const METHOD_AT: usize = 46;
 /// The byte range a rewrap replaces in a version 1 header (key version, wrap nonce, wrapped
 /// data key).
 const MUTABLE_V1: Range<usize> = 46..122;
-/// The same in a version 2 header (after the wrapping-method byte).
-const MUTABLE_V2: Range<usize> = 47..123;
 
 pub(crate) const SALT_LEN: usize = 32;
 pub(crate) const WRAP_NONCE_LEN: usize = 24;
@@ -49,13 +50,60 @@ pub(crate) struct KeyWrap {
     pub(crate) wrapped: [u8; WRAPPED_KEY_LEN],
 }
 
+/// How a stream's data key is stored (wrapping methods 0x02 and 0x03): HPKE-sealed to the
+/// recipient of `key_version` with `kem`. Made and opened in `recipient::wrap`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct KemWrap {
+    pub(crate) key_version: KeyVersion,
+    pub(crate) kem: RecipientKem,
+    /// The HPKE encapsulated key (`kem.encapsulated_len()` bytes).
+    pub(crate) enc: Vec<u8>,
+    /// The data key sealed with HPKE: 32 bytes and the ChaCha20-Poly1305 tag.
+    pub(crate) wrapped: [u8; WRAPPED_KEY_LEN],
+}
+
+/// The wrapping of a stream's data key: the key-naming block of the header.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Wrap {
+    /// Method 0x01 (and every version 1 header).
+    Key(KeyWrap),
+    /// Methods 0x02 and 0x03 (version 2 only).
+    Kem(KemWrap),
+}
+
+impl Wrap {
+    /// The key version that wraps the data key.
+    pub(crate) fn key_version(&self) -> KeyVersion {
+        match self {
+            Wrap::Key(w) => w.key_version,
+            Wrap::Kem(k) => k.key_version,
+        }
+    }
+
+    /// The wrapping method byte.
+    pub(crate) fn method(&self) -> u8 {
+        match self {
+            Wrap::Key(_) => WRAP_TENANT_KEY,
+            Wrap::Kem(k) => k.kem.id(),
+        }
+    }
+}
+
+/// The length of a version 2 header before its context block, for wrapping method `method`.
+fn v2_prefix_len(method: u8) -> Option<usize> {
+    match method {
+        WRAP_TENANT_KEY => Some(V2_PREFIX_LEN),
+        m => RecipientKem::from_id(m).map(|kem| V2_PREFIX_LEN - WRAP_NONCE_LEN + kem.encapsulated_len()),
+    }
+}
+
 /// A parsed header. Nothing in it is authenticated until `keys::open_stream` (or
 /// `keys::open_header`) succeeds.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) chunk_size: u32,
     pub(crate) salt: [u8; SALT_LEN],
-    pub(crate) wrap: KeyWrap,
+    pub(crate) wrap: Wrap,
     pub(crate) commitment: [u8; 32],
     pub(crate) tag: [u8; 32],
     /// The stored context: `Some` exactly for a version 2 header.
@@ -65,7 +113,7 @@ pub(crate) struct Header {
 impl Header {
     /// The key version that wraps the data key.
     pub(crate) fn key_version(&self) -> KeyVersion {
-        self.wrap.key_version
+        self.wrap.key_version()
     }
 
     /// The format version.
@@ -89,10 +137,11 @@ impl Header {
     /// The key naming bytes: in version 2 the wrapping method, then the key version.
     pub(crate) fn put_key_version(&self, out: &mut Vec<u8>) {
         if self.stored.is_some() {
-            out.push(WRAP_TENANT_KEY);
+            out.push(self.wrap.method());
         }
-        out.extend_from_slice(&self.wrap.key_version.master.get().to_be_bytes());
-        out.extend_from_slice(&self.wrap.key_version.generation.to_be_bytes());
+        let version = self.key_version();
+        out.extend_from_slice(&version.master.get().to_be_bytes());
+        out.extend_from_slice(&version.generation.to_be_bytes());
     }
 
     /// The immutable header as it enters the chunk AAD: `B`, commitment, tag.
@@ -111,8 +160,16 @@ impl Header {
         out.extend_from_slice(&self.chunk_size.to_be_bytes());
         out.extend_from_slice(&self.salt);
         self.put_key_version(&mut out);
-        out.extend_from_slice(&self.wrap.nonce);
-        out.extend_from_slice(&self.wrap.wrapped);
+        match &self.wrap {
+            Wrap::Key(w) => {
+                out.extend_from_slice(&w.nonce);
+                out.extend_from_slice(&w.wrapped);
+            }
+            Wrap::Kem(k) => {
+                out.extend_from_slice(&k.enc);
+                out.extend_from_slice(&k.wrapped);
+            }
+        }
         out.extend_from_slice(&self.commitment);
         out.extend_from_slice(&self.tag);
         if let Some(stored) = &self.stored {
@@ -126,18 +183,23 @@ impl Header {
     pub(crate) fn len(&self) -> usize {
         match &self.stored {
             None => HEADER_LEN,
-            Some(s) => V2_PREFIX_LEN + 2 + s.encode().len(),
+            Some(s) => self.prefix_len() + 2 + s.encode().len(),
         }
     }
 
-    /// The bytes a rewrap may change.
+    /// The bytes a rewrap may change: the key version and the wrapping (after the method byte
+    /// in version 2), up to the commitment.
     pub(crate) fn mutable_range(&self) -> Range<usize> {
-        if self.stored.is_some() { MUTABLE_V2 } else { MUTABLE_V1 }
+        if self.stored.is_some() { METHOD_AT + 1..self.prefix_len() - 64 } else { MUTABLE_V1 }
     }
 
     /// How many leading bytes a rewrap rewrites (the context block after them never changes).
     pub(crate) fn prefix_len(&self) -> usize {
-        if self.stored.is_some() { V2_PREFIX_LEN } else { HEADER_LEN }
+        match &self.wrap {
+            _ if self.stored.is_none() => HEADER_LEN,
+            Wrap::Key(_) => V2_PREFIX_LEN,
+            Wrap::Kem(k) => V2_PREFIX_LEN - WRAP_NONCE_LEN + k.enc.len(),
+        }
     }
 
     /// Parses the header at the start of `bytes` (which may hold more).
@@ -160,94 +222,68 @@ impl Header {
 
     /// A version 2 header after its magic and version byte.
     fn parse_v2(rest: &[u8]) -> Result<Self, BackupError> {
-        // The same fields as version 1, with the wrapping method after the salt.
-        let (&method, tail) =
-            rest.get(5 + SALT_LEN..).and_then(<[u8]>::split_first).ok_or(BackupError::Authentication)?;
-        if method != WRAP_TENANT_KEY {
-            return Err(BackupError::Authentication);
-        }
-        let mut v1_layout = rest.get(..5 + SALT_LEN).ok_or(BackupError::Authentication)?.to_vec();
-        v1_layout.extend_from_slice(tail);
-        let (mut header, after) = Self::parse_v1(&v1_layout)?;
-        let (len, after) = after.split_first_chunk::<2>().ok_or(BackupError::Authentication)?;
-        let len = usize::from(u16::from_be_bytes(*len));
+        let (chunk_size, salt, rest) = parse_common(rest)?;
+        let ([method], rest) = take::<1>(rest)?;
+        let (key_version, rest) = take_version(rest)?;
+        let (wrap, rest) = if method == WRAP_TENANT_KEY {
+            let (nonce, rest) = take::<WRAP_NONCE_LEN>(rest)?;
+            let (wrapped, rest) = take::<WRAPPED_KEY_LEN>(rest)?;
+            (Wrap::Key(KeyWrap { key_version, nonce, wrapped }), rest)
+        } else {
+            let kem = RecipientKem::from_id(method).ok_or(BackupError::Authentication)?;
+            let (enc, rest) = rest.split_at_checked(kem.encapsulated_len()).ok_or(BackupError::Authentication)?;
+            let (wrapped, rest) = take::<WRAPPED_KEY_LEN>(rest)?;
+            (Wrap::Kem(KemWrap { key_version, kem, enc: enc.to_vec(), wrapped }), rest)
+        };
+        let (commitment, rest) = take::<32>(rest)?;
+        let (tag, rest) = take::<32>(rest)?;
+        let (len, rest) = take::<2>(rest)?;
+        let len = usize::from(u16::from_be_bytes(len));
         if len > MAX_STORED_LEN {
             return Err(BackupError::Authentication);
         }
-        header.stored = Some(Stored::parse(after.get(..len).ok_or(BackupError::Authentication)?)?);
-        Ok(header)
+        let stored = Some(Stored::parse(rest.get(..len).ok_or(BackupError::Authentication)?)?);
+        Ok(Self { chunk_size, salt, wrap, commitment, tag, stored })
     }
 
     /// A version 1 header after its magic and version byte, and what follows it.
     fn parse_v1(rest: &[u8]) -> Result<(Self, &[u8]), BackupError> {
-        let (&suite, rest) = rest.split_first().ok_or(BackupError::Authentication)?;
-        if Suite::from_id(suite) != Some(CHUNK_SUITE) {
-            return Err(BackupError::Authentication);
-        }
-        let (cs, rest) = rest.split_first_chunk::<4>().ok_or(BackupError::Authentication)?;
-        let chunk_size = u32::from_be_bytes(*cs);
-        if !usize::try_from(chunk_size).is_ok_and(|c| (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&c)) {
-            return Err(BackupError::Authentication);
-        }
-        let (salt, rest) = rest.split_first_chunk::<SALT_LEN>().ok_or(BackupError::Authentication)?;
-        let (m, rest) = rest.split_first_chunk::<2>().ok_or(BackupError::Authentication)?;
-        let (g, rest) = rest.split_first_chunk::<2>().ok_or(BackupError::Authentication)?;
-        let (nonce, rest) = rest.split_first_chunk::<WRAP_NONCE_LEN>().ok_or(BackupError::Authentication)?;
-        let (wrapped, rest) = rest.split_first_chunk::<WRAPPED_KEY_LEN>().ok_or(BackupError::Authentication)?;
-        let (commitment, rest) = rest.split_first_chunk::<32>().ok_or(BackupError::Authentication)?;
-        let (tag, rest) = rest.split_first_chunk::<32>().ok_or(BackupError::Authentication)?;
-        let key_version =
-            KeyVersion { master: MasterVersion::new(u16::from_be_bytes(*m)), generation: u16::from_be_bytes(*g) };
-        let header = Self {
-            chunk_size,
-            salt: *salt,
-            wrap: KeyWrap { key_version, nonce: *nonce, wrapped: *wrapped },
-            commitment: *commitment,
-            tag: *tag,
-            stored: None,
-        };
-        Ok((header, rest))
+        let (chunk_size, salt, rest) = parse_common(rest)?;
+        let (key_version, rest) = take_version(rest)?;
+        let (nonce, rest) = take::<WRAP_NONCE_LEN>(rest)?;
+        let (wrapped, rest) = take::<WRAPPED_KEY_LEN>(rest)?;
+        let (commitment, rest) = take::<32>(rest)?;
+        let (tag, rest) = take::<32>(rest)?;
+        let wrap = Wrap::Key(KeyWrap { key_version, nonce, wrapped });
+        Ok((Self { chunk_size, salt, wrap, commitment, tag, stored: None }, rest))
     }
 
     /// Reads and parses exactly one header from `input` (no byte after it).
     pub(crate) fn read_from<R: Read>(input: &mut R) -> Result<Self, BackupError> {
-        let mut buf = vec![0u8; 9];
-        let mut n = read_full(input, &mut buf)?;
-        let want = match buf.get(8) {
-            Some(&FORMAT_V1) if n == 9 => HEADER_LEN,
-            Some(&FORMAT_V2) if n == 9 => V2_PREFIX_LEN + 2,
-            _ => n,
-        };
-        n += read_more(input, &mut buf, want)?;
-        if n == V2_PREFIX_LEN + 2 && buf.get(8) == Some(&FORMAT_V2) {
-            let len = buf.get(V2_PREFIX_LEN..).and_then(|b| b.first_chunk::<2>()).map_or(0, |l| u16::from_be_bytes(*l));
-            let len = usize::from(len);
-            if len > MAX_STORED_LEN {
-                return Err(BackupError::Authentication);
+        let mut buf = Vec::with_capacity(V2_PREFIX_LEN + 64);
+        read_more(input, &mut buf, 9)?;
+        match buf.get(8) {
+            Some(&FORMAT_V1) => {
+                read_more(input, &mut buf, HEADER_LEN)?;
             }
-            n += read_more(input, &mut buf, n + len)?;
+            Some(&FORMAT_V2) => {
+                // Through the wrapping method, which tells how long the key-naming block is.
+                read_more(input, &mut buf, METHOD_AT + 1)?;
+                if let Some(prefix) = buf.get(METHOD_AT).and_then(|&m| v2_prefix_len(m)) {
+                    read_more(input, &mut buf, prefix + 2)?;
+                    if let Some(len) = buf.get(prefix..).and_then(|b| b.first_chunk::<2>()) {
+                        let len = usize::from(u16::from_be_bytes(*len));
+                        if len > MAX_STORED_LEN {
+                            return Err(BackupError::Authentication);
+                        }
+                        read_more(input, &mut buf, prefix + 2 + len)?;
+                    }
+                }
+            }
+            _ => {}
         }
         // A short read parses as far as it goes: no magic, another version, or truncated.
-        Self::parse_prefix(buf.get(..n).unwrap_or_default())
-    }
-
-    /// The header's public facts.
-    pub(crate) fn info(&self) -> BackupInfo {
-        let stored = self.stored.as_ref();
-        BackupInfo {
-            format_version: self.format(),
-            suite: CHUNK_SUITE,
-            chunk_size: self.chunk_size,
-            key_version: self.key_version(),
-            header_len: self.len() as u64,
-            stream_id: hex::encode(self.salt.get(..16).unwrap_or_default()),
-            tenant: stored.map(|s| s.tenant.as_str().to_owned()),
-            snapshot_id: stored.map(|s| s.ctx.snapshot_id().to_owned()),
-            parent: stored.and_then(|s| s.ctx.parent().map(str::to_owned)),
-            kind: stored.map(|s| s.ctx.kind()),
-            sequence: stored.map(|s| s.ctx.sequence()),
-            created: stored.map(|s| s.created),
-        }
+        Self::parse_prefix(&buf)
     }
 
     /// Whether `other` differs from this header only in the bytes a rewrap changes.
@@ -257,7 +293,35 @@ impl Header {
             && self.commitment == other.commitment
             && self.tag == other.tag
             && self.stored == other.stored
+            && self.wrap.method() == other.wrap.method()
     }
+}
+
+/// Suite, chunk size and salt (bytes 9..46), and what follows them.
+fn parse_common(rest: &[u8]) -> Result<(u32, [u8; SALT_LEN], &[u8]), BackupError> {
+    let ([suite], rest) = take::<1>(rest)?;
+    if Suite::from_id(suite) != Some(CHUNK_SUITE) {
+        return Err(BackupError::Authentication);
+    }
+    let (cs, rest) = take::<4>(rest)?;
+    let chunk_size = u32::from_be_bytes(cs);
+    if !usize::try_from(chunk_size).is_ok_and(|c| (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&c)) {
+        return Err(BackupError::Authentication);
+    }
+    let (salt, rest) = take::<SALT_LEN>(rest)?;
+    Ok((chunk_size, salt, rest))
+}
+
+/// The key version (master version, generation) and what follows it.
+fn take_version(rest: &[u8]) -> Result<(KeyVersion, &[u8]), BackupError> {
+    let (m, rest) = take::<2>(rest)?;
+    let (g, rest) = take::<2>(rest)?;
+    Ok((KeyVersion { master: MasterVersion::new(u16::from_be_bytes(m)), generation: u16::from_be_bytes(g) }, rest))
+}
+
+/// The first `N` bytes of `rest` and the others; a header cut short fails authentication.
+fn take<const N: usize>(rest: &[u8]) -> Result<([u8; N], &[u8]), BackupError> {
+    rest.split_first_chunk::<N>().map(|(head, tail)| (*head, tail)).ok_or(BackupError::Authentication)
 }
 
 /// The version 2 context block: the context's length (u16) and the context.
@@ -282,64 +346,6 @@ fn read_more<R: Read>(input: &mut R, buf: &mut Vec<u8>, want: usize) -> Result<u
     Ok(n)
 }
 
-/// Public facts from a backup header, readable without any key (see [`inspect_backup`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct BackupInfo {
-    /// The format version (1 or 2).
-    pub format_version: u8,
-    /// The chunk suite (AES-256-GCM).
-    #[serde(serialize_with = "suite_name")]
-    pub suite: Suite,
-    /// Plaintext bytes per chunk.
-    pub chunk_size: u32,
-    /// The key version that wraps the stream's data key (changed by a rewrap).
-    pub key_version: KeyVersion,
-    /// The header length in bytes (the first chunk starts here).
-    pub header_len: u64,
-    /// A public identifier of the stream (hex of the first 16 bytes of its random salt): two
-    /// streams with the same id are the same stream.
-    pub stream_id: String,
-    /// The tenant the stream belongs to (version 2; `None` for version 1).
-    pub tenant: Option<String>,
-    /// The snapshot id (version 2).
-    pub snapshot_id: Option<String>,
-    /// The parent snapshot id (version 2 incremental backups).
-    pub parent: Option<String>,
-    /// Full or incremental (version 2).
-    pub kind: Option<BackupKind>,
-    /// The sequence number in the chain (version 2).
-    pub sequence: Option<u64>,
-    /// When the stream was started, in seconds since the Unix epoch, UTC (version 2).
-    pub created: Option<u64>,
-}
-
-fn suite_name<S: Serializer>(suite: &Suite, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(suite.name())
-}
-
-/// Reads a backup stream's header without any key: format version, suite, chunk size, key
-/// version. Reads exactly the header's bytes from `input`.
-///
-/// Use it to find streams that still need [`rewrap_backup_header`](crate::rewrap_backup_header)
-/// after a rotation.
-///
-/// # Errors
-/// [`BackupError::NotABackup`], [`BackupError::UnsupportedFormat`],
-/// [`BackupError::MalformedHeader`] for a truncated or impossible header,
-/// [`BackupError::Io`].
-///
-/// # Security
-/// Nothing is authenticated here: the facts are only as trustworthy as the file until the
-/// stream is opened with its key.
-pub fn inspect_backup<R: Read>(mut input: R) -> Result<BackupInfo, BackupError> {
-    // Without a key nothing is authenticated here, so structural failures are named as such.
-    Header::read_from(&mut input).map(|h| h.info()).map_err(|e| match e {
-        BackupError::Authentication => BackupError::MalformedHeader,
-        other => other,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,11 +354,11 @@ mod tests {
         Header {
             chunk_size: 1 << 16,
             salt: [1; 32],
-            wrap: KeyWrap {
+            wrap: Wrap::Key(KeyWrap {
                 key_version: KeyVersion { master: MasterVersion::new(0x0102), generation: 0x0304 },
                 nonce: [2; 24],
                 wrapped: [3; 48],
-            },
+            }),
             commitment: [4; 32],
             tag: [5; 32],
             stored: None,
@@ -377,9 +383,11 @@ mod tests {
         assert!(Header::parse_prefix(&b).unwrap() == h);
         // The mutable range is exactly key version, wrap nonce and wrapped key.
         let mut other = h.clone();
-        other.wrap.key_version.master = MasterVersion::new(9);
-        other.wrap.nonce = [7; 24];
-        other.wrap.wrapped = [8; 48];
+        other.wrap = Wrap::Key(KeyWrap {
+            key_version: KeyVersion { master: MasterVersion::new(9), generation: 0x0304 },
+            nonce: [7; 24],
+            wrapped: [8; 48],
+        });
         let b2 = other.encode();
         for i in (0..HEADER_LEN).filter(|i| !h.mutable_range().contains(i)) {
             assert_eq!(b[i], b2[i], "byte {i}");

@@ -2,9 +2,10 @@
 //! header tag) derived from a fresh data key, and the wrapping of that data key under the
 //! tenant's backup key. See the `backup` module documentation for the formulas.
 //!
-//! Starting a stream ([`seal_stream`]), opening one ([`open_stream`]) and rewrapping one
-//! ([`rewrap_header`]) are the only ways in; a second wrapping method (a KEM recipient) is
-//! a second pair next to [`wrap_data_key`] / [`unwrap_data_key`].
+//! Starting a stream ([`seal_stream`], or [`seal_recipient_stream`] on an encrypt-only
+//! host), opening one ([`open_stream`]) and rewrapping one ([`rewrap_header`]) are the only
+//! ways in. The data key of a recipient stream (wrapping methods 0x02, 0x03) is wrapped and
+//! unwrapped in `recipient::wrap`; everything else is shared.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -13,7 +14,8 @@ use zeroize::Zeroizing;
 
 use super::BackupContext;
 use super::chunk::{ChunkCipher, NONCE_PREFIX_LEN};
-use super::header::{Header, KeyWrap, SALT_LEN, WRAP_NONCE_LEN, WRAPPED_KEY_LEN};
+use super::header::{Header, KeyWrap, SALT_LEN, WRAP_NONCE_LEN, WRAPPED_KEY_LEN, Wrap};
+use super::recipient::{self, Recipient};
 use super::stored::Stored;
 use crate::encoding::put_lp;
 use crate::error::{BackupError, OpenError};
@@ -110,14 +112,16 @@ fn wrap_data_key(
     data_key: &DataKey,
     nonce: [u8; WRAP_NONCE_LEN],
 ) -> Result<(), BackupError> {
-    header.wrap = KeyWrap { key_version: version, nonce, wrapped: [0; WRAPPED_KEY_LEN] };
+    header.wrap = Wrap::Key(KeyWrap { key_version: version, nonce, wrapped: [0; WRAPPED_KEY_LEN] });
     let mut buf = Zeroizing::new(*data_key.expose_secret());
     let tag = SuiteCipher::new(Suite::XAes256Gcm, backup_key.expose_secret())
         .encrypt_detached(&nonce, &wrap_aad(header, tenant), buf.as_mut_slice())
         .map_err(|_| BackupError::Internal("wrapping the data key failed"))?;
-    let (ct, t) = header.wrap.wrapped.split_at_mut(32);
+    let mut wrapped = [0u8; WRAPPED_KEY_LEN];
+    let (ct, t) = wrapped.split_at_mut(32);
     ct.copy_from_slice(buf.as_slice());
     t.copy_from_slice(&tag);
+    header.wrap = Wrap::Key(KeyWrap { key_version: version, nonce, wrapped });
     Ok(())
 }
 
@@ -129,11 +133,15 @@ fn unwrap_data_key(tenant: &Tenant, header: &Header) -> Result<DataKey, BackupEr
         OpenError::Authentication => BackupError::Authentication,
         other => BackupError::Key(other),
     })?;
-    let (ct, tag) = header.wrap.wrapped.split_at(32);
+    let wrap = match &header.wrap {
+        Wrap::Key(wrap) => wrap,
+        Wrap::Kem(kem) => return recipient::unwrap_data_key(&key.key, tenant.id(), header, kem),
+    };
+    let (ct, tag) = wrap.wrapped.split_at(32);
     let mut buf = Zeroizing::new([0u8; 32]);
     buf.copy_from_slice(ct);
     SuiteCipher::new(Suite::XAes256Gcm, key.key.expose_secret())
-        .decrypt_detached(&header.wrap.nonce, &wrap_aad(header, tenant.id()), buf.as_mut_slice(), tag)
+        .decrypt_detached(&wrap.nonce, &wrap_aad(header, tenant.id()), buf.as_mut_slice(), tag)
         .map_err(|_| BackupError::Authentication)?;
     Ok(DataKey::from_bytes(*buf))
 }
@@ -172,10 +180,7 @@ pub(crate) fn seal_stream(
     backend: Backend,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let key = tenant.backup_key_for_seal()?;
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| BackupError::InvalidParameter("the system clock is before 1970".into()))?
-        .as_secs();
+    let created = now()?;
     let stored = Stored { tenant: tenant.id().clone(), ctx: ctx.clone(), created };
     build_stream(&key.key, key.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend, Some(stored))
 }
@@ -193,20 +198,63 @@ pub(crate) fn build_stream(
     backend: Backend,
     stored: Option<Stored>,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
+    let wrap = Wrap::Key(KeyWrap { key_version: version, nonce: [0; WRAP_NONCE_LEN], wrapped: [0; WRAPPED_KEY_LEN] });
+    let (mut header, stream) = start_header(chunk_size, &secrets, wrap, stored)?;
+    wrap_data_key(backup_key, version, tenant, &mut header, &secrets.data_key, secrets.wrap_nonce)?;
+    Ok((header.encode(), stream.chunk_cipher(&header, tenant, ctx, backend)?))
+}
+
+/// A new header with its commitment and header tag (which do not depend on the wrapping:
+/// `wrap` is a placeholder naming the method and key version), and its stream keys.
+fn start_header(
+    chunk_size: usize,
+    secrets: &StreamSecrets,
+    wrap: Wrap,
+    stored: Option<Stored>,
+) -> Result<(Header, StreamKeys), BackupError> {
     let chunk_size = u32::try_from(chunk_size).map_err(|_| BackupError::Internal("chunk size beyond u32"))?;
-    let mut header = Header {
-        chunk_size,
-        salt: secrets.salt,
-        wrap: KeyWrap { key_version: version, nonce: [0; WRAP_NONCE_LEN], wrapped: [0; WRAPPED_KEY_LEN] },
-        commitment: [0; 32],
-        tag: [0; 32],
-        stored,
-    };
+    let mut header = Header { chunk_size, salt: secrets.salt, wrap, commitment: [0; 32], tag: [0; 32], stored };
     let stream = StreamKeys::derive(&secrets.data_key, &header.salt);
     header.commitment = stream.commitment;
     header.tag = stream.header_mac(&header)?.finalize().into_bytes().into();
-    wrap_data_key(backup_key, version, tenant, &mut header, &secrets.data_key, secrets.wrap_nonce)?;
-    Ok((header.encode(), stream.chunk_cipher(&header, tenant, ctx, backend)?))
+    Ok((header, stream))
+}
+
+/// Starts a new stream to `recipient` (encrypt-only: no keyring): a fresh data key and
+/// salt, the data key HPKE-sealed to the recipient's public key. Returns the header bytes
+/// and the chunk cipher.
+pub(crate) fn seal_recipient_stream(
+    recipient: &Recipient,
+    ctx: &BackupContext,
+    chunk_size: usize,
+    backend: Backend,
+) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
+    let stored = Stored { tenant: recipient.tenant().clone(), ctx: ctx.clone(), created: now()? };
+    let mut rng = recipient::os_rng()?;
+    build_recipient_stream(recipient, ctx, chunk_size, StreamSecrets::generate()?, backend, stored, &mut rng)
+}
+
+/// [`seal_recipient_stream`] with given random values (deterministic, for tests).
+pub(crate) fn build_recipient_stream(
+    recipient: &Recipient,
+    ctx: &BackupContext,
+    chunk_size: usize,
+    secrets: StreamSecrets,
+    backend: Backend,
+    stored: Stored,
+    rng: &mut impl hpke::rand_core::CryptoRng,
+) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
+    let (mut header, stream) = start_header(chunk_size, &secrets, recipient::placeholder(recipient), Some(stored))?;
+    recipient::wrap_data_key(recipient, &mut header, &secrets.data_key, rng)?;
+    Ok((header.encode(), stream.chunk_cipher(&header, recipient.tenant(), ctx, backend)?))
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> Result<u64, BackupError> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| BackupError::InvalidParameter("the system clock is before 1970".into()))?
+        .as_secs())
 }
 
 /// Opens an existing stream's header for reading. A version 2 stream is read with the
@@ -237,7 +285,8 @@ pub(crate) fn open_stream(
 }
 
 /// Re-wraps the data key of `header` (opened under the version it names) under the tenant's
-/// current key version. Returns `None` if the header already names that version.
+/// current key version: for a recipient stream, to the recipient of the current version
+/// with the same KEM. Returns `None` if the header already names that version.
 pub(crate) fn rewrap_header(tenant: &Tenant, header: &Header) -> Result<Option<Header>, BackupError> {
     let (data_key, _) = open_data_key(tenant, header)?;
     let key = tenant.backup_key_for_seal()?;
@@ -245,7 +294,15 @@ pub(crate) fn rewrap_header(tenant: &Tenant, header: &Header) -> Result<Option<H
         return Ok(None);
     }
     let mut new = header.clone();
-    wrap_data_key(&key.key, key.version, tenant.id(), &mut new, &data_key, random_array()?)?;
+    match &header.wrap {
+        Wrap::Key(_) => wrap_data_key(&key.key, key.version, tenant.id(), &mut new, &data_key, random_array()?)?,
+        Wrap::Kem(old) => {
+            // To the same KEM's recipient of the current version: the header keeps its length.
+            let to = Recipient::derive(tenant.id(), key.version, old.kem, &key.key);
+            new.wrap = recipient::placeholder(&to);
+            recipient::wrap_data_key(&to, &mut new, &data_key, &mut recipient::os_rng()?)?;
+        }
+    }
     Ok(Some(new))
 }
 

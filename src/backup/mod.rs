@@ -121,10 +121,9 @@
 //! after the header authenticated, the stored snapshot, parent, kind and sequence are
 //! compared with it, and a difference is [`BackupError::ContextMismatch`] naming the field.
 //! The tenant is compared before any key is used (a stream of another tenant cannot
-//! authenticate for this one); that comparison trusts the header's claim. The wrapping
-//! method byte leaves room for another way to hold the data key (a KEM recipient): a new
-//! method defines its own key-naming block in place of offsets 47..123, whose length
-//! follows from the method.
+//! authenticate for this one); that comparison trusts the header's claim. Methods 0x02 and
+//! 0x03 (the data key sealed to a public recipient, `src/backup/recipient/mod.rs`) put
+//! their own key-naming block, whose length follows from the method, at offsets 47..123.
 //!
 //! # Reading
 //!
@@ -137,9 +136,11 @@
 mod chunk;
 mod frame;
 mod header;
+mod info;
 mod keys;
 mod pipeline;
 mod reader;
+mod recipient;
 mod rewrap;
 mod stored;
 mod writer;
@@ -150,8 +151,9 @@ mod tests;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-pub use header::{BackupInfo, inspect_backup};
+pub use info::{BackupInfo, inspect_backup};
 pub use reader::BackupReader;
+pub use recipient::{Recipient, RecipientKem, encrypt_backup_to};
 pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
 
@@ -166,8 +168,8 @@ pub const MIN_CHUNK_SIZE: usize = 64 << 10;
 pub const MAX_CHUNK_SIZE: usize = 16 << 20;
 /// The longest snapshot id (and parent snapshot id), in bytes.
 pub const MAX_SNAPSHOT_ID_LEN: usize = 1024;
-/// The length of a version 1 backup stream header, in bytes (a version 2 header is 189 bytes
-/// plus its context: see [`BackupInfo::header_len`]).
+/// The length of a version 1 backup stream header, in bytes (version 2: 189, or 1285 / 197
+/// with a recipient, plus the context; see [`BackupInfo::header_len`]).
 pub const BACKUP_HEADER_LEN: usize = header::HEADER_LEN;
 
 /// Whether a backup holds everything or only the changes since its parent.

@@ -8,7 +8,7 @@ use super::chunk::ChunkCipher;
 use super::frame::{Frame, LookAhead};
 use super::keys;
 use super::pipeline::{Exec, give_buffer, take_buffer};
-use super::{BackupContext, BackupOptions};
+use super::{BackupContext, BackupOptions, Recipient};
 use crate::Tenant;
 use crate::error::BackupError;
 
@@ -84,6 +84,36 @@ impl<W: Write> BackupWriter<W> {
         let (header, cipher) = keys::seal_stream(tenant, ctx, chunk_size, opts.backend)?;
         out.write_all(&header)?;
         tracing::debug!(target: "atrest::backup", tenant = %tenant.id(), snapshot = ctx.snapshot_id(), chunk_size, threads = exec.threads(), backend = %opts.backend, "backup stream started");
+        Ok(Self::from_parts(Frame::new(chunk_size), cipher, exec, out))
+    }
+
+    /// Starts a stream to `recipient` bound to `ctx` and writes its header to `out`: an
+    /// encrypt-only writer, with no keyring and no root key. The stream is a version 2
+    /// stream of the recipient's tenant whose fresh data key is sealed (HPKE) to the
+    /// recipient's public key; chunks, context, commitment, seekable reads and parallelism
+    /// are as for [`BackupWriter::new`]. The keyring opens it as any other stream.
+    ///
+    /// # Errors
+    /// As [`BackupWriter::new`], without the key errors: [`BackupError::InvalidParameter`],
+    /// [`BackupError::Rng`], [`BackupError::Io`].
+    ///
+    /// # Security
+    /// Nothing on the writing side can decrypt the stream, not even this writer after it
+    /// finished: the data key exists only in memory while the stream is written (then it is
+    /// zeroized) and sealed to the recipient. Incrementals name their parent by its
+    /// snapshot id: the writer never reads an earlier backup.
+    pub fn to_recipient(
+        recipient: &Recipient,
+        ctx: &BackupContext,
+        opts: BackupOptions,
+        mut out: W,
+    ) -> Result<Self, BackupError> {
+        let chunk_size = opts.checked_chunk_size()?;
+        ctx.validate()?;
+        let exec = Exec::new(opts.threads)?;
+        let (header, cipher) = keys::seal_recipient_stream(recipient, ctx, chunk_size, opts.backend)?;
+        out.write_all(&header)?;
+        tracing::debug!(target: "atrest::backup", tenant = %recipient.tenant(), snapshot = ctx.snapshot_id(), kem = recipient.kem().name(), chunk_size, "backup stream to a recipient started");
         Ok(Self::from_parts(Frame::new(chunk_size), cipher, exec, out))
     }
 

@@ -7,6 +7,7 @@
 //! context values.
 
 mod index;
+mod recipient;
 
 use thiserror::Error;
 
@@ -14,6 +15,7 @@ mod keyring;
 
 pub use index::IndexError;
 pub use keyring::{KeyringError, RootKeyError};
+pub use recipient::RecipientError;
 
 use crate::id::{KeyVersion, MasterVersion};
 

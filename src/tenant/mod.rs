@@ -7,6 +7,7 @@
 
 mod bulk;
 mod index;
+mod recipient;
 mod rewrap;
 mod shred;
 

@@ -237,6 +237,21 @@ pub enum TenantCommand {
         #[arg(long, group = "evidence")]
         unverified: bool,
     },
+    /// Print the tenant's public backup recipient (one line, `atrestr1...`) for encrypt-only
+    /// hosts: `backup encrypt --recipient` needs no root key and no keyring.
+    Recipient {
+        /// Tenant id.
+        tenant: String,
+        /// Master key version (default: the primary), with the tenant's current generation.
+        #[arg(long, value_name = "N", value_parser = parse_version)]
+        key_version: Option<MasterVersion>,
+        /// x-wing (ML-KEM-768 + X25519, post-quantum) or x25519 (classical; smaller header).
+        #[arg(long, value_name = "KEM", default_value = "x-wing")]
+        kem: String,
+        /// Print JSON (recipient, tenant, key version, KEM, fingerprint).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Backup operations.
@@ -262,6 +277,12 @@ pub enum BackupCommand {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Encrypt-only: to this recipient (`atrest tenant recipient`); no root key or keyring is read.
+        #[arg(long, value_name = "RECIPIENT", conflicts_with = "recipient_file")]
+        recipient: Option<String>,
+        /// As --recipient, from FILE's first line that is not empty or a # comment.
+        #[arg(long, value_name = "FILE")]
+        recipient_file: Option<PathBuf>,
         /// Producer mode: run this command and encrypt its stdout (`-- pg_dump -Fc crm`); the
         /// backup is committed only if it exits 0, else atrest exits with its status
         /// (128 + n for signal n) and leaves no file.

@@ -17,9 +17,24 @@ use crate::stream::{self, Counting, Input, Output, Progress};
 /// `atrest backup ...`.
 pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
     match cmd {
-        BackupCommand::Encrypt { context, chunk_size, threads, io, allow_empty, producer, json } => {
-            let (tenant, ctx) = open(keys_args, context)?;
-            let ctx = ctx.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
+        BackupCommand::Encrypt {
+            context,
+            chunk_size,
+            threads,
+            io,
+            allow_empty,
+            producer,
+            json,
+            recipient,
+            recipient_file,
+        } => {
+            let ctx = context_of(context)?.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
+            // With a recipient, no root key and no keyring is opened (or even looked for).
+            let to = super::recipient::load(recipient.as_deref(), recipient_file.as_deref(), &context.tenant)?;
+            let tenant = match &to {
+                Some(_) => None,
+                None => Some(open_tenant(keys_args, &context.tenant)?),
+            };
             let mut opts = BackupOptions::default();
             if let Some(n) = chunk_size {
                 opts = opts.chunk_size(*n);
@@ -39,7 +54,12 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
                 None => Input::open(io.input.as_deref())?,
             };
             let (in_name, out_name) = (input.name.clone(), output.name());
-            let mut w = BackupWriter::new(&tenant, &ctx, opts, output).doing(|| "starting the backup stream".into())?;
+            let w = match (&to, &tenant) {
+                (Some(r), _) => BackupWriter::to_recipient(r, &ctx, opts, output),
+                (None, Some(t)) => BackupWriter::new(t, &ctx, opts, output),
+                (None, None) => return Err(Failure::general("no recipient and no tenant")),
+            };
+            let mut w = w.doing(|| "starting the backup stream".into())?;
             let total = input.len;
             let mut src = Counting::new(input, Progress::new("encrypting", total));
             let copied = w.copy_from(&mut src);
@@ -64,7 +84,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             let output = w.finish().doing(|| format!("finishing the backup stream to {out_name}"))?;
             let to_stdout = io.output.as_deref().is_none_or(|p| p == Path::new("-"));
             output.commit()?;
-            let v = summary::backup("encrypt", &out_name, io.output.as_deref(), tenant.id().as_str(), &ctx, n);
+            let v = summary::backup("encrypt", &out_name, io.output.as_deref(), &context.tenant, &ctx, n);
             summary::emit(&v, *json, to_stdout);
             Ok(())
         }
@@ -157,6 +177,18 @@ fn rewrap(keys_args: &KeyArgs, file: &Path, tenant: &str, verify: bool, json: bo
 
 /// The tenant and the context the flags name (`None` without `--snapshot`).
 fn open(keys_args: &KeyArgs, c: &BackupContextArgs) -> Result<(Tenant, Option<BackupContext>), Failure> {
+    let ctx = context_of(c)?;
+    Ok((open_tenant(keys_args, &c.tenant)?, ctx))
+}
+
+/// The tenant `tenant` of the keyring the flags name.
+fn open_tenant(keys_args: &KeyArgs, tenant: &str) -> Result<Tenant, Failure> {
+    let k = keys::keyring(keys_args)?;
+    k.tenant(tenant).doing(|| format!("tenant '{tenant}'"))
+}
+
+/// The context the flags name (`None` without `--snapshot`).
+fn context_of(c: &BackupContextArgs) -> Result<Option<BackupContext>, Failure> {
     if matches!(c.kind, Some(Kind::Full)) && c.parent.is_some() {
         return Err(Failure::usage("--kind full takes no --parent (a full backup has no parent)"));
     }
@@ -170,9 +202,7 @@ fn open(keys_args: &KeyArgs, c: &BackupContextArgs) -> Result<(Tenant, Option<Ba
         }
         None => None,
     };
-    let k = keys::keyring(keys_args)?;
-    let t = k.tenant(&c.tenant).doing(|| format!("tenant '{}'", c.tenant))?;
-    Ok((t, ctx))
+    Ok(ctx)
 }
 
 fn inspect(file: &Path, json: bool) -> Result<(), Failure> {

@@ -114,6 +114,9 @@ fn new_root(new: &NewRootArgs) -> Result<std::sync::Arc<dyn RootKeyProvider>, Fa
 /// `atrest tenant ...`.
 pub fn tenant(keys_args: &KeyArgs, cmd: &TenantCommand) -> Result<(), Failure> {
     match cmd {
+        TenantCommand::Recipient { tenant, key_version, kem, json } => {
+            super::recipient::print(keys_args, tenant, *key_version, kem, *json)?;
+        }
         TenantCommand::Rotate { tenant } => {
             let k = keys::keyring(keys_args)?;
             let shown = tenant.escape_debug();
