@@ -1,18 +1,25 @@
 //! The derived-key cache: tenant keys (key material only, one purpose each) by tenant, key
 //! version and purpose, bounded, with the aggregated use counters the audit log reports.
 //!
-//! The cache is split into [`SHARDS`] least-recently-used maps, each under its own lock and
-//! picked by a hash of the key, so that threads serving different tenants rarely contend.
-//! Each shard holds its share of the capacity and evicts its least recently used entry:
-//! a tenant used since the last `capacity / SHARDS` other tenants of its shard stays cached.
+//! The cache is split into [`SHARDS`] shards, each under its own lock and picked by a hash
+//! of the tenant id, so that threads serving different tenants rarely contend. Each shard is
+//! a segmented LRU: a key enters a *probation* segment, and moves to the *protected*
+//! segment (at most 80% of the shard) when it is used again while cached. Eviction takes the
+//! least recently used key of probation first, so a scan of tenants seen once (a nightly
+//! export, a burst of cold tenants) only churns probation and never evicts a tenant in
+//! regular use; the protected segment's least recently used key is demoted back to
+//! probation when the segment is full. While the cache is not full nothing is evicted.
+//!
+//! Lookups take the tenant id as a `&str` (no id is built, nothing is allocated), and a key
+//! carries the id, so a new tenant handle shares it instead of allocating one.
 //!
 //! An entry may carry one attachment (see [`DerivedKey::attachment`]): the layer that turns
 //! the material into a cipher keeps the cipher there, so that a new tenant handle reuses the
 //! cipher built by an earlier one. The keyring does not know its type.
 
 use std::any::Any;
-use std::hash::{BuildHasher, RandomState};
-use std::num::NonZeroUsize;
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -24,8 +31,10 @@ use crate::secret::TenantKey;
 
 /// How many derived tenant keys (one per tenant, key version and purpose) the cache holds
 /// by default: 131,072, enough for the record keys of 100,000 active tenants with room for
-/// backup keys and a rotation. An entry with its record sealer takes about 1.5 KiB, so a
-/// full cache holds about 200 MiB; set [`KeyringOptions::cache_capacity`] for other sizes.
+/// backup keys and a rotation. An entry with its record sealer takes about 1.5 KiB (the
+/// derived key, the XAES-256-GCM key schedule, the AES-256-GCM state of the current nonce
+/// prefix, the cache's bookkeeping), so a full cache holds about 200 MiB; set
+/// [`KeyringOptions::cache_capacity`] for other sizes.
 ///
 /// [`KeyringOptions::cache_capacity`]: crate::KeyringOptions::cache_capacity
 pub const DEFAULT_CACHE_CAPACITY: usize = 1 << 17;
@@ -45,16 +54,54 @@ pub(crate) enum Use {
 
 /// One tenant's key for one purpose under one key version.
 pub(crate) struct DerivedKey {
+    pub(crate) tenant: TenantId,
     pub(crate) version: KeyVersion,
     pub(crate) key: TenantKey,
+    /// One more than the last keyring epoch at which this key was checked to be the
+    /// tenant's current key for new data (0: never); see [`DerivedKey::sealable_at`].
+    sealable: AtomicU64,
+    /// The same for "may open" (not shredded, version enabled).
+    usable: AtomicU64,
     seals: AtomicU64,
     opens: AtomicU64,
     attachment: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl DerivedKey {
-    pub(crate) fn new(version: KeyVersion, key: TenantKey) -> Self {
-        Self { version, key, seals: AtomicU64::new(0), opens: AtomicU64::new(0), attachment: OnceLock::new() }
+    pub(crate) fn new(tenant: TenantId, version: KeyVersion, key: TenantKey) -> Self {
+        Self {
+            tenant,
+            version,
+            key,
+            sealable: AtomicU64::new(0),
+            usable: AtomicU64::new(0),
+            seals: AtomicU64::new(0),
+            opens: AtomicU64::new(0),
+            attachment: OnceLock::new(),
+        }
+    }
+
+    /// Whether this key was checked against a keyring state at least as new as `epoch`'s
+    /// and found to be the current key for new data: a handle may then seal with it without
+    /// asking the keyring again. The keyring bumps the epoch after every change, so a mark
+    /// from before a rotation, a shred or a loss of the store never matches.
+    pub(crate) fn sealable_at(&self, epoch: u64) -> bool {
+        self.sealable.load(Ordering::Acquire) == epoch.wrapping_add(1)
+    }
+
+    /// As [`DerivedKey::sealable_at`], for opening.
+    pub(crate) fn usable_at(&self, epoch: u64) -> bool {
+        self.usable.load(Ordering::Acquire) == epoch.wrapping_add(1)
+    }
+
+    /// Records a check made at `epoch` (read before the state that was checked). Marks only
+    /// move forward, so a slow check of an older state never overwrites a newer one.
+    pub(crate) fn mark(&self, epoch: u64, sealable: bool) {
+        let m = epoch.wrapping_add(1);
+        self.usable.fetch_max(m, Ordering::AcqRel);
+        if sealable {
+            self.sealable.fetch_max(m, Ordering::AcqRel);
+        }
     }
 
     /// The value attached to this key material by the first caller (built by `init` then),
@@ -66,13 +113,13 @@ impl DerivedKey {
 
     /// Counts one use; reports an aggregated `tracing` audit event on the first use and every
     /// [`AUDIT_EVERY`] uses (never per record, never with values).
-    pub(crate) fn count(&self, tenant: &TenantId, op: Use) {
-        self.count_n(tenant, op, 1);
+    pub(crate) fn count(&self, op: Use) {
+        self.count_n(op, 1);
     }
 
     /// Counts `n` uses at once (a batch); reports as [`DerivedKey::count`] does when the count
     /// reaches 1 or crosses a multiple of [`AUDIT_EVERY`].
-    pub(crate) fn count_n(&self, tenant: &TenantId, op: Use, n: u64) {
+    pub(crate) fn count_n(&self, op: Use, n: u64) {
         let (counter, op) = match op {
             Use::Seal => (&self.seals, "seal"),
             Use::Open => (&self.opens, "open"),
@@ -83,44 +130,174 @@ impl DerivedKey {
         let before = counter.fetch_add(n, Ordering::Relaxed);
         let n = before + n;
         if before == 0 || n / AUDIT_EVERY != before / AUDIT_EVERY {
-            tracing::info!(target: "atrest::audit", event = "record.usage", op, tenant = %tenant, key_version = %self.version, count = n);
+            tracing::info!(target: "atrest::audit", event = "record.usage", op, tenant = %self.tenant, key_version = %self.version, count = n);
         }
     }
 }
 
-type Key = (TenantId, KeyVersion, Purpose);
+/// What a cache key is made of; implemented by the owned key and by a borrowed probe, so
+/// that a lookup by `&str` finds the entry of a [`TenantId`] (hash and equality of both are
+/// those of the parts).
+trait KeyView {
+    fn parts(&self) -> (&str, KeyVersion, Purpose);
+}
 
-type Shard = Mutex<LruCache<Key, Arc<DerivedKey>>>;
+/// An owned cache key.
+struct Key {
+    tenant: TenantId,
+    version: KeyVersion,
+    purpose: Purpose,
+}
 
-/// A bounded, sharded least-recently-used map of derived keys.
+/// A borrowed cache key: what a lookup builds (nothing allocated).
+pub(crate) struct Probe<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) version: KeyVersion,
+    pub(crate) purpose: Purpose,
+}
+
+impl KeyView for Key {
+    fn parts(&self) -> (&str, KeyVersion, Purpose) {
+        (self.tenant.as_str(), self.version, self.purpose)
+    }
+}
+
+impl KeyView for Probe<'_> {
+    fn parts(&self) -> (&str, KeyVersion, Purpose) {
+        (self.tenant, self.version, self.purpose)
+    }
+}
+
+impl Hash for dyn KeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Key {}
+
+impl<'a> Borrow<dyn KeyView + 'a> for Key {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+type Map = LruCache<Key, Arc<DerivedKey>>;
+
+/// One shard: a segmented LRU (see the module docs).
+struct Shard {
+    probation: Map,
+    protected: Map,
+    capacity: usize,
+    protected_capacity: usize,
+}
+
+impl Shard {
+    fn get(&mut self, probe: &dyn KeyView) -> Option<Arc<DerivedKey>> {
+        if let Some(v) = self.protected.get(probe) {
+            return Some(v.clone());
+        }
+        if self.protected_capacity == 0 {
+            return self.probation.get(probe).cloned();
+        }
+        // Used again while cached: promote to the protected segment, demoting its least
+        // recently used key to probation if it is full.
+        let (key, value) = self.probation.pop_entry(probe)?;
+        if self.protected.len() >= self.protected_capacity
+            && let Some((k, v)) = self.protected.pop_lru()
+        {
+            self.probation.push(k, v);
+        }
+        self.protected.push(key, value.clone());
+        Some(value)
+    }
+
+    /// Inserts `value` unless the key is cached; returns the cached value and what was
+    /// evicted (dropped by the caller after the lock is released).
+    fn put(&mut self, key: Key, value: Arc<DerivedKey>) -> (Arc<DerivedKey>, Option<Arc<DerivedKey>>) {
+        let probe: &dyn KeyView = &key;
+        if let Some(v) = self.protected.peek(probe).or_else(|| self.probation.peek(probe)) {
+            return (v.clone(), None);
+        }
+        let mut evicted = None;
+        if self.probation.len() + self.protected.len() >= self.capacity {
+            evicted = self.probation.pop_lru().or_else(|| self.protected.pop_lru()).map(|(_, v)| v);
+        }
+        self.probation.push(key, value.clone());
+        (value, evicted)
+    }
+
+    fn len(&self) -> usize {
+        self.probation.len() + self.protected.len()
+    }
+}
+
+/// A bounded, sharded, scan-resistant map of derived keys.
 pub(crate) struct KeyCache {
-    shards: Vec<Shard>,
-    hasher: RandomState,
+    shards: Vec<Mutex<Shard>>,
+}
+
+/// The shard of a tenant id: FNV-1a of the id (the shards' maps use their own randomized
+/// hashers, so a crafted id can at worst make one shard busier, not slower per lookup).
+fn shard_of(tenant: &str) -> usize {
+    let h = tenant.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    usize::try_from((h ^ (h >> 32)) % SHARDS as u64).unwrap_or(0)
 }
 
 impl KeyCache {
     /// A cache of at most `capacity` keys (at least one per shard).
     pub(crate) fn new(capacity: usize) -> Self {
-        let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
-        Self { shards: (0..SHARDS).map(|_| Mutex::new(LruCache::new(per_shard))).collect(), hasher: RandomState::new() }
+        let per_shard = capacity.div_ceil(SHARDS).max(1);
+        let shard = || {
+            Mutex::new(Shard {
+                probation: LruCache::unbounded(),
+                protected: LruCache::unbounded(),
+                capacity: per_shard,
+                protected_capacity: per_shard * 4 / 5,
+            })
+        };
+        Self { shards: (0..SHARDS).map(|_| shard()).collect() }
     }
 
-    fn lock(&self, key: &Key) -> Option<MutexGuard<'_, LruCache<Key, Arc<DerivedKey>>>> {
-        let i = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
+    fn lock(&self, tenant: &str) -> Option<MutexGuard<'_, Shard>> {
         // A panic while holding the lock cannot leave a cache inconsistent: ignore poisoning.
-        self.shards.get(i).map(|s| s.lock().unwrap_or_else(PoisonError::into_inner))
+        self.shards.get(shard_of(tenant)).map(|s| s.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    pub(crate) fn get(&self, key: &Key) -> Option<Arc<DerivedKey>> {
-        self.lock(key)?.get(key).cloned()
+    pub(crate) fn get(&self, probe: &Probe<'_>) -> Option<Arc<DerivedKey>> {
+        self.lock(probe.tenant)?.get(probe)
     }
 
-    /// Caches `value` unless another thread cached the same key first; returns the cached one.
-    pub(crate) fn put(&self, key: Key, value: Arc<DerivedKey>) -> Arc<DerivedKey> {
-        match self.lock(&key) {
-            Some(mut shard) => shard.get_or_insert(key, || value).clone(),
-            None => value,
-        }
+    /// Caches `value` (for its own tenant and version) unless another thread cached the same
+    /// key first; returns the cached one.
+    pub(crate) fn put(&self, purpose: Purpose, value: Arc<DerivedKey>) -> Arc<DerivedKey> {
+        let key = Key { tenant: value.tenant.clone(), version: value.version, purpose };
+        let Some(mut shard) = self.lock(key.tenant.as_str()) else { return value };
+        let (cached, evicted) = shard.put(key, value);
+        drop(shard);
+        // The evicted key (and its cipher) is wiped here, outside the lock.
+        drop(evicted);
+        cached
     }
 
     /// How many keys are cached.
@@ -131,7 +308,9 @@ impl KeyCache {
     /// Drops every key (after the keyring changed: destroyed or disabled keys must go).
     pub(crate) fn clear(&self) {
         for s in &self.shards {
-            s.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
+            s.probation.clear();
+            s.protected.clear();
         }
     }
 }
@@ -140,60 +319,148 @@ impl KeyCache {
 mod tests {
     use super::*;
 
-    fn key(i: usize) -> Key {
-        (
-            TenantId::new(&format!("t{i}")).unwrap(),
-            KeyVersion { master: crate::id::MasterVersion::new(1), generation: 0 },
-            Purpose::Records,
-        )
+    const V1: KeyVersion = KeyVersion { master: crate::id::MasterVersion::new(1), generation: 0 };
+
+    fn name(i: usize) -> String {
+        format!("t{i}")
     }
 
-    fn value() -> Arc<DerivedKey> {
-        Arc::new(DerivedKey::new(
-            KeyVersion { master: crate::id::MasterVersion::new(1), generation: 0 },
-            TenantKey::from_bytes([1; 32]),
-        ))
+    fn value(i: usize) -> Arc<DerivedKey> {
+        Arc::new(DerivedKey::new(TenantId::new(&name(i)).unwrap(), V1, TenantKey::from_bytes([1; 32])))
+    }
+
+    fn probe(name: &str) -> Probe<'_> {
+        Probe { tenant: name, version: V1, purpose: Purpose::Records }
+    }
+
+    /// What the keyring does for each use: look up, derive and insert on a miss.
+    fn touch(cache: &KeyCache, i: usize) -> bool {
+        let n = name(i);
+        if cache.get(&probe(&n)).is_some() {
+            return true;
+        }
+        cache.put(Purpose::Records, value(i));
+        false
     }
 
     #[test]
     fn bounded_and_hot_keys_stay() {
         let cache = KeyCache::new(1024);
         for i in 0..10_000 {
-            cache.put(key(i), value());
+            touch(&cache, i);
             // Tenant 0 is hot: used between every two others.
-            assert!(cache.get(&key(0)).is_some(), "hot key evicted at {i}");
+            assert!(i == 0 || touch(&cache, 0), "hot key evicted at {i}");
+            assert!(cache.len() <= 1024, "{}", cache.len());
         }
-        assert!(cache.len() <= 1024, "{}", cache.len());
         // Recent keys are there, the early cold ones are gone.
-        assert!(cache.get(&key(9_999)).is_some());
-        assert!(cache.get(&key(1)).is_none());
+        assert!(cache.get(&probe(&name(9_999))).is_some());
+        assert!(cache.get(&probe(&name(1))).is_none());
+        // Another version or purpose of a cached tenant is another key.
+        assert!(cache.get(&Probe { tenant: "t0", version: V1, purpose: Purpose::Backups }).is_none());
+        let v2 = KeyVersion { master: crate::id::MasterVersion::new(2), generation: 0 };
+        assert!(cache.get(&Probe { tenant: "t0", version: v2, purpose: Purpose::Records }).is_none());
         cache.clear();
         assert_eq!(cache.len(), 0);
+    }
+
+    /// A scan of ten times the capacity in tenants seen once leaves a hot set in regular use
+    /// cached (a plain LRU would evict all of it), and nothing is evicted before the cache is
+    /// full.
+    #[test]
+    fn scan_does_not_evict_the_hot_set() {
+        let capacity = 1024;
+        let cache = KeyCache::new(capacity);
+        let hot = 0..256;
+        for round in 0..3 {
+            for i in hot.clone() {
+                assert_eq!(touch(&cache, i), round > 0, "tenant {i} round {round}");
+            }
+        }
+        for i in 1_000_000..1_000_000 + 10 * capacity {
+            assert!(!touch(&cache, i));
+            assert!(cache.len() <= capacity);
+        }
+        for i in hot.clone() {
+            assert!(touch(&cache, i), "hot tenant {i} evicted by the scan");
+        }
+        // While not full, every key stays: a working set that fits is never evicted.
+        let cache = KeyCache::new(capacity);
+        for i in 0..capacity / 2 {
+            touch(&cache, i);
+        }
+        for i in 0..capacity / 2 {
+            assert!(touch(&cache, i), "{i} evicted before the cache was full");
+        }
+    }
+
+    /// A full protected segment demotes its least recently used key to probation (it is not
+    /// dropped), and a key used again there is promoted back.
+    #[test]
+    fn protected_segment_demotes_to_probation() {
+        let cache = KeyCache::new(SHARDS * 10);
+        // Tenants of one shard only, so the per-shard sizes (10, protected 8) are exact.
+        let mine: Vec<usize> = (0..10_000).filter(|i| shard_of(&name(*i)) == 0).take(20).collect();
+        for &i in &mine[..9] {
+            touch(&cache, i);
+            assert!(touch(&cache, i));
+        }
+        let shard = |c: &KeyCache| {
+            let s = c.shards[0].lock().unwrap();
+            (s.probation.len(), s.protected.len())
+        };
+        assert_eq!(shard(&cache), (1, 8));
+        // The 9th promotion demoted the first tenant; it is still cached.
+        assert!(touch(&cache, mine[0]));
+        assert_eq!(shard(&cache), (1, 8));
+        // A full shard evicts from probation first.
+        for &i in &mine[9..] {
+            touch(&cache, i);
+            assert_eq!(shard(&cache).1, 8);
+        }
+        // mine[1] was demoted to probation and evicted from there; the protected ones stay.
+        for &i in mine[2..9].iter().chain(&mine[..1]) {
+            assert!(touch(&cache, i), "protected tenant {i} evicted");
+        }
     }
 
     #[test]
     fn first_put_wins_and_attachment_is_kept() {
         let cache = KeyCache::new(16);
-        let first = cache.put(key(1), value());
-        let second = cache.put(key(1), value());
+        let first = cache.put(Purpose::Records, value(1));
+        let second = cache.put(Purpose::Records, value(1));
         assert!(Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&first, &cache.get(&probe("t1")).unwrap()));
         let a = first.attachment(|| Arc::new(7u32)).clone();
         let b = second.attachment(|| Arc::new(8u32)).clone();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(b.downcast_ref::<u32>(), Some(&7));
-        // At least one key per shard even for a capacity of zero.
+        // At least one key per shard even for a capacity of zero; a tiny shard has no
+        // protected segment and still serves hits.
         let tiny = KeyCache::new(0);
-        tiny.put(key(1), value());
+        tiny.put(Purpose::Records, value(1));
+        assert_eq!(tiny.len(), 1);
+        assert!(touch(&tiny, 1));
+        assert!(touch(&tiny, 1));
         assert_eq!(tiny.len(), 1);
     }
 
     #[test]
+    fn marks_move_forward_only() {
+        let v = value(1);
+        assert!(!v.sealable_at(0) && !v.usable_at(0));
+        v.mark(3, false);
+        assert!(v.usable_at(3) && !v.sealable_at(3) && !v.usable_at(2));
+        v.mark(5, true);
+        v.mark(4, true);
+        assert!(v.sealable_at(5) && v.usable_at(5) && !v.sealable_at(4));
+    }
+
+    #[test]
     fn batch_counts_add_up() {
-        let v = value();
-        let t = TenantId::new("acme").unwrap();
-        v.count_n(&t, Use::Seal, AUDIT_EVERY - 1);
-        v.count(&t, Use::Seal);
-        v.count_n(&t, Use::Open, 0);
+        let v = value(1);
+        v.count_n(Use::Seal, AUDIT_EVERY - 1);
+        v.count(Use::Seal);
+        v.count_n(Use::Open, 0);
         assert_eq!(v.seals.load(Ordering::Relaxed), AUDIT_EVERY);
         assert_eq!(v.opens.load(Ordering::Relaxed), 0);
     }
