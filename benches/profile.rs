@@ -24,6 +24,9 @@
     missing_docs
 )]
 
+#[path = "pick.rs"]
+mod pick;
+
 use std::hint::black_box;
 
 use atrest::aead::{AeadInOut, KeyInit};
@@ -35,32 +38,6 @@ fn measure(ops: usize, mut f: impl FnMut(usize)) {
     for i in 0..ops {
         f(i);
     }
-}
-
-/// Benchmark input selection (xorshift), not cryptography.
-fn picks(n: usize, zipf: bool, count: usize) -> Vec<usize> {
-    let mut s = 0x9e37_79b9_7f4a_7c15u64 ^ n as u64;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
-    if !zipf {
-        return (0..count).map(|_| (next() % n as u64) as usize).collect();
-    }
-    let mut cdf = Vec::with_capacity(n);
-    let mut acc = 0.0;
-    for k in 1..=n {
-        acc += 1.0 / k as f64;
-        cdf.push(acc);
-    }
-    (0..count)
-        .map(|_| {
-            let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
-            cdf.partition_point(|&c| c < u * acc).min(n - 1)
-        })
-        .collect()
 }
 
 fn main() {
@@ -90,18 +67,20 @@ fn main() {
                 let mut nonce = [0u8; 12];
                 nonce[..8].copy_from_slice(&(i as u64).to_le_bytes());
                 let n = Nonce::assume_unique_for_key(nonce);
-                black_box(raw.seal_in_place_separate_tag(n, Aad::from(&[0u8; 48]), &mut buf).unwrap());
+                let tag = raw.seal_in_place_separate_tag(n, Aad::from(&[0u8; 48]), &mut buf).unwrap();
+                black_box(tag.as_ref());
             });
         }
         "raw-hkdf" => {
             let mut okm = [0u8; 32];
             measure(ops, |i| {
-                atrest::hazmat::hkdf_sha256(b"0123456789abcdef", &[i as u8; 32], b"tenant-0000042", &mut okm).unwrap();
+                let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"0123456789abcdef"), &[i as u8; 32]);
+                hk.expand(b"atrest/v1/tenant/tenant-0000042/records", &mut okm).unwrap();
                 black_box(&okm);
             });
         }
         "raw-expand" => {
-            use hmac::{KeyInit as _, Mac};
+            use hmac::Mac;
             let keyed = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&[3u8; 32]).unwrap();
             measure(ops, |i| {
                 let mut mac = keyed.clone();
@@ -148,7 +127,7 @@ fn main() {
             for id in &ids {
                 keyring.tenant(id).unwrap().seal(&pt, &ctx).unwrap();
             }
-            let idx = picks(n, kind == "zipf", ops);
+            let idx = pick::indices(n, kind == "zipf", ops);
             measure(ops, |k| {
                 out.clear();
                 keyring.tenant(&ids[idx[k]]).unwrap().seal_into(&pt, &ctx, &mut out).unwrap();

@@ -20,6 +20,7 @@
 use std::any::Any;
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -266,14 +267,20 @@ fn shard_of(tenant: &str) -> usize {
 
 impl KeyCache {
     /// A cache of at most `capacity` keys (at least one per shard).
+    ///
+    /// The maps' indexes are sized for the capacity up front (about 20 bytes per key), so
+    /// that no insert pays for growing and rehashing a shard while its lock is held. The
+    /// segments never reach the bound `LruCache` enforces: the shard evicts first.
     pub(crate) fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
+        let protected_capacity = per_shard * 4 / 5;
+        let bound = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         let shard = || {
             Mutex::new(Shard {
-                probation: LruCache::unbounded(),
-                protected: LruCache::unbounded(),
+                probation: LruCache::new(bound(per_shard)),
+                protected: LruCache::new(bound(protected_capacity)),
                 capacity: per_shard,
-                protected_capacity: per_shard * 4 / 5,
+                protected_capacity,
             })
         };
         Self { shards: (0..SHARDS).map(|_| shard()).collect() }
