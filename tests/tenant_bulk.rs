@@ -165,7 +165,7 @@ fn cached_handles_follow_every_change() {
         assert!(matches!(t.open(&r1, &ctx), Err(OpenError::TenantShredded { .. })));
     }
     assert!(matches!(keyring.tenant("acme"), Err(KeyringError::TenantShredded { .. })));
-    // Other tenants are untouched, and a shredded id that is invalid is still reported as such.
+    // Other tenants are untouched, and an invalid id is still refused as invalid.
     assert!(keyring.tenant("other").unwrap().seal(b"x", &ctx).is_ok());
     assert!(matches!(keyring.tenant(""), Err(KeyringError::InvalidTenantId(_))));
 }
