@@ -10,6 +10,9 @@
 //! `cargo bench --bench bulk`; `ATREST_BULK_RECORDS` (default 1000000) sets N.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::cast_precision_loss, missing_docs)]
 
+#[path = "pick.rs"]
+mod pick;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -17,16 +20,10 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use atrest::{Context, Keyring, LocalRootKey};
 use rayon::prelude::*;
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 fn main() {
     let n: usize = std::env::var("ATREST_BULK_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    println!("bulk rewrap: {n} records of 100 B, {cores} cores available, load average {}", loadavg());
+    println!("bulk rewrap: {n} records of 100 B, {cores} cores available, load average {}", pick::loadavg());
     let keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
     let t = keyring.tenant("acme").unwrap();
     let ctxs: Vec<Context> =
@@ -67,13 +64,14 @@ fn main() {
         let raw_s = start.elapsed().as_secs_f64();
         // Undo for the next run: reseal under k1 is not needed, the records are only timed.
         black_box(&raw);
-        rows.push((threads, n as f64 / atrest_s, n as f64 / raw_s, loadavg()));
+        rows.push((threads, n as f64 / atrest_s, n as f64 / raw_s, pick::loadavg()));
     }
-    println!("{:>8} {:>14} {:>14} {:>9} {:>16}", "threads", "atrest rec/s", "raw rec/s", "x raw", "load average");
+    println!("{:>8} {:>14} {:>14} {:>9} {:>16}", "threads", "atrest rec/s", "raw rec/s", "time/raw", "load average");
     for (threads, a, r, load) in &rows {
         println!("{threads:>8} {a:>14.0} {r:>14.0} {:>9.2} {load:>16}", r / a);
     }
     if let [(_, a1, r1, _), (_, an, rn, _)] = rows[..] {
         println!("all-core speed-up: atrest {:.2}x, raw {:.2}x (on {cores} cores)", an / a1, rn / r1);
     }
+    println!("bulk: load average {} at end", pick::loadavg());
 }

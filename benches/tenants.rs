@@ -1,16 +1,19 @@
-//! Cost per record as the number of tenants grows (issue: performance at scale).
+//! Cost per record as the number of tenants grows (issue 17: performance at scale).
 //!
-//! One process, 1 KiB seals through `keyring.tenant(id)?.seal(..)` (a handle per operation,
-//! as a request handler does), tenants picked uniformly or Zipf-distributed (s = 1) among N
-//! for N in 1, 1k, 10k, 100k, 1M. Each figure is reported against the single hot tenant and
-//! against raw AES-256-GCM sealing of the same 1 KiB (pre-keyed, default backend), all
-//! measured in this run, as medians over interleaved rounds. Also: a cold tenant's first
-//! seal (never seen by the keyring) against raw HKDF-SHA256, and bulk operations on one and
-//! on all cores.
+//! One process, 1 KiB seals through `keyring.tenant(id)?.seal_into(..)` (a handle per
+//! operation, as a request handler does), tenants picked uniformly or Zipf-distributed
+//! (s = 1) among N for N in 1, 1k, 10k, 100k, 1M, after every tenant was used once and the
+//! picks twice (a server that has been running for a while; past the cache capacity, the
+//! cache then holds the recent tenants). Each figure is reported against the single hot
+//! tenant (a handle per operation too, and a handle kept) and against raw AES-256-GCM
+//! sealing of the same 1 KiB (pre-keyed, RustCrypto), all measured in this run as medians
+//! over interleaved rounds. Also: a cold tenant's first seal (a tenant never seen) against
+//! raw HKDF-SHA256 (the `hkdf` crate: extract + expand of a 32-byte key), and the resident
+//! memory per cached key. Prints the load average at the start and the end.
 //!
-//! `cargo bench --bench tenants` (add `--features aws-lc` for that backend).
-//! Environment: `ATREST_TENANTS_MAX` (default 1000000) caps N; `ATREST_TENANTS_ROUNDS`
-//! (default 7) rounds per figure.
+//! `cargo bench -p atrest-benches --bench tenants` (add `--features aws-lc` for that
+//! backend). Environment: `ATREST_TENANTS_MAX` (default 1000000) caps N;
+//! `ATREST_TENANTS_ROUNDS` (default 7) rounds per figure.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,6 +23,9 @@
     clippy::cast_sign_loss,
     missing_docs
 )]
+
+#[path = "pick.rs"]
+mod pick;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -31,37 +37,6 @@ const OPS: usize = 20_000;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A small xorshift generator: benchmark input selection, not cryptography.
-struct Pick(u64);
-
-impl Pick {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Tenant indices: uniform or Zipf(s = 1) over `n`, `OPS` of them.
-fn indices(n: usize, zipf: bool, seed: u64) -> Vec<usize> {
-    let mut p = Pick(seed | 1);
-    if !zipf {
-        return (0..OPS).map(|_| (p.next() % n as u64) as usize).collect();
-    }
-    let mut cdf = Vec::with_capacity(n);
-    let mut acc = 0.0;
-    for k in 1..=n {
-        acc += 1.0 / k as f64;
-        cdf.push(acc);
-    }
-    (0..OPS).map(|_| cdf.partition_point(|&c| c < p.unit() * acc).min(n - 1)).collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -81,6 +56,7 @@ fn per_op(mut f: impl FnMut(usize)) -> f64 {
 fn main() {
     let max = env("ATREST_TENANTS_MAX", 1_000_000);
     let rounds = env("ATREST_TENANTS_ROUNDS", 7).max(3);
+    println!("tenants: load average {} at start; backend {}", pick::loadavg(), atrest::Backend::default());
     let keyring = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
     let ctx = Context::new().with("table", "contacts").with("column", "email").with("row", "42");
     let pt = vec![0x5au8; 1024];
@@ -95,33 +71,51 @@ fn main() {
     };
     let hot_seal = |out: &mut Vec<u8>| {
         out.clear();
-        hot.seal_into(&pt, &ctx, out).unwrap();
+        keyring.tenant("hot").unwrap().seal_into(&pt, &ctx, out).unwrap();
     };
     // Warm-up.
     for _ in 0..OPS {
         raw_seal();
         hot_seal(&mut out);
+        out.clear();
+        hot.seal_into(&pt, &ctx, &mut out).unwrap();
     }
-    let mut raws = Vec::new();
-    let mut hots = Vec::new();
+    let (mut raws, mut hots, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         raws.push(per_op(|_| raw_seal()));
         hots.push(per_op(|_| hot_seal(&mut out)));
+        kept.push(per_op(|_| {
+            out.clear();
+            hot.seal_into(&pt, &ctx, &mut out).unwrap();
+        }));
     }
-    let (raw_ns, hot_ns) = (median(raws), median(hots));
+    let (raw_ns, hot_ns, kept_ns) = (median(raws), median(hots), median(kept));
     println!(
-        "raw AES-256-GCM seal 1 KiB: {raw_ns:.0} ns; hot tenant handle seal: {hot_ns:.0} ns ({:.2}x raw)",
-        hot_ns / raw_ns
+        "raw AES-256-GCM seal 1 KiB: {raw_ns:.0} ns; hot tenant, a handle per seal: {hot_ns:.0} ns ({:.2}x raw); \
+         a handle kept: {kept_ns:.0} ns ({:.2}x raw)",
+        hot_ns / raw_ns,
+        kept_ns / raw_ns
     );
-    println!("{:>9} {:>8} {:>10} {:>10} {:>8}", "tenants", "access", "ns/op", "x hot", "x raw");
+    println!(
+        "{:>9} {:>8} {:>8} {:>7} {:>7} {:>12} {:>9}",
+        "tenants", "access", "ns/op", "x hot", "x raw", "cached keys", "RSS MiB"
+    );
+    let mut warmed = 0;
+    let mut memory = Vec::new();
     for n in [1usize, 1_000, 10_000, 100_000, 1_000_000].into_iter().filter(|n| *n <= max) {
         let ids: Vec<String> = (0..n).map(|i| format!("tenant-{i:07}")).collect();
+        let rss_before = (pick::rss(), keyring.cached_keys());
+        // Every tenant used once (the ones of smaller N already were).
+        for id in &ids[warmed.min(n)..] {
+            black_box(keyring.tenant(id).unwrap().seal(&pt, &ctx).unwrap());
+        }
+        warmed = warmed.max(n);
+        memory.push((rss_before, (pick::rss(), keyring.cached_keys())));
         for zipf in [false, true] {
             if n == 1 && zipf {
                 continue;
             }
-            let idx = indices(n, zipf, 0x9e37_79b9_7f4a_7c15 ^ n as u64);
-            // Warm the cache as a long-running server would be.
+            let idx = pick::indices(n, zipf, OPS);
             for &i in idx.iter().chain(&idx) {
                 black_box(keyring.tenant(&ids[i]).unwrap().seal(&pt, &ctx).unwrap());
             }
@@ -138,29 +132,61 @@ fn main() {
             }
             let s = median(subject);
             println!(
-                "{n:>9} {:>8} {s:>10.0} {:>10.2} {:>8.2}",
+                "{n:>9} {:>8} {s:>8.0} {:>7.2} {:>7.2} {:>12} {:>9.1}",
                 if zipf { "zipf" } else { "uniform" },
                 median(ratios_hot),
-                s / raw_ns
+                s / raw_ns,
+                keyring.cached_keys(),
+                pick::rss() as f64 / f64::from(1u32 << 20),
             );
         }
     }
+    // Resident memory per cached key, over the largest growth of the cache.
+    if let Some(((r0, k0), (r1, k1))) = memory.iter().copied().filter(|(a, b)| b.1 > a.1).max_by_key(|(a, b)| b.1 - a.1)
+    {
+        println!(
+            "resident memory per cached key: {:.0} B ({} keys added)",
+            (r1 as f64 - r0 as f64) / (k1 - k0) as f64,
+            k1 - k0
+        );
+    }
 
-    // A cold tenant's first seal, against raw HKDF-SHA256 of a 32-byte key.
-    let mut cold = Vec::new();
-    let mut hkdf = Vec::new();
+    cold(&keyring, &pt, &ctx, rounds, "cache full: each evicts a key", raw_ns);
+    // On a keyring of its own, whose cache never fills (at most 5 x 20,000 tenants); last,
+    // so that its memory does not hide the sweep's growth.
+    let fresh = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
+    cold(&fresh, &pt, &ctx, rounds.min(5), "cache not full", raw_ns);
+    drop(fresh);
+    println!("tenants: load average {} at end", pick::loadavg());
+}
+
+/// A cold tenant's first seal (a tenant never seen), against raw HKDF-SHA256 (extract +
+/// expand of a 32-byte key), medians of interleaved rounds.
+fn cold(keyring: &Keyring, pt: &[u8], ctx: &Context, rounds: usize, what: &str, raw_ns: f64) {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut out = Vec::with_capacity(2048);
+    let (mut cold, mut hkdf, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
-        let ids: Vec<String> = (0..OPS).map(|i| format!("cold-{r}-{i}")).collect();
-        cold.push(per_op(|k| {
+        let ids: Vec<String> = (0..OPS).map(|i| format!("cold-{run}-{r}-{i}")).collect();
+        let c = per_op(|k| {
             out.clear();
-            keyring.tenant(&ids[k]).unwrap().seal_into(&pt, &ctx, &mut out).unwrap();
-        }));
+            keyring.tenant(&ids[k]).unwrap().seal_into(pt, ctx, &mut out).unwrap();
+        });
         let mut okm = [0u8; 32];
-        hkdf.push(per_op(|k| {
-            atrest::hazmat::hkdf_sha256(b"0123456789abcdef", &[k as u8; 32], ids[k].as_bytes(), &mut okm).unwrap();
+        let h = per_op(|k| {
+            let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"0123456789abcdef"), &[k as u8; 32]);
+            hk.expand(ids[k].as_bytes(), &mut okm).unwrap();
             black_box(&okm);
-        }));
+        });
+        cold.push(c);
+        hkdf.push(h);
+        ratios.push(c / h);
     }
     let (c, h) = (median(cold), median(hkdf));
-    println!("cold tenant first seal: {c:.0} ns; raw HKDF-SHA256 (extract + expand): {h:.0} ns ({:.2}x)", c / h);
+    println!(
+        "cold tenant first seal ({what}): {c:.0} ns; raw HKDF-SHA256 (extract + expand): {h:.0} ns ({:.2}x); \
+         raw AES-256-GCM 1 KiB {raw_ns:.0} ns",
+        median(ratios)
+    );
 }

@@ -4,6 +4,8 @@
 //! formats all import them and never each other.
 
 use core::fmt;
+use std::borrow::Borrow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +19,11 @@ pub const MAX_TENANT_ID_LEN: usize = 128;
 /// (for generations and shreds), so they must not themselves be PII. Invisible characters
 /// are refused so that two ids that print alike are the same id (`acme` and `ac\u{200b}me`
 /// would otherwise be two tenants that an operator cannot tell apart).
+///
+/// Cheap to clone (a shared string): the keyring's key cache hands the id it holds to new
+/// tenant handles instead of allocating one per request.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(String);
+pub struct TenantId(Arc<str>);
 
 /// Why a string is not a valid [`TenantId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,11 +71,19 @@ impl TenantId {
         if id.chars().any(is_format_char) {
             return Err(InvalidTenantId::Invisible);
         }
-        Ok(Self(id.to_owned()))
+        Ok(Self(Arc::from(id)))
     }
 
     /// The id as a string.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Maps keyed by [`TenantId`] are searched with a `&str` (no id built per lookup); the
+/// hash, equality and order of the id are those of the string.
+impl Borrow<str> for TenantId {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }

@@ -119,3 +119,80 @@ fn handles_share_one_sealer_while_cached() {
     assert_eq!(t.open(&a, &ctx).unwrap(), b"one");
     assert_eq!(t.open(&d, &ctx).unwrap(), b"four");
 }
+
+/// Handles that took a cached key (`Keyring::tenant` on a cached tenant), long-lived handles
+/// and their clones all follow every change of the keyring at once: a rotation, a tenant
+/// rotation, a disabled version, a shred. No handle is ever served a key the keyring no
+/// longer allows.
+#[test]
+fn cached_handles_follow_every_change() {
+    use atrest::{KeyState, KeyringError, MasterVersion, SealError, ShredEvidence, record_info};
+    let keyring = keyring();
+    let ctx = Context::new().with("row", "1");
+    let version = |r: &[u8]| record_info(r).unwrap().key_version;
+    let long = keyring.tenant("acme").unwrap();
+    let r1 = long.seal(b"one", &ctx).unwrap();
+    // A handle for the now cached tenant, and a clone of the long-lived one.
+    let cached = keyring.tenant("acme").unwrap();
+    let clone = long.clone();
+    assert_eq!(version(&cached.seal(b"x", &ctx).unwrap()), version(&r1));
+
+    keyring.rotate().unwrap();
+    let v2 = keyring.tenant("acme").unwrap().key_version();
+    assert_eq!(v2.master, MasterVersion::new(2));
+    for t in [&long, &cached, &clone] {
+        assert_eq!(version(&t.seal(b"x", &ctx).unwrap()), v2);
+        assert_eq!(t.open(&r1, &ctx).unwrap(), b"one");
+    }
+    keyring.rotate_tenant("acme").unwrap();
+    let g1 = keyring.tenant("acme").unwrap().key_version();
+    assert_eq!(g1.generation, 1);
+    for t in [&long, &cached, &clone, &keyring.tenant("acme").unwrap()] {
+        assert_eq!(version(&t.seal(b"x", &ctx).unwrap()), g1);
+    }
+    keyring.set_state(MasterVersion::new(1), KeyState::Disabled).unwrap();
+    for t in [&long, &cached, &clone] {
+        assert!(matches!(t.open(&r1, &ctx), Err(OpenError::KeyDisabled(_))));
+    }
+    keyring.set_state(MasterVersion::new(1), KeyState::Enabled).unwrap();
+    assert_eq!(long.open(&r1, &ctx).unwrap(), b"one");
+
+    let r2 = cached.seal(b"two", &ctx).unwrap();
+    keyring.shred_tenant("acme", ShredEvidence::Record { sealed: &r2, context: &ctx }).unwrap();
+    for t in [&long, &cached, &clone] {
+        assert!(matches!(t.seal(b"x", &ctx), Err(SealError::TenantShredded { .. })));
+        assert!(matches!(t.open(&r2, &ctx), Err(OpenError::TenantShredded { .. })));
+        assert!(matches!(t.open(&r1, &ctx), Err(OpenError::TenantShredded { .. })));
+    }
+    assert!(matches!(keyring.tenant("acme"), Err(KeyringError::TenantShredded { .. })));
+    // Other tenants are untouched, and an invalid id is still refused as invalid.
+    assert!(keyring.tenant("other").unwrap().seal(b"x", &ctx).is_ok());
+    assert!(matches!(keyring.tenant(""), Err(KeyringError::InvalidTenantId(_))));
+}
+
+/// Many threads sharing one handle see a rotation: every record sealed after the rotation
+/// returned names the new version.
+#[test]
+fn shared_handle_across_threads_follows_a_rotation() {
+    let keyring = keyring();
+    let t = keyring.tenant("acme").unwrap();
+    let ctx = Context::new();
+    t.seal(b"x", &ctx).unwrap();
+    let before = t.key_version();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..2000 {
+                    let r = t.seal(b"x", &ctx).unwrap();
+                    assert_eq!(t.open(&r, &ctx).unwrap(), b"x");
+                }
+            });
+        }
+        keyring.rotate().unwrap();
+    });
+    let after = t.key_version();
+    assert_ne!(before, after);
+    for _ in 0..3 {
+        assert_eq!(atrest::record_info(&t.seal(b"x", &ctx).unwrap()).unwrap().key_version, after);
+    }
+}

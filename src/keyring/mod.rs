@@ -51,7 +51,7 @@ pub(crate) use derive::Purpose;
 pub(crate) use state::KeyRefusal;
 
 use self::anchor::Anchor;
-use self::cache::KeyCache;
+use self::cache::{KeyCache, Probe};
 use self::state::State;
 use self::store::Store;
 use crate::error::KeyringError;
@@ -375,23 +375,76 @@ impl Keyring {
     }
 
     /// The key of `tenant` for `purpose` at `version`, from the cache or derived now, if
-    /// every state (shred, version state, generation) allows its use.
+    /// every state (shred, version state, generation) allows its use; marked usable at the
+    /// current epoch (see [`DerivedKey::usable_at`]).
     pub(crate) fn derived_key(
         &self,
         tenant: &TenantId,
         version: KeyVersion,
         purpose: Purpose,
     ) -> Result<Arc<DerivedKey>, KeyRefusal> {
+        // The epoch is read before the state it vouches for (see `persist::install`).
+        let epoch = self.epoch();
+        self.key_in(epoch, &self.state(), tenant, version, purpose, false)
+    }
+
+    /// The key new data of `tenant` is sealed under for `purpose`, checked and marked
+    /// sealable at the current epoch (see [`DerivedKey::sealable_at`]); the refusal names the
+    /// version it was for.
+    pub(crate) fn sealing_key(
+        &self,
+        tenant: &TenantId,
+        purpose: Purpose,
+    ) -> Result<Arc<DerivedKey>, (KeyRefusal, KeyVersion)> {
+        let epoch = self.epoch();
+        let state = self.state();
+        let version = state.current_version(tenant);
+        self.key_in(epoch, &state, tenant, version, purpose, true).map_err(|r| (r, version))
+    }
+
+    /// For a new tenant handle: the cached key new data of `tenant` is sealed under for
+    /// `purpose`, checked and marked sealable at the current epoch, if it is cached (nothing
+    /// is derived or allocated here). `Err` with the time of the shred for a shredded tenant.
+    pub(crate) fn cached_sealing_key(&self, tenant: &str, purpose: Purpose) -> Result<Option<Arc<DerivedKey>>, u64> {
+        let epoch = self.epoch();
+        let state = self.state();
+        if let Some(at) = state.shredded_at(tenant) {
+            return Err(at);
+        }
+        let version = state.current_version(tenant);
+        if self.inner.unavailable.load(Ordering::Acquire) || state.usable_prk(tenant, version).is_err() {
+            return Ok(None);
+        }
+        let key = self.inner.cache.get(&Probe { tenant, version, purpose });
+        if let Some(k) = &key {
+            k.mark(epoch, true);
+        }
+        Ok(key)
+    }
+
+    /// The key of `tenant` for `purpose` at `version` under `state` (read after `epoch`).
+    fn key_in(
+        &self,
+        epoch: u64,
+        state: &State,
+        tenant: &TenantId,
+        version: KeyVersion,
+        purpose: Purpose,
+        sealable: bool,
+    ) -> Result<Arc<DerivedKey>, KeyRefusal> {
         if self.inner.unavailable.load(Ordering::Acquire) {
             return Err(KeyRefusal::Unavailable);
         }
-        let prk = self.state().usable_prk(tenant, version)?;
-        let cache_key = (tenant.clone(), version, purpose);
-        if let Some(k) = self.inner.cache.get(&cache_key) {
-            return Ok(k);
-        }
-        let key = Arc::new(DerivedKey::new(version, derive::tenant_key(&prk, tenant, version.generation, purpose)));
-        Ok(self.inner.cache.put(cache_key, key))
+        let prk = state.usable_prk(tenant, version)?;
+        let key = match self.inner.cache.get(&Probe { tenant: tenant.as_str(), version, purpose }) {
+            Some(k) => k,
+            None => {
+                let material = derive::tenant_key(prk, tenant, version.generation, purpose);
+                self.inner.cache.put(purpose, Arc::new(DerivedKey::new(tenant.clone(), version, material)))
+            }
+        };
+        key.mark(epoch, sealable);
+        Ok(key)
     }
 }
 

@@ -77,9 +77,15 @@ impl KeyringOptions {
 
     /// How many derived tenant keys (one per tenant, key version and purpose, each with the
     /// cipher built from it) the handle keeps (default
-    /// [`DEFAULT_CACHE_CAPACITY`](crate::DEFAULT_CACHE_CAPACITY), 131,072, about 200 MiB when
-    /// full). Size it to the tenants active within minutes: a tenant evicted from the cache
-    /// costs one key derivation (about 1-2 us) on its next use. At least 16.
+    /// [`DEFAULT_CACHE_CAPACITY`](crate::DEFAULT_CACHE_CAPACITY), 131,072: the record keys of
+    /// 100,000 active tenants with room for backup keys and a rotation). A cached key with
+    /// its record sealer takes about 1.5 KiB of resident memory (1,536 to 1,558 bytes
+    /// measured by `benches/tenants.rs`), so the default holds about 200 MiB when full; the
+    /// cache's index is allocated up front (about 20 bytes per key of capacity). Size it to
+    /// the tenants active within minutes: a tenant evicted from the cache costs one key
+    /// derivation and a new sealer on its next use. Eviction is scan-resistant (a tenant used
+    /// twice while cached is protected from tenants seen once; see the keyring's cache). At
+    /// least 16.
     pub fn cache_capacity(mut self, keys: usize) -> Self {
         self.cache_capacity = keys;
         self

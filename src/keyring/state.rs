@@ -1,5 +1,6 @@
 //! The in-memory keyring state: an immutable snapshot, replaced whole on every change.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,32 +121,35 @@ impl State {
         Ok(())
     }
 
-    pub(crate) fn tenant_generation(&self, t: &TenantId) -> u16 {
-        self.tenants.get(t).map(|e| e.generation).unwrap_or(0)
+    // Looked up by `&str` (a `TenantId` borrows as one): no id is built per lookup.
+
+    pub(crate) fn tenant_generation(&self, t: &(impl Borrow<str> + ?Sized)) -> u16 {
+        self.tenants.get(t.borrow()).map(|e| e.generation).unwrap_or(0)
     }
 
-    pub(crate) fn shredded_at(&self, t: &TenantId) -> Option<u64> {
-        self.tenants.get(t).and_then(|e| e.shred.as_ref()).map(|s| s.at)
+    pub(crate) fn shredded_at(&self, t: &(impl Borrow<str> + ?Sized)) -> Option<u64> {
+        self.tenants.get(t.borrow()).and_then(|e| e.shred.as_ref()).map(|s| s.at)
     }
 
     /// The key version new data for `t` is sealed under.
-    pub(crate) fn current_version(&self, t: &TenantId) -> KeyVersion {
+    pub(crate) fn current_version(&self, t: &(impl Borrow<str> + ?Sized)) -> KeyVersion {
         KeyVersion { master: self.primary, generation: self.tenant_generation(t) }
     }
 
     /// The PRK of `v` for tenant `t`, if every state allows its use.
-    pub(crate) fn usable_prk(&self, t: &TenantId, v: KeyVersion) -> Result<Arc<Prk>, KeyRefusal> {
-        if let Some(at) = self.shredded_at(t) {
+    pub(crate) fn usable_prk(&self, t: &(impl Borrow<str> + ?Sized), v: KeyVersion) -> Result<&Prk, KeyRefusal> {
+        let entry = self.tenants.get(t.borrow());
+        if let Some(at) = entry.and_then(|e| e.shred.as_ref()).map(|s| s.at) {
             return Err(KeyRefusal::Shredded { at });
         }
-        if v.generation > self.tenant_generation(t) {
+        if v.generation > entry.map(|e| e.generation).unwrap_or(0) {
             return Err(KeyRefusal::Unknown);
         }
         let m = self.masters.get(&v.master).ok_or(KeyRefusal::Unknown)?;
         match m.state {
             KeyState::Disabled => Err(KeyRefusal::Disabled(v.master)),
             KeyState::Destroyed => Err(KeyRefusal::Destroyed(v.master)),
-            _ => m.prk.clone().ok_or(KeyRefusal::Destroyed(v.master)),
+            _ => m.prk.as_deref().ok_or(KeyRefusal::Destroyed(v.master)),
         }
     }
 

@@ -2,8 +2,8 @@
 //! (see the `record` module docs for the format and the nonce argument), the header and
 //! associated data it authenticates.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use aead::KeyInit;
 use arc_swap::ArcSwapOption;
@@ -29,6 +29,14 @@ struct Prefix {
     prefix: [u8; 12],
     gcm: Gcm,
     uses: AtomicU64,
+}
+
+impl Prefix {
+    /// Counts one use if this prefix may still seal: drawn by this process, and fewer than
+    /// [`PREFIX_LIMIT`] records sealed under it.
+    fn take(&self) -> bool {
+        !self.fork.forked() && self.uses.fetch_add(1, Ordering::Relaxed) < PREFIX_LIMIT
+    }
 }
 
 /// An opening prefix with its derived AES-256-GCM instance.
@@ -69,13 +77,23 @@ impl ForkCheck {
 
 /// The record key of one tenant and key version.
 ///
-/// Sealing and opening take no lock: the current prefix is read through an `ArcSwap`
-/// (no reference count touched on the fast path) and counted with one atomic add.
+/// Sealing and opening take no lock. The first sealing prefix is kept inline (a plain load,
+/// counted with one atomic add): most keys never need another, and a cold tenant's first
+/// seal then allocates nothing for it. Later prefixes (the limit reached, a fork) and the
+/// opening cache live in `ArcSwap`s made on first need (dropping one walks every thread's
+/// debt list, which a key evicted from the cache should not pay for nothing).
 pub(crate) struct RecordKey {
     key: TenantKey,
     xaes: XAes256Gcm,
+    first: OnceLock<Prefix>,
+    later: OnceLock<Box<Later>>,
+}
+
+#[derive(Default)]
+struct Later {
+    /// The sealing prefix after the first.
     current: ArcSwapOption<Prefix>,
-    /// The last prefix opened that was not the sealing prefix (records sealed together,
+    /// The last prefix opened that was not a sealing prefix (records sealed together,
     /// by another process or under an earlier prefix, open together).
     last_opened: ArcSwapOption<Opened>,
 }
@@ -84,7 +102,11 @@ impl RecordKey {
     pub(crate) fn new(key: &TenantKey) -> Self {
         let xaes = XAes256Gcm::new(key.expose_secret().into());
         let key = TenantKey::from_bytes(*key.expose_secret());
-        Self { key, xaes, current: ArcSwapOption::empty(), last_opened: ArcSwapOption::empty() }
+        Self { key, xaes, first: OnceLock::new(), later: OnceLock::new() }
+    }
+
+    fn later(&self) -> &Later {
+        self.later.get_or_init(Box::default)
     }
 
     fn derive(&self, prefix: &[u8; 12]) -> Gcm {
@@ -103,14 +125,17 @@ impl RecordKey {
         let mut suffix = [0u8; 12];
         rand::rng().fill_bytes(&mut suffix);
         suffix_out.copy_from_slice(&suffix);
-        {
-            let cur = self.current.load();
-            if let Some(p) = cur.as_ref()
-                && !p.fork.forked()
-                && p.uses.fetch_add(1, Ordering::Relaxed) < PREFIX_LIMIT
-            {
-                prefix_out.copy_from_slice(&p.prefix);
-                return p.gcm.seal(&suffix, aad, buf).map_err(|_| too_large(buf.len()));
+        let seal = |p: &Prefix, prefix_out: &mut [u8], buf: &mut [u8]| {
+            prefix_out.copy_from_slice(&p.prefix);
+            p.gcm.seal(&suffix, aad, buf).map_err(|_| too_large(buf.len()))
+        };
+        if let Some(p) = self.first.get().filter(|p| p.take()) {
+            return seal(p, prefix_out, buf);
+        }
+        if let Some(later) = self.later.get() {
+            let cur = later.current.load();
+            if let Some(p) = cur.as_ref().filter(|p| p.take()) {
+                return seal(p, prefix_out, buf);
             }
         }
         // A new prefix. Two threads may both get here; each seals under its own fresh
@@ -118,11 +143,17 @@ impl RecordKey {
         // buffer of OS randomness (no system call; see `prefixes.rs` for its fork safety).
         let fork = ForkCheck::new();
         let prefix = super::prefixes::next_prefix()?;
-        let fresh = Arc::new(Prefix { fork, prefix, gcm: self.derive(&prefix), uses: AtomicU64::new(1) });
-        prefix_out.copy_from_slice(&prefix);
-        let tag = fresh.gcm.seal(&suffix, aad, buf).map_err(|_| too_large(buf.len()));
-        self.current.store(Some(fresh));
-        tag
+        let fresh = Prefix { fork, prefix, gcm: self.derive(&prefix), uses: AtomicU64::new(1) };
+        if let Err(fresh) = self.first.set(fresh) {
+            // The first prefix exists (used up, from before a fork, or just set by another
+            // thread): this one becomes the current later prefix.
+            let fresh = Arc::new(fresh);
+            let tag = seal(&fresh, prefix_out, buf);
+            self.later().current.store(Some(fresh));
+            return tag;
+        }
+        // Set just now, so present (a OnceLock once set stays set); its count holds this use.
+        self.first.get().map_or(Err(SealError::Rng(crate::error::RngError)), |p| seal(p, prefix_out, buf))
     }
 
     /// Opens under `prefix`: with the sealing instance if it matches, else the last opened
@@ -136,19 +167,20 @@ impl RecordKey {
         buf: &mut [u8],
     ) -> Result<(), OpenError> {
         let open = |gcm: &Gcm, buf: &mut [u8]| gcm.open(suffix, aad, buf, tag).map_err(|_| OpenError::Authentication);
-        if let Some(p) = self.current.load().as_ref()
-            && &p.prefix == prefix
-        {
+        if let Some(p) = self.first.get().filter(|p| &p.prefix == prefix) {
             return open(&p.gcm, buf);
         }
-        if let Some(o) = self.last_opened.load().as_ref()
-            && &o.prefix == prefix
-        {
-            return open(&o.gcm, buf);
+        if let Some(later) = self.later.get() {
+            if let Some(p) = later.current.load().as_ref().filter(|p| &p.prefix == prefix) {
+                return open(&p.gcm, buf);
+            }
+            if let Some(o) = later.last_opened.load().as_ref().filter(|o| &o.prefix == prefix) {
+                return open(&o.gcm, buf);
+            }
         }
         let fresh = Arc::new(Opened { prefix: *prefix, gcm: self.derive(prefix) });
         let r = open(&fresh.gcm, buf);
-        self.last_opened.store(Some(fresh));
+        self.later().last_opened.store(Some(fresh));
         r
     }
 
@@ -311,5 +343,67 @@ fn aad(header: &[u8; HEADER_LEN], tenant: &TenantId, context: &Context) -> Aad {
         Aad::Inline(buf, total)
     } else {
         Aad::Heap(parts.concat())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::MasterVersion;
+
+    const V: KeyVersion = KeyVersion { master: MasterVersion::new(1), generation: 0 };
+
+    fn seal(k: &RecordKey, t: &TenantId, pt: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        k.seal_record(RecordSuite::XAes256Gcm, V, t, &Context::new(), pt, &mut out).unwrap();
+        out
+    }
+
+    fn open(k: &RecordKey, t: &TenantId, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let mut out = Vec::new();
+        k.open_record(&format::parse(sealed)?, t, &Context::new(), &mut out).map(|()| out)
+    }
+
+    fn prefix(sealed: &[u8]) -> &[u8] {
+        &sealed[HEADER_LEN..HEADER_LEN + 12]
+    }
+
+    /// The first prefix serves until its limit, then a new one is drawn and kept; records
+    /// of every prefix open, also with a second key built from the same material (another
+    /// process), whose opening cache then holds the foreign prefix.
+    #[test]
+    fn prefix_is_renewed_at_its_limit_and_every_prefix_opens() {
+        let material = TenantKey::from_bytes([9; 32]);
+        let k = RecordKey::new(&material);
+        let t = TenantId::new("acme").unwrap();
+        let a = seal(&k, &t, b"a");
+        let b = seal(&k, &t, b"b");
+        assert_eq!(prefix(&a), prefix(&b));
+        assert_ne!(a[HEADER_LEN + 12..HEADER_LEN + 24], b[HEADER_LEN + 12..HEADER_LEN + 24]);
+        assert!(k.later.get().is_none(), "the first prefix needs no later slots");
+        let first = k.first.get().unwrap();
+        assert_eq!(first.uses.load(Ordering::Relaxed), 2);
+        first.uses.store(PREFIX_LIMIT - 1, Ordering::Relaxed);
+        let c = seal(&k, &t, b"c");
+        assert_eq!(prefix(&c), prefix(&a), "the last use under the limit keeps the prefix");
+        let d = seal(&k, &t, b"d");
+        let e = seal(&k, &t, b"e");
+        assert_ne!(prefix(&d), prefix(&a), "a prefix used past its limit");
+        assert_eq!(prefix(&d), prefix(&e));
+        for (r, pt) in [(&a, b"a"), (&c, b"c"), (&d, b"d"), (&e, b"e")] {
+            assert_eq!(open(&k, &t, r).unwrap(), pt);
+        }
+        let other = RecordKey::new(&material);
+        for (r, pt) in [(&a, b"a"), (&d, b"d"), (&a, b"a")] {
+            assert_eq!(open(&other, &t, r).unwrap(), pt);
+        }
+        assert!(other.first.get().is_none(), "opening draws no sealing prefix");
+        let opened = other.later.get().unwrap().last_opened.load_full().unwrap();
+        assert_eq!(&opened.prefix[..], prefix(&a));
+        // A wrong tenant or a flipped bit fails under any prefix.
+        assert!(open(&k, &TenantId::new("other").unwrap(), &d).is_err());
+        let mut bad = a.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(open(&k, &t, &bad).is_err());
     }
 }

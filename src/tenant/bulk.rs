@@ -7,6 +7,10 @@
 //! before pulling the next window. Memory is therefore bounded by one window's inputs and
 //! outputs however long the input is, and one item's failure is that item's result: it
 //! never stops the batch.
+//!
+//! The audit counters of the keys used are added to once per batch and key version, not
+//! once per record: a counter that every thread writes for every record would bounce its
+//! cache line between the cores and stop all-core scaling.
 
 use std::borrow::Borrow;
 
@@ -15,6 +19,8 @@ use rayon::prelude::*;
 use super::Tenant;
 use crate::context::Context;
 use crate::error::{OpenError, RewrapError, SealError};
+use crate::id::KeyVersion;
+use crate::keyring::{Purpose, Use};
 use crate::record::{self, RewrapReport};
 
 /// How many items a batch method holds and processes in parallel at once.
@@ -42,7 +48,34 @@ fn windowed<T: Send, R: Send>(
     }
 }
 
+/// How many records of a batch each key version sealed or opened.
+#[derive(Default)]
+struct Tally(Vec<(KeyVersion, u64)>);
+
+impl Tally {
+    fn add(&mut self, version: KeyVersion) {
+        match self.0.iter_mut().find(|(v, _)| *v == version) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((version, 1)),
+        }
+    }
+
+    /// Adds the tally to the keys' audit counters (a key no longer usable is not counted).
+    fn flush(self, tenant: &Tenant, op: Use) {
+        for (version, n) in self.0 {
+            if let Ok(key) = tenant.keyring.derived_key(&tenant.id, version, Purpose::Records) {
+                key.count_n(op, n);
+            }
+        }
+    }
+}
+
 impl Tenant {
+    /// A handle sharing this one's keys whose seals and opens do not count themselves.
+    fn uncounted(&self) -> Tenant {
+        Tenant { audit_each: false, ..self.clone() }
+    }
+
     /// Seals every `(plaintext, context)` of `items` on all cores and passes each result to
     /// `sink` with its index, in input order. A failed item is reported as its `Err`; the
     /// others are sealed regardless. Returns how many items were processed.
@@ -71,7 +104,27 @@ impl Tenant {
         P: AsRef<[u8]> + Send,
         C: Borrow<Context> + Send,
     {
-        windowed(items, |(p, c)| self.seal(p.as_ref(), c.borrow()), sink)
+        let quiet = self.uncounted();
+        let mut tally = Tally::default();
+        let mut sink = sink;
+        let n = windowed(
+            items,
+            |(p, c)| {
+                let mut out = Vec::with_capacity(p.as_ref().len() + record::RECORD_OVERHEAD);
+                quiet.seal_with(quiet.suite, p.as_ref(), c.borrow(), &mut out).map(|v| (v, out))
+            },
+            |i, r| {
+                sink(
+                    i,
+                    r.map(|(v, out)| {
+                        tally.add(v);
+                        out
+                    }),
+                );
+            },
+        );
+        tally.flush(self, Use::Seal);
+        n
     }
 
     /// Opens every `(sealed, context)` of `items` on all cores and passes each result to
@@ -86,7 +139,27 @@ impl Tenant {
         S: AsRef<[u8]> + Send,
         C: Borrow<Context> + Send,
     {
-        windowed(items, |(s, c)| self.open(s.as_ref(), c.borrow()), sink)
+        let quiet = self.uncounted();
+        let mut tally = Tally::default();
+        let mut sink = sink;
+        let n = windowed(
+            items,
+            |(s, c)| {
+                let version = record::parse(s.as_ref())?.info.key_version;
+                quiet.open(s.as_ref(), c.borrow()).map(|plain| (version, plain))
+            },
+            |i, r| {
+                sink(
+                    i,
+                    r.map(|(v, plain)| {
+                        tally.add(v);
+                        plain
+                    }),
+                );
+            },
+        );
+        tally.flush(self, Use::Open);
+        n
     }
 
     /// Rewraps many records in place, on all cores, [`BULK_WINDOW`] at a time. Records
@@ -100,25 +173,36 @@ impl Tenant {
     ) -> RewrapReport {
         let mut report = RewrapReport::default();
         let current = self.key_version();
+        let quiet = self.uncounted();
+        let (mut opened, mut sealed_under) = (Tally::default(), Tally::default());
         windowed(
             records,
             |(sealed, ctx)| match record::parse(sealed) {
-                Ok(p) if p.info.key_version == current => Ok(false),
-                Ok(_) => self.rewrap(sealed, ctx).map(|new| {
-                    *sealed = new;
-                    true
-                }),
+                Ok(p) if p.info.key_version == current => Ok(None),
+                Ok(p) => {
+                    let old = p.info.key_version;
+                    quiet.rewrap(sealed, ctx).map(|new| {
+                        *sealed = new;
+                        Some(old)
+                    })
+                }
                 Err(e) => Err(RewrapError::Open(e)),
             },
-            |i, r: Result<bool, RewrapError>| {
+            |i, r: Result<Option<KeyVersion>, RewrapError>| {
                 match r {
-                    Ok(true) => report.rewrapped += 1,
-                    Ok(false) => report.already_current += 1,
+                    Ok(Some(old)) => {
+                        report.rewrapped += 1;
+                        opened.add(old);
+                        sealed_under.add(current);
+                    }
+                    Ok(None) => report.already_current += 1,
                     Err(e) => report.failed.push((i, e)),
                 }
                 progress(i + 1);
             },
         );
+        opened.flush(self, Use::Open);
+        sealed_under.flush(self, Use::Seal);
         tracing::info!(
             target: "atrest::audit",
             event = "record.rewrap_batch",

@@ -205,10 +205,15 @@ impl Tenant {
         Ok(IndexLookup::new(values))
     }
 
+    /// This handle's index key cache (made on first use, shared by clones made after).
+    fn index_cache(&self) -> &IndexCache {
+        self.indexes.get_or_init(Arc::default)
+    }
+
     /// This handle's index snapshot for the keyring's current epoch.
     fn index_snapshot(&self) -> Result<Arc<Snapshot>, IndexError> {
         let epoch = self.keyring.epoch();
-        if let Some(s) = self.indexes.0.load_full().filter(|s| s.epoch == epoch) {
+        if let Some(s) = self.index_cache().0.load_full().filter(|s| s.epoch == epoch) {
             return Ok(s);
         }
         if let Some(at) = self.keyring.shredded_at(&self.id) {
@@ -217,7 +222,7 @@ impl Tenant {
         let current = self.key_version();
         let usable = usable_versions(&self.keyring.status().masters, current);
         let snapshot = Arc::new(Snapshot { epoch, current, usable, keys: Vec::new() });
-        self.indexes.0.store(Some(snapshot.clone()));
+        self.index_cache().0.store(Some(snapshot.clone()));
         Ok(snapshot)
     }
 
@@ -246,7 +251,7 @@ impl Tenant {
         keys.push(key.clone());
         keys.extend(snap.keys.iter().take(MAX_CACHED_INDEX_KEYS - 1).cloned());
         let next = Snapshot { epoch: snap.epoch, current: snap.current, usable: snap.usable.clone(), keys };
-        self.indexes.0.store(Some(Arc::new(next)));
+        self.index_cache().0.store(Some(Arc::new(next)));
         Ok(key)
     }
 }

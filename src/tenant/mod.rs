@@ -14,7 +14,7 @@ mod shred;
 pub use bulk::BULK_WINDOW;
 pub use shred::ShredEvidence;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
 
@@ -26,31 +26,53 @@ use crate::record::{self, RecordKey, RecordSuite};
 
 /// One tenant of a keyring: seals and opens its records and backups.
 ///
-/// Obtained from [`Keyring::tenant`]. Cheap to clone (clones share their cached keys).
-/// Always uses the keyring's current primary version and the tenant's current generation
-/// for new data. A handle keeps its record sealer (a derived XAES-256-GCM key and nonce
-/// prefix); the sealer is also attached to the keyring's cached key material, so a new
-/// handle for the same tenant (one [`Keyring::tenant`] call per request) reuses it rather
-/// than building it again.
-#[derive(Clone)]
+/// Obtained from [`Keyring::tenant`]. Cheap to create and to clone: a handle for a tenant
+/// whose key is cached takes the keyring's cached key and id (nothing is derived or
+/// allocated), so one [`Keyring::tenant`] call per request costs a cache lookup. Always
+/// uses the keyring's current primary version and the tenant's current generation for new
+/// data. The record sealer (a derived XAES-256-GCM key and nonce prefix) is attached to the
+/// keyring's cached key material, so every handle of a tenant shares one.
 pub struct Tenant {
     keyring: Keyring,
     id: TenantId,
     suite: RecordSuite,
-    /// The record keys new records are sealed under, valid while the keyring's epoch holds.
-    current: Arc<ArcSwapOption<RecordKeys>>,
-    /// The record keys of the last other version opened (records sealed before a rotation).
-    opened: Arc<ArcSwapOption<RecordKeys>>,
-    /// Blind index keys.
-    indexes: Arc<index::IndexCache>,
+    /// The record key new records were first sealed under (or the current one opened
+    /// first), checked against the keyring's epoch on every use: a plain load, no lock and
+    /// no reference count, also when many threads share the handle.
+    first: OnceLock<Arc<DerivedKey>>,
+    /// The record key of the first other version opened (records sealed before a rotation).
+    first_opened: OnceLock<Arc<DerivedKey>>,
+    /// Keys found once the first ones went stale (a rotation during the handle's life),
+    /// made only then: an `ArcSwap` costs a walk of every thread's debt list when dropped.
+    later: OnceLock<Arc<Later>>,
+    /// Blind index keys, made on first use.
+    indexes: OnceLock<Arc<index::IndexCache>>,
+    /// Whether each seal and open counts itself for the audit log (batches count once per
+    /// batch instead: see `bulk.rs`).
+    audit_each: bool,
 }
 
-/// A record sealer with the key material it was built from (for the audit counters).
-struct RecordKeys {
-    epoch: u64,
-    material: Arc<DerivedKey>,
-    /// Shared with every handle of this tenant: attached to `material` (see `record_keys`).
-    sealer: Arc<RecordKey>,
+/// The record keys a long-lived handle moved on to.
+#[derive(Default)]
+struct Later {
+    sealing: ArcSwapOption<DerivedKey>,
+    opened: ArcSwapOption<DerivedKey>,
+}
+
+impl Clone for Tenant {
+    /// A handle starting with this one's keys (later changes are shared once made).
+    fn clone(&self) -> Self {
+        Self {
+            keyring: self.keyring.clone(),
+            id: self.id.clone(),
+            suite: self.suite,
+            first: self.first.clone(),
+            first_opened: self.first_opened.clone(),
+            later: self.later.clone(),
+            indexes: self.indexes.clone(),
+            audit_each: self.audit_each,
+        }
+    }
 }
 
 impl core::fmt::Debug for Tenant {
@@ -60,22 +82,29 @@ impl core::fmt::Debug for Tenant {
 }
 
 impl Keyring {
-    /// A handle for one tenant. Cheap: keys are derived on first use and cached.
+    /// A handle for one tenant. Cheap: keys are derived on first use and cached; a handle for
+    /// a cached tenant allocates nothing.
     ///
     /// # Errors
     /// [`KeyringError::InvalidTenantId`], or [`KeyringError::TenantShredded`].
     pub fn tenant(&self, id: &str) -> Result<Tenant, KeyringError> {
-        let id = TenantId::new(id)?;
-        if let Some(at) = self.shredded_at(&id) {
-            return Err(KeyringError::TenantShredded { tenant: id.to_string(), shredded_at: at });
-        }
+        let (id, key) = match self.cached_sealing_key(id, Purpose::Records) {
+            Err(at) => {
+                return Err(KeyringError::TenantShredded { tenant: TenantId::new(id)?.to_string(), shredded_at: at });
+            }
+            // The cached key's id is this one (validated when the key was derived).
+            Ok(Some(key)) => (key.tenant.clone(), OnceLock::from(key)),
+            Ok(None) => (TenantId::new(id)?, OnceLock::new()),
+        };
         Ok(Tenant {
             keyring: self.clone(),
             id,
             suite: RecordSuite::default(),
-            current: Arc::default(),
-            opened: Arc::default(),
-            indexes: Arc::default(),
+            first: key,
+            first_opened: OnceLock::new(),
+            later: OnceLock::new(),
+            indexes: OnceLock::new(),
+            audit_each: true,
         })
     }
 }
@@ -113,7 +142,7 @@ impl Tenant {
     /// # Errors
     /// [`SealError::TenantShredded`] or [`SealError::KeyUnavailable`].
     pub fn preload(&self) -> Result<KeyVersion, SealError> {
-        self.with_sealing_keys(|k| Ok(k.material.version))
+        self.with_sealing_keys(|k, _| Ok(k.version))
     }
 
     /// Seals `plaintext` bound to this tenant and `context`.
@@ -159,11 +188,12 @@ impl Tenant {
         context: &Context,
         out: &mut Vec<u8>,
     ) -> Result<KeyVersion, SealError> {
-        self.with_sealing_keys(|keys| {
-            let version = keys.material.version;
-            keys.sealer.seal_record(suite, version, &self.id, context, plaintext, out)?;
-            keys.material.count(&self.id, Use::Seal);
-            Ok(version)
+        self.with_sealing_keys(|key, sealer| {
+            sealer.seal_record(suite, key.version, &self.id, context, plaintext, out)?;
+            if self.audit_each {
+                key.count(Use::Seal);
+            }
+            Ok(key.version)
         })
     }
 
@@ -187,70 +217,85 @@ impl Tenant {
     /// ever written to it.
     pub fn open_into(&self, sealed: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), OpenError> {
         let parsed = record::parse(sealed)?;
-        self.with_opening_keys(parsed.info.key_version, |keys| {
-            keys.sealer.open_record(&parsed, &self.id, context, out)?;
-            keys.material.count(&self.id, Use::Open);
+        self.with_opening_keys(parsed.info.key_version, |key, sealer| {
+            sealer.open_record(&parsed, &self.id, context, out)?;
+            if self.audit_each {
+                key.count(Use::Open);
+            }
             Ok(())
         })
     }
 
-    /// Runs `f` with the record keys for sealing new records. On the warm path the keys are
-    /// borrowed through the slot's guard: no reference count is touched.
-    fn with_sealing_keys<R>(&self, f: impl FnOnce(&RecordKeys) -> Result<R, SealError>) -> Result<R, SealError> {
+    /// Runs `f` with the record key for sealing new records and its sealer. On the warm
+    /// path the key is the handle's first one, still sealable at the keyring's epoch: one
+    /// atomic load each, no lock, no reference count.
+    fn with_sealing_keys<R>(
+        &self,
+        f: impl FnOnce(&DerivedKey, &RecordKey) -> Result<R, SealError>,
+    ) -> Result<R, SealError> {
         let epoch = self.keyring.epoch();
-        {
-            let guard = self.current.load();
-            if let Some(k) = guard.as_ref().filter(|k| k.epoch == epoch) {
-                return f(k);
+        if let Some(k) = self.first.get().filter(|k| k.sealable_at(epoch)) {
+            return with_sealer(k, f);
+        }
+        if let Some(later) = self.later.get() {
+            let guard = later.sealing.load();
+            if let Some(k) = guard.as_ref().filter(|k| k.sealable_at(epoch)) {
+                return with_sealer(k, f);
             }
         }
-        let version = self.key_version();
-        let keys = self.record_keys(epoch, version).map_err(|r| self.seal_refused(r, version))?;
-        self.current.store(Some(keys.clone()));
-        f(&keys)
+        let key = self.keyring.sealing_key(&self.id, Purpose::Records).map_err(|(r, v)| self.seal_refused(r, v))?;
+        if self.first.get().is_none_or(|k| !Arc::ptr_eq(k, &key)) && self.first.set(key.clone()).is_err() {
+            self.later().sealing.store(Some(key.clone()));
+        }
+        with_sealer(&key, f)
     }
 
-    /// Runs `f` with the record keys for opening a record sealed under `version` (named by
-    /// its header), borrowed through the slot's guard on the warm path.
+    /// Runs `f` with the record key of `version` (named by a record's header) and its sealer,
+    /// from the handle's slots on the warm path.
     fn with_opening_keys<R>(
         &self,
         version: KeyVersion,
-        f: impl FnOnce(&RecordKeys) -> Result<R, OpenError>,
+        f: impl FnOnce(&DerivedKey, &RecordKey) -> Result<R, OpenError>,
     ) -> Result<R, OpenError> {
         let epoch = self.keyring.epoch();
-        for slot in [&self.current, &self.opened] {
-            let guard = slot.load();
-            if let Some(k) = guard.as_ref().filter(|k| k.epoch == epoch && k.material.version == version) {
-                return f(k);
+        let fits = |k: &&Arc<DerivedKey>| k.version == version && k.usable_at(epoch);
+        for slot in [&self.first, &self.first_opened] {
+            if let Some(k) = slot.get().filter(fits) {
+                return with_sealer(k, f);
             }
         }
-        let keys = match self.record_keys(epoch, version) {
+        if let Some(later) = self.later.get() {
+            for slot in [&later.sealing, &later.opened] {
+                let guard = slot.load();
+                if let Some(k) = guard.as_ref().filter(fits) {
+                    return with_sealer(k, f);
+                }
+            }
+        }
+        let key = match self.keyring.derived_key(&self.id, version, Purpose::Records) {
             // Sealed a moment ago under a version another process just added: look once.
             Err(KeyRefusal::Unknown) if self.keyring.refresh_for_unknown_version() => {
-                self.record_keys(self.keyring.epoch(), version)
+                self.keyring.derived_key(&self.id, version, Purpose::Records)
             }
             other => other,
         }
         .map_err(|r| self.open_refused(r))?;
-        let slot = if version == self.key_version() { &self.current } else { &self.opened };
-        slot.store(Some(keys.clone()));
-        f(&keys)
+        let known =
+            [&self.first, &self.first_opened].into_iter().any(|s| s.get().is_some_and(|k| Arc::ptr_eq(k, &key)));
+        if !known && self.first_opened.set(key.clone()).is_err() {
+            self.later().opened.store(Some(key.clone()));
+        }
+        with_sealer(&key, f)
     }
 
-    /// The record keys of `version`: the sealer attached to the cached key material (built
-    /// and attached by the first handle that needs it), so handles share one sealer.
-    fn record_keys(&self, epoch: u64, version: KeyVersion) -> Result<Arc<RecordKeys>, KeyRefusal> {
-        let material = self.keyring.derived_key(&self.id, version, Purpose::Records)?;
-        let attached = material.attachment(|| Arc::new(RecordKey::new(&material.key))).clone();
-        // Only this module attaches to record key material; a foreign value is not reused.
-        let sealer = attached.downcast::<RecordKey>().unwrap_or_else(|_| Arc::new(RecordKey::new(&material.key)));
-        Ok(Arc::new(RecordKeys { epoch, material, sealer }))
+    /// The slots of keys found after the first ones, made on first need.
+    fn later(&self) -> &Later {
+        self.later.get_or_init(Arc::default)
     }
 
     /// The backup key material new backup streams are wrapped under.
     pub(crate) fn backup_key_for_seal(&self) -> Result<Arc<DerivedKey>, SealError> {
-        let version = self.key_version();
-        self.keyring.derived_key(&self.id, version, Purpose::Backups).map_err(|r| self.seal_refused(r, version))
+        self.keyring.sealing_key(&self.id, Purpose::Backups).map_err(|(r, v)| self.seal_refused(r, v))
     }
 
     /// The backup key material of `version` (named by a backup header).
@@ -283,5 +328,16 @@ impl Tenant {
             KeyRefusal::Disabled(v) => OpenError::KeyDisabled(v),
             KeyRefusal::Destroyed(v) => OpenError::KeyDestroyed(v),
         }
+    }
+}
+
+/// Runs `f` with `key` and the record sealer attached to it (built and attached by the first
+/// handle that needs it), so every handle of the tenant shares one sealer.
+fn with_sealer<R>(key: &DerivedKey, f: impl FnOnce(&DerivedKey, &RecordKey) -> R) -> R {
+    let attached = key.attachment(|| Arc::new(RecordKey::new(&key.key)));
+    match attached.downcast_ref::<RecordKey>() {
+        Some(sealer) => f(key, sealer),
+        // Only this module attaches to record key material; a foreign value is not reused.
+        None => f(key, &RecordKey::new(&key.key)),
     }
 }
