@@ -25,8 +25,7 @@ mod backup;
 pub mod hazmat;
 mod keyring;
 mod record;
-// Backup repositories: object stores (directory, S3) and per-tenant catalogs. Work in progress.
-#[allow(dead_code)]
+// Backup repositories: object stores (directory, S3) and per-tenant catalogs.
 mod repo;
 mod tenant;
 
@@ -78,8 +77,18 @@ pub use backup::{
     inspect_backup, rewrap_backup_header, verify_backup,
 };
 
+// Backup repositories: streams and an authenticated, hash-chained catalog per tenant, in a
+// directory or S3-compatible object storage (feature `s3`).
+pub use repo::store::{DirStore, ObjectMeta, ObjectStore, StoreError, check_key};
+pub use repo::{
+    CatalogEntry, ChainReport, Problem, PruneReport, RepoLocation, ReplicateReport, Repository, RestorePoint,
+    StoredBackup,
+};
+
 // Errors, split by operation; authentication failures are one opaque variant each.
-pub use error::{BackupError, IndexError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};
+pub use error::{
+    BackupError, IndexError, KeyringError, OpenError, RepoError, RewrapError, RngError, RootKeyError, SealError,
+};
 
 // Secrets and algorithms: key newtypes that zeroize, the AEAD suites and their backends.
 pub use backend::{Backend, BackendUnavailable};

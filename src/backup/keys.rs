@@ -164,18 +164,22 @@ impl StreamSecrets {
 }
 
 /// Starts a new stream: a fresh data key and salt, wrapped under the tenant's current key.
-/// Returns the header bytes and the chunk cipher.
+/// Returns the header bytes and the chunk cipher. `created` overrides the clock.
 pub(crate) fn seal_stream(
     tenant: &Tenant,
     ctx: &BackupContext,
     chunk_size: usize,
     backend: Backend,
+    created: Option<u64>,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let key = tenant.backup_key_for_seal()?;
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| BackupError::InvalidParameter("the system clock is before 1970".into()))?
-        .as_secs();
+    let created = match created {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| BackupError::InvalidParameter("the system clock is before 1970".into()))?
+            .as_secs(),
+    };
     let stored = Stored { tenant: tenant.id().clone(), ctx: ctx.clone(), created };
     build_stream(&key.key, key.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend, Some(stored))
 }

@@ -154,6 +154,7 @@ pub use header::{BackupInfo, inspect_backup};
 pub use reader::BackupReader;
 pub use rewrap::rewrap_backup_header;
 pub use writer::BackupWriter;
+pub(crate) use stored::Stored;
 
 use crate::error::BackupError;
 use crate::{Backend, Tenant};
@@ -311,11 +312,12 @@ pub struct BackupOptions {
     chunk_size: usize,
     threads: usize,
     backend: Backend,
+    created: Option<u64>,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        Self { chunk_size: DEFAULT_CHUNK_SIZE, threads: 0, backend: Backend::default() }
+        Self { chunk_size: DEFAULT_CHUNK_SIZE, threads: 0, backend: Backend::default(), created: None }
     }
 }
 
@@ -346,6 +348,15 @@ impl BackupOptions {
     #[must_use]
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// The creation time a version 2 stream stores, in seconds since the Unix epoch (UTC);
+    /// default: the system clock when the stream starts. For imports of older dumps and for
+    /// tests on simulated time (a repository orders and prunes backups by this time).
+    #[must_use]
+    pub fn created_at(mut self, unix_seconds: u64) -> Self {
+        self.created = Some(unix_seconds);
         self
     }
 

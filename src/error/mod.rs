@@ -7,12 +7,14 @@
 //! context values.
 
 mod index;
+mod repo;
 
 use thiserror::Error;
 
 mod keyring;
 
 pub use index::IndexError;
+pub use repo::RepoError;
 pub use keyring::{KeyringError, RootKeyError};
 
 use crate::id::{KeyVersion, MasterVersion};
