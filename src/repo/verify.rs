@@ -131,6 +131,39 @@ impl Problem {
     }
 }
 
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadEntry { index } => write!(f, "entry {index}: not an authentic catalog entry of this tenant"),
+            Self::Reordered { index, claims } => {
+                write!(f, "entry {index}: holds entry {claims} (the catalog was reordered)")
+            }
+            Self::EntryMissing { index } => write!(f, "entry {index}: missing (deleted from the catalog)"),
+            Self::BrokenLink { index } => write!(f, "entry {index}: does not link to the entry before it"),
+            Self::KeyUnavailable { index, version } => write!(f, "entry {index}: key version {version} is not usable"),
+            Self::MissingStream { index, snapshot } => write!(f, "entry {index}: stream of '{snapshot}' is missing"),
+            Self::Truncated { index, snapshot, expected, found } => {
+                write!(f, "entry {index}: stream of '{snapshot}' is truncated ({found} of {expected} bytes)")
+            }
+            Self::StreamReplaced { index, snapshot } => {
+                write!(f, "entry {index}: stream of '{snapshot}' was replaced (its digest differs)")
+            }
+            Self::StreamUnauthentic { index, snapshot } => {
+                write!(f, "entry {index}: stream of '{snapshot}' does not authenticate")
+            }
+            Self::ParentMissing { index, snapshot, parent } => {
+                write!(f, "entry {index}: the parent '{parent}' of '{snapshot}' is not in the catalog")
+            }
+            Self::GapInSequence { index, snapshot, expected, found } => {
+                write!(f, "entry {index}: '{snapshot}' has sequence {found}, its chain needs {expected}")
+            }
+            Self::DuplicateSnapshot { index, snapshot } => write!(f, "entry {index}: '{snapshot}' is already in the catalog"),
+            Self::Orphan { object } => write!(f, "warning: stream {object} is named by no entry (an interrupted backup)"),
+            Self::PruneIncomplete { index } => write!(f, "warning: entry {index} should have been pruned"),
+        }
+    }
+}
+
 /// What [`Repository::verify_chain`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

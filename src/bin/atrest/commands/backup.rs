@@ -17,7 +17,7 @@ use crate::stream::{self, Counting, Input, Output, Progress};
 /// `atrest backup ...`.
 pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
     match cmd {
-        BackupCommand::Encrypt { context, chunk_size, threads, io, allow_empty, producer, json } => {
+        BackupCommand::Encrypt { context, chunk_size, threads, io, allow_empty, producer, json, repo, created } => {
             let (tenant, ctx) = open(keys_args, context)?;
             let ctx = ctx.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
             let mut opts = BackupOptions::default();
@@ -26,6 +26,14 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             }
             if let Some(n) = threads {
                 opts = opts.threads(usize::from(*n));
+            }
+            if let Some(t) = created {
+                opts = opts.created_at(*t);
+            }
+            if let Some(location) = repo {
+                let (allow_empty, json) = (*allow_empty, *json);
+                let a = super::repo::EncryptArgs { location, opts, io, producer, allow_empty, json };
+                return super::repo::encrypt(&tenant, &ctx, &a);
             }
             let output = Output::create(io.output.as_deref(), io.force)?;
             if output.is_terminal() {
@@ -118,6 +126,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             Ok(())
         }
         BackupCommand::Inspect { file, json } => inspect(file, *json),
+        BackupCommand::Repo(cmd) => super::repo::run(keys_args, cmd),
         BackupCommand::Rewrap { file, tenant, verify, json } => rewrap(keys_args, file, tenant, *verify, *json),
     }
 }

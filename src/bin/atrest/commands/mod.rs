@@ -2,4 +2,5 @@
 
 pub mod backup;
 pub mod keyring;
+pub mod repo;
 pub mod summary;
