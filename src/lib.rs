@@ -81,7 +81,7 @@ pub use backup::{
 // directory or S3-compatible object storage (feature `s3`).
 pub use repo::store::{DirStore, ObjectMeta, ObjectStore, StoreError, check_key};
 pub use repo::{
-    CatalogEntry, ChainReport, Problem, PruneReport, RepoLocation, ReplicateReport, Repository, RestorePoint,
+    CatalogEntry, ChainReport, Problem, PruneReport, ReplicateReport, RepoLocation, Repository, RestorePoint,
     StoredBackup,
 };
 

@@ -153,8 +153,8 @@ use zeroize::Zeroizing;
 pub use header::{BackupInfo, inspect_backup};
 pub use reader::BackupReader;
 pub use rewrap::rewrap_backup_header;
-pub use writer::BackupWriter;
 pub(crate) use stored::Stored;
+pub use writer::BackupWriter;
 
 use crate::error::BackupError;
 use crate::{Backend, Tenant};

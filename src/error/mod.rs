@@ -14,8 +14,8 @@ use thiserror::Error;
 mod keyring;
 
 pub use index::IndexError;
-pub use repo::RepoError;
 pub use keyring::{KeyringError, RootKeyError};
+pub use repo::RepoError;
 
 use crate::id::{KeyVersion, MasterVersion};
 

@@ -51,9 +51,14 @@ impl Slot {
     /// The stream entry's fields, if this is an authentic stream entry under its own index.
     pub(crate) fn stream(&self) -> Option<StreamRef<'_>> {
         match self.entry().map(|e| &e.body) {
-            Some(Body::Stream { key, digest, size, stored }) => {
-                Some(StreamRef { index: self.index, key, digest, size: *size, ctx: &stored.ctx, created: stored.created })
-            }
+            Some(Body::Stream { key, digest, size, stored }) => Some(StreamRef {
+                index: self.index,
+                key,
+                digest,
+                size: *size,
+                ctx: &stored.ctx,
+                created: stored.created,
+            }),
             _ => None,
         }
     }
@@ -149,6 +154,19 @@ pub(crate) fn first_kept(slots: &[Slot]) -> u64 {
             _ => None,
         })
         .unwrap_or(0)
+}
+
+/// The stream object keys that any catalog object names, authentic or not (a stream named
+/// by a damaged entry is that entry's problem, not an orphan).
+pub(crate) fn named_streams(slots: &[Slot]) -> std::collections::BTreeSet<String> {
+    slots
+        .iter()
+        .filter_map(|s| Entry::parse(&s.bytes))
+        .filter_map(|p| match p.entry.body {
+            Body::Stream { key, .. } => Some(key),
+            Body::Prune { .. } => None,
+        })
+        .collect()
 }
 
 /// The authentic stream entries at or above `first_kept`, in index order.

@@ -37,7 +37,13 @@ impl Repository {
     /// # Errors
     /// [`RepoError::Store`]; [`RepoError::CatalogDamaged`] if the prune entry cannot be
     /// appended.
-    pub fn prune(&self, tenant: &Tenant, keep_within_secs: u64, now: u64, dry_run: bool) -> Result<PruneReport, RepoError> {
+    pub fn prune(
+        &self,
+        tenant: &Tenant,
+        keep_within_secs: u64,
+        now: u64,
+        dry_run: bool,
+    ) -> Result<PruneReport, RepoError> {
         let slots = load::load(self.store(), tenant)?;
         let cutoff = now.saturating_sub(keep_within_secs);
         let kept_streams = load::kept_streams(&slots);
@@ -71,7 +77,8 @@ impl Repository {
         let prefix = tenant_prefix(tenant.id());
         let below = || slots.iter().filter(|s| s.index < first_kept);
         // Streams named by a kept entry stay, even if an older entry names them too.
-        let needed: BTreeSet<&str> = slots.iter().filter(|s| s.index >= first_kept).filter_map(Slot::stream).map(|s| s.key).collect();
+        let needed: BTreeSet<&str> =
+            slots.iter().filter(|s| s.index >= first_kept).filter_map(Slot::stream).map(|s| s.key).collect();
         for s in below().filter_map(Slot::stream).filter(|s| !needed.contains(s.key)) {
             self.store().delete(s.key)?;
         }
@@ -89,15 +96,7 @@ impl Repository {
     /// [`RepoError::Store`].
     pub fn remove_orphans(&self, tenant: &Tenant) -> Result<Vec<String>, RepoError> {
         let slots = load::load(self.store(), tenant)?;
-        // Unauthentic entries may name streams too: keep anything any catalog object names.
-        let named: BTreeSet<String> = slots
-            .iter()
-            .filter_map(|s| super::catalog::Entry::parse(&s.bytes))
-            .filter_map(|p| match p.entry.body {
-                Body::Stream { key, .. } => Some(key),
-                Body::Prune { .. } => None,
-            })
-            .collect();
+        let named = load::named_streams(&slots);
         let prefix = tenant_prefix(tenant.id());
         let mut removed = Vec::new();
         for m in self.store().list(&format!("{prefix}streams/"))? {

@@ -52,13 +52,19 @@ impl Repository {
                 && to.store().head(s.key)?.is_none()
             {
                 let input = self.store().get(s.key)?;
-                let mut checked = Checked { inner: Hashing::new(input.take(s.size.saturating_add(1))), size: s.size, digest: *s.digest };
+                let mut checked = Checked {
+                    inner: Hashing::new(input.take(s.size.saturating_add(1))),
+                    size: s.size,
+                    digest: *s.digest,
+                };
                 bytes += to.store().put_new(s.key, &mut checked).map_err(|e| match e {
-                    StoreError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidData => RepoError::StreamMismatch {
-                        tenant: tenant.id().to_string(),
-                        snapshot: s.ctx.snapshot_id().to_owned(),
-                        reason: "the source's stream is not the one its entry records",
-                    },
+                    StoreError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidData => {
+                        RepoError::StreamMismatch {
+                            tenant: tenant.id().to_string(),
+                            snapshot: s.ctx.snapshot_id().to_owned(),
+                            reason: "the source's stream is not the one its entry records",
+                        }
+                    }
                     other => other.into(),
                 })?;
                 copied += 1;

@@ -5,7 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use super::load::{self, StreamRef};
 use super::store::StoreError;
-use super::verify::Hashing;
+use super::verify::{Hashing, read_options};
 use super::{CatalogEntry, Repository};
 use crate::error::RepoError;
 use crate::{BackupKind, BackupReader, Tenant};
@@ -57,9 +57,10 @@ impl Repository {
         for entry in &plan {
             let mut spool = self.fetch_checked(tenant, entry)?;
             let ctx = entry.context();
-            BackupReader::open(tenant, Some(&ctx), &mut spool)?.copy_to(io::sink())?;
+            let opts = read_options(entry.size);
+            BackupReader::open_with_options(tenant, Some(&ctx), &mut spool, opts)?.copy_to(io::sink())?;
             spool.seek(SeekFrom::Start(0)).map_err(|source| StoreError::Io { key: entry.object.clone(), source })?;
-            let mut reader = BackupReader::open(tenant, Some(&ctx), spool)?;
+            let mut reader = BackupReader::open_with_options(tenant, Some(&ctx), spool, opts)?;
             consume(entry, &mut reader)
                 .map_err(|source| RepoError::Consumer { snapshot: entry.snapshot_id.clone(), source })?;
             tracing::info!(target: "atrest::audit", event = "repo.restore.stream", repo = %self.name,

@@ -1,7 +1,7 @@
 //! `verify_chain`: the catalog authentic and complete, every stream present and authentic,
 //! every incremental's chain back to its full backup complete.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::{self, Read};
 
 use serde::Serialize;
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::load::{self, State, StreamRef, tenant_prefix};
 use super::{Repository, Slot};
 use crate::error::RepoError;
-use crate::{BackupKind, BackupReader, KeyVersion, Tenant};
+use crate::{BackupKind, BackupOptions, BackupReader, KeyVersion, Tenant};
 
 /// One problem [`Repository::verify_chain`] found. Entry indexes name catalog entries;
 /// snapshot ids name the backups. Warnings ([`Problem::is_warning`]) do not make the
@@ -157,8 +157,12 @@ impl std::fmt::Display for Problem {
             Self::GapInSequence { index, snapshot, expected, found } => {
                 write!(f, "entry {index}: '{snapshot}' has sequence {found}, its chain needs {expected}")
             }
-            Self::DuplicateSnapshot { index, snapshot } => write!(f, "entry {index}: '{snapshot}' is already in the catalog"),
-            Self::Orphan { object } => write!(f, "warning: stream {object} is named by no entry (an interrupted backup)"),
+            Self::DuplicateSnapshot { index, snapshot } => {
+                write!(f, "entry {index}: '{snapshot}' is already in the catalog")
+            }
+            Self::Orphan { object } => {
+                write!(f, "warning: stream {object} is named by no entry (an interrupted backup)")
+            }
             Self::PruneIncomplete { index } => write!(f, "warning: entry {index} should have been pruned"),
         }
     }
@@ -213,10 +217,10 @@ impl Repository {
                 }
             }
         }
-        let named: BTreeSet<&str> = slots.iter().filter_map(Slot::stream).map(|s| s.key).collect();
+        let named = load::named_streams(&slots);
         let prefix = tenant_prefix(tenant.id());
         for m in self.store().list(&format!("{prefix}streams/"))? {
-            if !named.contains(m.key.as_str()) {
+            if !named.contains(&m.key) {
                 problems.push(Problem::Orphan { object: m.key });
             }
         }
@@ -246,12 +250,11 @@ impl Repository {
             return Ok(Some(Problem::Truncated { index, snapshot, expected: s.size, found }));
         }
         let mut input = Hashing::new(self.store().get(s.key)?);
-        let authentic = BackupReader::open(tenant, Some(s.ctx), &mut input).and_then(|mut r| r.copy_to(io::sink()));
+        let authentic = BackupReader::open_with_options(tenant, Some(s.ctx), &mut input, read_options(s.size))
+            .and_then(|mut r| r.copy_to(io::sink()));
         // Whatever the reader left unread still counts for the digest.
-        io::copy(&mut input, &mut io::sink()).map_err(|source| super::store::StoreError::Io {
-            key: s.key.to_owned(),
-            source,
-        })?;
+        io::copy(&mut input, &mut io::sink())
+            .map_err(|source| super::store::StoreError::Io { key: s.key.to_owned(), source })?;
         if input.digest() != *s.digest || input.len != s.size {
             return Ok(Some(Problem::StreamReplaced { index, snapshot }));
         }
@@ -326,6 +329,13 @@ fn chain_problems(kept: &[StreamRef<'_>]) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// How to read a stream of `size` bytes: a small one on the calling thread (a parallel
+/// reader's buffers, sized for several chunks per core, cost more than the stream).
+pub(crate) fn read_options(size: u64) -> BackupOptions {
+    let opts = BackupOptions::default();
+    if size < 8 << 20 { opts.threads(1) } else { opts }
 }
 
 /// A reader that hashes and counts what passes through.

@@ -73,10 +73,9 @@ impl Repository {
                 let written = bw.finish()?.finish()?;
                 Ok::<(u64, Written), BackupError>((n, written))
             })();
-            let put = put.join().unwrap_or_else(|_| Err(StoreError::Io {
-                key: object.clone(),
-                source: std::io::Error::other("the upload thread panicked"),
-            }));
+            let put = put.join().unwrap_or_else(|_| {
+                Err(StoreError::Io { key: object.clone(), source: std::io::Error::other("the upload thread panicked") })
+            });
             (encrypted, put)
         });
         // An encryption error explains a store error (the upload was abandoned), not the

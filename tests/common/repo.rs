@@ -164,10 +164,9 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
     assert_eq!(list(repo).len() as u64, days * 24);
     verify_clean(a, repo);
 
-    let rep: Value = serde_json::from_str(&a.ok(
-        &["backup", "replicate", "--repo", repo, "--to", replica, "--tenant", "acme", "--json"],
-        b"",
-    ))
+    let rep: Value = serde_json::from_str(
+        &a.ok(&["backup", "replicate", "--repo", repo, "--to", replica, "--tenant", "acme", "--json"], b""),
+    )
     .unwrap();
     assert_eq!(rep["copied"], days * 24 * 2, "{rep}");
     assert_eq!(rep["verify"]["streams_verified"], days * 24, "{rep}");
@@ -177,8 +176,18 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
     let end = BASE + days * 86_400;
     let dry: Value = serde_json::from_str(&a.ok(
         &[
-            "backup", "prune", "--repo", repo, "--tenant", "acme", "--keep-within", "7d", "--now",
-            &(end + 5 * 3_600).to_string(), "--dry-run", "--json",
+            "backup",
+            "prune",
+            "--repo",
+            repo,
+            "--tenant",
+            "acme",
+            "--keep-within",
+            "7d",
+            "--now",
+            &(end + 5 * 3_600).to_string(),
+            "--dry-run",
+            "--json",
         ],
         b"",
     ))
@@ -190,7 +199,19 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
     assert_eq!(list(repo).len() as u64, days * 24, "a dry run changes nothing");
 
     let pruned: Value = serde_json::from_str(&a.ok(
-        &["backup", "prune", "--repo", repo, "--tenant", "acme", "--keep-within", "7d", "--now", &end.to_string(), "--json"],
+        &[
+            "backup",
+            "prune",
+            "--repo",
+            repo,
+            "--tenant",
+            "acme",
+            "--keep-within",
+            "7d",
+            "--now",
+            &end.to_string(),
+            "--json",
+        ],
         b"",
     ))
     .unwrap();
@@ -201,10 +222,9 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
     assert_eq!(names, window, "prune keeps exactly the 7-day window");
     verify_clean(a, repo);
 
-    let rep: Value = serde_json::from_str(&a.ok(
-        &["backup", "replicate", "--repo", repo, "--to", replica, "--tenant", "acme", "--json"],
-        b"",
-    ))
+    let rep: Value = serde_json::from_str(
+        &a.ok(&["backup", "replicate", "--repo", repo, "--to", replica, "--tenant", "acme", "--json"], b""),
+    )
     .unwrap();
     assert_eq!(rep["copied"], 1, "only the prune entry is new: {rep}");
     assert_eq!(rep["removed"], (days - 7) * 24, "{rep}");
@@ -224,8 +244,9 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
 
 /// verify-chain passes with no problem at all (not even a warning).
 pub fn verify_clean(a: &Atrest, repo: &str) {
-    let v: Value = serde_json::from_str(&a.ok(&["backup", "verify-chain", "--repo", repo, "--tenant", "acme", "--json"], b""))
-        .unwrap();
+    let v: Value =
+        serde_json::from_str(&a.ok(&["backup", "verify-chain", "--repo", repo, "--tenant", "acme", "--json"], b""))
+            .unwrap();
     assert_eq!(v["problems"], Value::Array(vec![]), "{v}");
 }
 

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use atrest::{BackupContext, BackupError, BackupOptions, CatalogEntry, RepoError, RepoLocation, Repository, RestorePoint, Tenant};
+use atrest::{
+    BackupContext, BackupError, BackupOptions, CatalogEntry, RepoError, RepoLocation, Repository, RestorePoint, Tenant,
+};
 use serde_json::json;
 
 use super::summary;
@@ -274,7 +276,8 @@ fn to_command(cmd: &str, e: &CatalogEntry, plain: &mut dyn Read) -> io::Result<u
     };
     let status = child.wait()?;
     if !status.success() {
-        let how = status.code().map_or_else(|| "was killed by a signal".to_owned(), |c| format!("exited with status {c}"));
+        let how =
+            status.code().map_or_else(|| "was killed by a signal".to_owned(), |c| format!("exited with status {c}"));
         return Err(io::Error::other(format!("the command `{cmd}` {how}")));
     }
     match copied {
