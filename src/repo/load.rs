@@ -19,7 +19,7 @@ pub(crate) fn tenant_prefix(tenant: &TenantId) -> String {
 #[derive(Debug)]
 pub(crate) enum State {
     /// An authentic entry.
-    Good(Entry),
+    Good(Box<Entry>),
     /// Not an entry of this tenant: malformed, or its MAC does not verify.
     Unauthentic,
     /// The key version it names cannot be used (disabled, destroyed, unknown to this keyring).
@@ -101,7 +101,7 @@ pub(crate) fn authenticate(keys: &mut Keys<'_>, bytes: &[u8]) -> State {
     let Some(parsed) = Entry::parse(bytes) else { return State::Unauthentic };
     let version = parsed.entry.key_version;
     match keys.get(version) {
-        Ok(key) => parsed.authenticate(key).map_or(State::Unauthentic, State::Good),
+        Ok(key) => parsed.authenticate(key).map_or(State::Unauthentic, |e| State::Good(Box::new(e))),
         // An unknown version is indistinguishable from a forged one.
         Err(OpenError::Authentication) => State::Unauthentic,
         Err(_) => State::KeyUnavailable(version),

@@ -118,7 +118,7 @@ impl Repository {
             match self.store().put_new(&entry_key(&prefix, index), &mut bytes.as_slice()) {
                 Ok(_) => {
                     let hash = super::catalog::entry_hash(&bytes);
-                    return Ok(Slot { index, bytes, hash, state: State::Good(entry) });
+                    return Ok(Slot { index, bytes, hash, state: State::Good(Box::new(entry)) });
                 }
                 Err(StoreError::AlreadyExists(_)) => continue,
                 Err(e) => return Err(e.into()),
