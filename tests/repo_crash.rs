@@ -63,22 +63,7 @@ fn kill_during_encrypt_repo() {
     common::repo::check(&encrypt("after").output().unwrap(), "a run after the kills");
     let v = verify(&a, repo);
     assert_eq!(v["entries"].as_u64().unwrap(), complete + 1, "{v}");
-    let out = a.ok(
-        &[
-            "backup",
-            "prune",
-            "--repo",
-            repo,
-            "--tenant",
-            "acme",
-            "--keep-within",
-            "1000d",
-            "--remove-orphans",
-            "--json",
-        ],
-        b"",
-    );
-    let pruned: Value = serde_json::from_str(&out).unwrap();
+    let pruned = a.acme("prune", repo, &["--keep-within", "1000d", "--remove-orphans"]);
     assert_eq!(pruned["orphans_removed"].as_array().unwrap().len(), orphans, "{pruned}");
     assert_eq!(verify(&a, repo)["problems"], Value::Array(vec![]));
     // Temporary files of killed uploads were swept by later puts into the same directory.
@@ -88,5 +73,5 @@ fn kill_during_encrypt_repo() {
 
 /// `verify-chain --json`, which must exit 0 (warnings allowed).
 fn verify(a: &Atrest, repo: &str) -> Value {
-    serde_json::from_str(&a.ok(&["backup", "verify-chain", "--repo", repo, "--tenant", "acme", "--json"], b"")).unwrap()
+    a.acme("verify-chain", repo, &[])
 }

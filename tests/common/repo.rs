@@ -3,9 +3,10 @@
 //! against a location string so that the same run covers a directory and `s3://` storage.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use super::child::run_piped;
 
 use serde_json::Value;
 
@@ -52,23 +53,19 @@ impl Atrest {
         run_piped(self.cmd().args(args), input)
     }
 
+    /// `atrest backup CMD --repo REPO --tenant acme EXTRA... --json`, which must succeed:
+    /// its JSON output.
+    pub fn acme(&self, cmd: &str, repo: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["backup", cmd, "--repo", repo, "--tenant", "acme"];
+        args.extend(extra);
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args, b"")).unwrap()
+    }
+
     /// Runs, asserts success, returns stdout.
     pub fn ok(&self, args: &[&str], input: &[u8]) -> String {
         check(&self.run(args, input), &format!("atrest {args:?}"))
     }
-}
-
-/// Runs `cmd` with `input` on its stdin, collecting its output.
-pub fn run_piped(cmd: &mut Command, input: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    out
 }
 
 /// Panics with the output of a command that failed; returns its stdout.
@@ -154,67 +151,25 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
             assert_eq!(out["created"], created(d, h), "{out}");
         }
     }
-    let list = |r: &str| -> Vec<Value> {
-        serde_json::from_str::<Value>(&a.ok(&["backup", "list", "--repo", r, "--tenant", "acme", "--json"], b""))
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    };
+    let list = |r: &str| a.acme("list", r, &[]).as_array().unwrap().clone();
     assert_eq!(list(repo).len() as u64, days * 24);
     verify_clean(a, repo);
 
-    let rep: Value = serde_json::from_str(
-        &a.ok(&["backup", "replicate", "--repo", repo, "--to", replica, "--tenant", "acme", "--json"], b""),
-    )
-    .unwrap();
+    let rep = a.acme("replicate", repo, &["--to", replica]);
     assert_eq!(rep["copied"], days * 24 * 2, "{rep}");
     assert_eq!(rep["verify"]["streams_verified"], days * 24, "{rep}");
 
     // The window ends at the start of day `days`; a dry run with the end five hours later
     // keeps day 1's full backup and hours 1..4 (needed by 05:05 onwards) though older.
     let end = BASE + days * 86_400;
-    let dry: Value = serde_json::from_str(&a.ok(
-        &[
-            "backup",
-            "prune",
-            "--repo",
-            repo,
-            "--tenant",
-            "acme",
-            "--keep-within",
-            "7d",
-            "--now",
-            &(end + 5 * 3_600).to_string(),
-            "--dry-run",
-            "--json",
-        ],
-        b"",
-    ))
-    .unwrap();
+    let dry = a.acme("prune", repo, &["--keep-within", "7d", "--now", &(end + 5 * 3_600).to_string(), "--dry-run"]);
     let removed = dry["removed"].as_array().unwrap();
     assert_eq!(removed.len() as u64, (days - 7) * 24, "{dry}");
     assert_eq!(dry["kept"][0]["snapshot_id"], snapshot(days - 7, 0));
     assert_eq!(dry["cutoff"], end + 5 * 3_600 - 7 * 86_400);
     assert_eq!(list(repo).len() as u64, days * 24, "a dry run changes nothing");
 
-    let pruned: Value = serde_json::from_str(&a.ok(
-        &[
-            "backup",
-            "prune",
-            "--repo",
-            repo,
-            "--tenant",
-            "acme",
-            "--keep-within",
-            "7d",
-            "--now",
-            &end.to_string(),
-            "--json",
-        ],
-        b"",
-    ))
-    .unwrap();
+    let pruned = a.acme("prune", repo, &["--keep-within", "7d", "--now", &end.to_string()]);
     assert_eq!(pruned["removed"].as_array().unwrap().len() as u64, (days - 7) * 24, "{pruned}");
     let kept = list(repo);
     let names: Vec<String> = kept.iter().map(|e| e["snapshot_id"].as_str().unwrap().to_owned()).collect();
@@ -222,10 +177,7 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
     assert_eq!(names, window, "prune keeps exactly the 7-day window");
     verify_clean(a, repo);
 
-    let rep: Value = serde_json::from_str(
-        &a.ok(&["backup", "replicate", "--repo", repo, "--to", replica, "--tenant", "acme", "--json"], b""),
-    )
-    .unwrap();
+    let rep = a.acme("replicate", repo, &["--to", replica]);
     assert_eq!(rep["copied"], 1, "only the prune entry is new: {rep}");
     assert_eq!(rep["removed"], (days - 7) * 24, "{rep}");
     assert_eq!(list(replica), kept, "the replica lists what the source lists");
@@ -233,7 +185,7 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
 
     // Restore 14:30 on the day before last from the replica, one file per stream.
     let (d, h) = (days - 2, 14);
-    let out = a.path(&format!("restore-{}", hex_of(replica)));
+    let out = a.path(&format!("restore-{}", replica.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
     let at = humantime_at(created(d, h) + 25 * 60);
     a.ok(&["backup", "restore", "--repo", replica, "--tenant", "acme", "--at", &at, "-o", out.to_str().unwrap()], b"");
     let files = sorted_files(&out);
@@ -244,9 +196,7 @@ pub fn policy(a: &Atrest, repo: &str, replica: &str, days: u64) {
 
 /// verify-chain passes with no problem at all (not even a warning).
 pub fn verify_clean(a: &Atrest, repo: &str) {
-    let v: Value =
-        serde_json::from_str(&a.ok(&["backup", "verify-chain", "--repo", repo, "--tenant", "acme", "--json"], b""))
-            .unwrap();
+    let v = a.acme("verify-chain", repo, &[]);
     assert_eq!(v["problems"], Value::Array(vec![]), "{v}");
 }
 
@@ -254,10 +204,6 @@ pub fn verify_clean(a: &Atrest, repo: &str) {
 fn humantime_at(secs: u64) -> String {
     let out = Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn hex_of(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect::<String>().chars().rev().take(16).collect()
 }
 
 /// The file names in `dir`, sorted.
