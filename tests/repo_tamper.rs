@@ -183,6 +183,26 @@ fn replaced_entry_breaks_the_next_link() {
 }
 
 #[test]
+fn gap_in_sequence_and_duplicate_snapshot() {
+    // Stored as given (a writer with keys may make mistakes): verify-chain names them.
+    let (_dir, repo, t, _) = setup();
+    let opts = BackupOptions::default();
+    repo.store_backup(&t, &BackupContext::incremental("s7", "s5", 7), opts, &b"x"[..]).unwrap();
+    repo.store_backup(&t, &BackupContext::full("s3"), opts, &b"x"[..]).unwrap();
+    let p = problems(&repo, &t);
+    assert_eq!(
+        p,
+        [
+            Problem::GapInSequence { index: 6, snapshot: "s7".into(), expected: 6, found: 7 },
+            Problem::DuplicateSnapshot { index: 7, snapshot: "s3".into() },
+        ]
+    );
+    // A restore at s7 refuses the broken chain.
+    let err = repo.restore_plan(&t, &RestorePoint::Snapshot("s7".into())).unwrap_err();
+    assert!(matches!(err, RepoError::BrokenChain { .. }), "{err}");
+}
+
+#[test]
 fn tail_rollback_is_invisible_alone_but_a_replica_refuses_it() {
     let (dir, repo, t, e) = setup();
     let replica_dir = tempfile::tempdir().unwrap();

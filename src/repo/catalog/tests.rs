@@ -89,3 +89,33 @@ fn keys_and_names() {
     assert_eq!(index_of("tenants/61/", "tenants/61/catalog/0000000000000000000x"), None);
     assert_eq!(index_of("tenants/61/", "tenants/61/catalog/99999999999999999999"), None);
 }
+
+#[test]
+fn the_largest_entry_fits_the_read_limit() {
+    // The limit a reader applies before parsing: the fixed part, the largest body, the MAC.
+    assert_eq!(MAX_ENTRY_LEN, 58 + 4096 + 32);
+    let long = "x".repeat(crate::MAX_SNAPSHOT_ID_LEN);
+    let tenant = TenantId::new(&"t".repeat(MAX_TENANT_ID_LEN)).unwrap();
+    let key = CatalogKey::derive(&TenantKey::from_bytes([7; 32]), &tenant);
+    let stored = Stored { tenant, ctx: BackupContext::incremental(&long, &long, u64::MAX), created: u64::MAX };
+    let e = Entry {
+        index: u64::MAX,
+        prev: [0xff; 32],
+        key_version: KeyVersion { master: MasterVersion::new(u16::MAX), generation: u16::MAX },
+        body: Body::Stream { key: "k".repeat(1024), digest: [0xff; 32], size: u64::MAX, stored },
+    };
+    let b = e.encode(&key).unwrap();
+    assert!(b.len() <= MAX_ENTRY_LEN, "{}", b.len());
+    assert_eq!(Entry::parse(&b).unwrap().authenticate(&key).unwrap(), e);
+    // A stream key longer than an object key may be (1024 bytes) does not parse.
+    let mut too_long = e.clone();
+    too_long.body = Body::Stream { key: "k".repeat(1025), digest: [0; 32], size: 0, stored: stored_of(&e) };
+    assert!(Entry::parse(&too_long.encode(&key).unwrap_or_default()).is_none());
+}
+
+fn stored_of(e: &Entry) -> Stored {
+    match &e.body {
+        Body::Stream { stored, .. } => stored.clone(),
+        Body::Prune { .. } => unreachable!(),
+    }
+}
