@@ -35,6 +35,8 @@ set -e
 set +e
 "$A" backup restore --repo "$R" --tenant acme --at 5000 --exec 'cat >> partial.txt; exit 3' 2> exec.err; code exec $?
 set -e
+# With ATREST_REPO set, an explicit output file still gets the stream.
+printf 'd=4\n' | ATREST_REPO="$R" "$A" backup encrypt --tenant acme --snapshot file-only -o file-only.atrb
 # One file per stream; never over existing files.
 "$A" backup restore --repo "$R" --tenant acme --at 4600 -o files
 set +e
@@ -80,6 +82,7 @@ fn repository_commands_from_sh() {
     assert_eq!(list[1]["kind"], "incremental");
     assert_eq!(list[2]["created"], 1_795_737_600u64);
     assert_eq!(read("list.txt").lines().count(), 3);
+    assert!(a.path("file-only.atrb").is_file(), "an explicit -o wins over ATREST_REPO");
     let enc1: Value = serde_json::from_str(&read("enc1.json")).unwrap();
     assert_eq!((enc1["index"].as_u64(), enc1["created"].as_u64()), (Some(1), Some(4600)));
     assert!(read("enc0.txt").starts_with("atrest: encrypt repo: "), "{}", read("enc0.txt"));

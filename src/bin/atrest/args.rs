@@ -270,8 +270,9 @@ pub enum BackupCommand {
         #[arg(last = true, value_name = "PRODUCER", conflicts_with = "input")]
         producer: Vec<String>,
         /// Store the stream in this repository (a directory or s3://bucket/prefix) and append
-        /// it to the tenant's catalog, instead of writing it to -o or stdout.
-        #[arg(long, env = "ATREST_REPO", value_name = "LOCATION", conflicts_with = "output")]
+        /// it to the tenant's catalog, instead of writing it to -o or stdout. Without -o,
+        /// ATREST_REPO names it too (an explicit -o FILE wins over ATREST_REPO).
+        #[arg(long, value_name = "LOCATION", conflicts_with = "output")]
         repo: Option<String>,
         /// The creation time the stream records (RFC 3339 or unix seconds; default: now). For
         /// imports of older dumps and tests on simulated time.

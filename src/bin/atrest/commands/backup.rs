@@ -30,7 +30,9 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             if let Some(t) = created {
                 opts = opts.created_at(*t);
             }
-            if let Some(location) = repo {
+            // `--repo`, or ATREST_REPO unless an output file is named.
+            let env_repo = || std::env::var("ATREST_REPO").ok().filter(|r| !r.is_empty() && io.output.is_none());
+            if let Some(location) = repo.clone().or_else(env_repo).as_deref() {
                 let (allow_empty, json) = (*allow_empty, *json);
                 let a = super::repo::EncryptArgs { location, opts, io, producer, allow_empty, json };
                 return super::repo::encrypt(&tenant, &ctx, &a);
