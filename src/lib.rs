@@ -25,8 +25,7 @@ mod backup;
 pub mod hazmat;
 mod keyring;
 mod record;
-// Backup repositories: object stores (directory, S3) and per-tenant catalogs. Work in progress.
-#[allow(dead_code)]
+// Backup repositories: object stores (directory, S3) and per-tenant catalogs.
 mod repo;
 mod tenant;
 
@@ -80,9 +79,18 @@ pub use backup::{
 // Backup recipients: encrypt-only hosts write streams to a tenant's public recipient (no keyring).
 pub use backup::{Recipient, RecipientKem, encrypt_backup_to};
 
+// Backup repositories: streams and an authenticated, hash-chained catalog per tenant, in a
+// directory or S3-compatible object storage (feature `s3`).
+pub use repo::store::{DirStore, ObjectMeta, ObjectStore, StoreError, check_key};
+pub use repo::{
+    CatalogEntry, ChainReport, Problem, PruneReport, ReplicateReport, RepoLocation, Repository, RestorePoint,
+    StoredBackup,
+};
+
 // Errors, split by operation; authentication failures are one opaque variant each.
 pub use error::{
-    BackupError, IndexError, KeyringError, OpenError, RecipientError, RewrapError, RngError, RootKeyError, SealError,
+    BackupError, IndexError, KeyringError, OpenError, RecipientError, RepoError, RewrapError, RngError, RootKeyError,
+    SealError,
 };
 
 // Secrets and algorithms: key newtypes that zeroize, the AEAD suites and their backends.

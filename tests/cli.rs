@@ -2,13 +2,13 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-#[allow(dead_code, reason = "uses only common::data; the rest of the shared kit is unused here")]
+#[allow(dead_code, reason = "uses only common::data and common::child; the rest of the kit is unused here")]
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::child::run_piped;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atrest");
@@ -94,20 +94,6 @@ impl Env {
         v.sort();
         v
     }
-}
-
-fn run_piped(cmd: &mut Command, input: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    // Feed stdin from a thread so a full stdout pipe cannot deadlock us; a child that exits
-    // early closes the pipe, which is fine.
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    out
 }
 
 fn check_failure(out: &Output, code: i32, what: &dyn std::fmt::Debug) -> String {

@@ -172,15 +172,19 @@ impl StreamSecrets {
 }
 
 /// Starts a new stream: a fresh data key and salt, wrapped under the tenant's current key.
-/// Returns the header bytes and the chunk cipher.
+/// Returns the header bytes and the chunk cipher. `created` overrides the clock.
 pub(crate) fn seal_stream(
     tenant: &Tenant,
     ctx: &BackupContext,
     chunk_size: usize,
     backend: Backend,
+    created: Option<u64>,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
     let key = tenant.backup_key_for_seal()?;
-    let created = now()?;
+    let created = match created {
+        Some(t) => t,
+        None => now()?,
+    };
     let stored = Stored { tenant: tenant.id().clone(), ctx: ctx.clone(), created };
     build_stream(&key.key, key.version, tenant.id(), ctx, chunk_size, StreamSecrets::generate()?, backend, Some(stored))
 }
@@ -222,14 +226,19 @@ fn start_header(
 
 /// Starts a new stream to `recipient` (encrypt-only: no keyring): a fresh data key and
 /// salt, the data key HPKE-sealed to the recipient's public key. Returns the header bytes
-/// and the chunk cipher.
+/// and the chunk cipher. `created` overrides the clock.
 pub(crate) fn seal_recipient_stream(
     recipient: &Recipient,
     ctx: &BackupContext,
     chunk_size: usize,
     backend: Backend,
+    created: Option<u64>,
 ) -> Result<(Vec<u8>, ChunkCipher), BackupError> {
-    let stored = Stored { tenant: recipient.tenant().clone(), ctx: ctx.clone(), created: now()? };
+    let created = match created {
+        Some(t) => t,
+        None => now()?,
+    };
+    let stored = Stored { tenant: recipient.tenant().clone(), ctx: ctx.clone(), created };
     let mut rng = recipient::os_rng()?;
     build_recipient_stream(recipient, ctx, chunk_size, StreamSecrets::generate()?, backend, stored, &mut rng)
 }

@@ -155,6 +155,7 @@ pub use info::{BackupInfo, inspect_backup};
 pub use reader::BackupReader;
 pub use recipient::{Recipient, RecipientKem, encrypt_backup_to};
 pub use rewrap::rewrap_backup_header;
+pub(crate) use stored::Stored;
 pub use writer::BackupWriter;
 
 use crate::error::BackupError;
@@ -313,11 +314,12 @@ pub struct BackupOptions {
     chunk_size: usize,
     threads: usize,
     backend: Backend,
+    created: Option<u64>,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        Self { chunk_size: DEFAULT_CHUNK_SIZE, threads: 0, backend: Backend::default() }
+        Self { chunk_size: DEFAULT_CHUNK_SIZE, threads: 0, backend: Backend::default(), created: None }
     }
 }
 
@@ -348,6 +350,15 @@ impl BackupOptions {
     #[must_use]
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// The creation time a version 2 stream stores, in seconds since the Unix epoch (UTC);
+    /// default: the system clock when the stream starts. For imports of older dumps and for
+    /// tests on simulated time (a repository orders and prunes backups by this time).
+    #[must_use]
+    pub fn created_at(mut self, unix_seconds: u64) -> Self {
+        self.created = Some(unix_seconds);
         self
     }
 

@@ -81,7 +81,7 @@ impl<W: Write> BackupWriter<W> {
         let chunk_size = opts.checked_chunk_size()?;
         ctx.validate()?;
         let exec = Exec::new(opts.threads)?;
-        let (header, cipher) = keys::seal_stream(tenant, ctx, chunk_size, opts.backend)?;
+        let (header, cipher) = keys::seal_stream(tenant, ctx, chunk_size, opts.backend, opts.created)?;
         out.write_all(&header)?;
         tracing::debug!(target: "atrest::backup", tenant = %tenant.id(), snapshot = ctx.snapshot_id(), chunk_size, threads = exec.threads(), backend = %opts.backend, "backup stream started");
         Ok(Self::from_parts(Frame::new(chunk_size), cipher, exec, out))
@@ -111,7 +111,7 @@ impl<W: Write> BackupWriter<W> {
         let chunk_size = opts.checked_chunk_size()?;
         ctx.validate()?;
         let exec = Exec::new(opts.threads)?;
-        let (header, cipher) = keys::seal_recipient_stream(recipient, ctx, chunk_size, opts.backend)?;
+        let (header, cipher) = keys::seal_recipient_stream(recipient, ctx, chunk_size, opts.backend, opts.created)?;
         out.write_all(&header)?;
         tracing::debug!(target: "atrest::backup", tenant = %recipient.tenant(), snapshot = ctx.snapshot_id(), kem = recipient.kem().name(), chunk_size, "backup stream to a recipient started");
         Ok(Self::from_parts(Frame::new(chunk_size), cipher, exec, out))

@@ -8,6 +8,7 @@
 
 mod index;
 mod recipient;
+mod repo;
 
 use thiserror::Error;
 
@@ -16,6 +17,7 @@ mod keyring;
 pub use index::IndexError;
 pub use keyring::{KeyringError, RootKeyError};
 pub use recipient::RecipientError;
+pub use repo::RepoError;
 
 use crate::id::{KeyVersion, MasterVersion};
 

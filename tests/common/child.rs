@@ -16,6 +16,7 @@
 //! child::kill_after(child::spawn_quiet(cmd.env("PATH_VAR", &path)), child::kill_delay(i, 2_000, 40_000));
 //! ```
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -52,6 +53,21 @@ pub fn kill_after(mut child: Child, delay: Duration) {
     std::thread::sleep(delay);
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
+}
+
+/// Runs `cmd` with `input` on its stdin (fed from a thread, so that a full stdout pipe
+/// cannot deadlock; a child that exits early closes the pipe, which is fine), collecting
+/// its output.
+pub fn run_piped(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
 }
 
 /// Panics with the status, stdout and stderr of a command that failed; returns its stdout.

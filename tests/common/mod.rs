@@ -8,6 +8,8 @@
 //! - [`data`]: deterministic pseudo-random test data;
 //! - [`child`]: re-running one test of the same binary in a child process (crash tests,
 //!   per-process state), and checking what a finished command printed;
+//! - `repo` (feature `cli`): backup repositories through the `atrest` binary, and the
+//!   backup policy end to end on simulated time, for any repository location;
 //! - [`servers`]: key management servers (OpenBao, the AWS KMS emulator) started on a free
 //!   loopback port for one test and stopped when it ends.
 //!
@@ -17,6 +19,8 @@
 pub mod child;
 pub mod data;
 pub mod golden;
+#[cfg(feature = "cli")]
+pub mod repo;
 pub mod secrets;
 pub mod servers;
 pub mod spec;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use atrest::{BackupKind, MasterVersion};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::repo_args::{RepoArgs, RepoCommand, parse_time};
+
 const AFTER_HELP: &str = "\
 Root key: --root-key URI / ATREST_ROOT_KEY_URI (a key file path, file:PATH, env:VAR,
 pkcs11:token=T;object=K?module-path=M&pin-source=file:P, hcvault://HOST[:PORT]/MOUNT/keys/NAME
@@ -288,7 +290,19 @@ pub enum BackupCommand {
         /// (128 + n for signal n) and leaves no file.
         #[arg(last = true, value_name = "PRODUCER", conflicts_with = "input")]
         producer: Vec<String>,
+        /// Store the stream in this repository (a directory or s3://bucket/prefix) and append
+        /// it to the tenant's catalog, instead of writing it to -o or stdout. Without -o,
+        /// ATREST_REPO names it too (an explicit -o FILE wins over ATREST_REPO).
+        #[arg(long, value_name = "LOCATION", conflicts_with = "output")]
+        repo: Option<String>,
+        /// The creation time the stream records (RFC 3339 or unix seconds; default: now). For
+        /// imports of older dumps and tests on simulated time.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        created: Option<u64>,
     },
+    /// Backups in repositories: list, verify-chain, restore, prune, replicate.
+    #[command(flatten)]
+    Repo(RepoCommand),
     /// Decrypt and authenticate a stream (stdin to stdout by default).
     ///
     /// No plaintext byte is released before the whole stream authenticated: with -o the file

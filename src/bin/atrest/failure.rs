@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
-use atrest::{BackupError, KeyringError, OpenError, RootKeyError};
+use atrest::{BackupError, KeyringError, OpenError, RepoError, RootKeyError};
 
 type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
@@ -42,6 +42,11 @@ impl Failure {
     /// Any other failure, with a message.
     pub fn general(msg: impl Into<String>) -> Self {
         Self { class: Class::General, what: Some(msg.into()), error: None }
+    }
+
+    /// Data that did not authenticate or verify, with a message (exit 3).
+    pub fn authentication(msg: impl Into<String>) -> Self {
+        Self { class: Class::Authentication, what: Some(msg.into()), error: None }
     }
 
     /// A producer command that failed with exit status `status` (already 128 + n for a
@@ -138,6 +143,16 @@ impl Classify for BackupError {
 
     fn is_context_mismatch(&self) -> bool {
         matches!(self, BackupError::ContextMismatch { .. })
+    }
+}
+
+impl Classify for RepoError {
+    fn is_authentication(&self) -> bool {
+        RepoError::is_authentication(self)
+    }
+
+    fn is_context_mismatch(&self) -> bool {
+        matches!(self, RepoError::Backup(BackupError::ContextMismatch { .. }))
     }
 }
 

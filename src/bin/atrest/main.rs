@@ -20,6 +20,7 @@ mod commands;
 mod failure;
 mod keys;
 mod producer;
+mod repo_args;
 mod stream;
 
 use std::process::ExitCode;

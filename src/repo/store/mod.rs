@@ -8,6 +8,9 @@
 
 use std::io::Read;
 
+mod dir;
+pub use dir::DirStore;
+
 use thiserror::Error;
 
 /// One stored object, as listed.

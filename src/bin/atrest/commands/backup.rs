@@ -27,14 +27,12 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             json,
             recipient,
             recipient_file,
+            repo,
+            created,
         } => {
             let ctx = context_of(context)?.ok_or_else(|| Failure::usage("encrypt needs --snapshot"))?;
             // With a recipient, no root key and no keyring is opened (or even looked for).
             let to = super::recipient::load(recipient.as_deref(), recipient_file.as_deref(), &context.tenant)?;
-            let tenant = match &to {
-                Some(_) => None,
-                None => Some(open_tenant(keys_args, &context.tenant)?),
-            };
             let mut opts = BackupOptions::default();
             if let Some(n) = chunk_size {
                 opts = opts.chunk_size(*n);
@@ -42,6 +40,26 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             if let Some(n) = threads {
                 opts = opts.threads(usize::from(*n));
             }
+            if let Some(t) = created {
+                opts = opts.created_at(*t);
+            }
+            // `--repo`, or ATREST_REPO unless an output file is named.
+            let env_repo = || std::env::var("ATREST_REPO").ok().filter(|r| !r.is_empty() && io.output.is_none());
+            if let Some(location) = repo.clone().or_else(env_repo).as_deref() {
+                let (allow_empty, json) = (*allow_empty, *json);
+                if to.is_some() {
+                    return Err(Failure::usage(
+                        "--repo with --recipient is not supported: a repository's catalog is authenticated under the tenant's key, which an encrypt-only host does not hold; write the stream with -o and store it from a host with the keyring",
+                    ));
+                }
+                let tenant = open_tenant(keys_args, &context.tenant)?;
+                let a = super::repo::EncryptArgs { location, opts, io, producer, allow_empty, json };
+                return super::repo::encrypt(&tenant, &ctx, &a);
+            }
+            let tenant = match &to {
+                Some(_) => None,
+                None => Some(open_tenant(keys_args, &context.tenant)?),
+            };
             let output = Output::create(io.output.as_deref(), io.force)?;
             if output.is_terminal() {
                 return Err(Failure::usage(
@@ -138,6 +156,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
             Ok(())
         }
         BackupCommand::Inspect { file, json } => inspect(file, *json),
+        BackupCommand::Repo(cmd) => super::repo::run(keys_args, cmd),
         BackupCommand::Rewrap { file, tenant, verify, json } => rewrap(keys_args, file, tenant, *verify, *json),
     }
 }

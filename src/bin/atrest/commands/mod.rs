@@ -3,4 +3,5 @@
 pub mod backup;
 pub mod keyring;
 pub mod recipient;
+pub mod repo;
 pub mod summary;
