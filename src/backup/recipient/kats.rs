@@ -141,3 +141,53 @@ fn recipient_derivation_known_answer() {
 
 const X25519_PINNED: &str = "761899ca80b676d23026846c054f73fa9e29bdc40bd76e9c56c6f32d97c2d860";
 const XWING_PINNED: &str = "b8438bd086b5d24ed6e1039523816546b3e933b5ad48e28b75273e48ff772d33";
+
+/// A whole recipient header made from fixed secrets and encapsulation randomness: the
+/// layout, the HPKE info and AAD of the format, pinned (SHA-256 of the header bytes), and
+/// opened again through the keyring's path (`unwrap_data_key`).
+#[test]
+fn recipient_header_known_answer() {
+    use crate::backup::header::{Header, Wrap};
+    use crate::backup::keys::{StreamSecrets, build_recipient_stream};
+    use crate::backup::stored::Stored;
+    use crate::backup::{BackupContext, recipient};
+    use crate::secret::DataKey;
+    use crate::{Backend, KeyVersion, MasterVersion, TenantId};
+    use sha2::Digest;
+
+    let backup_key = TenantKey::from_bytes([0x42; 32]);
+    let tenant = TenantId::new("acme").unwrap();
+    let version = KeyVersion { master: MasterVersion::new(1), generation: 0 };
+    let ctx = BackupContext::incremental("s2", "s1", 1);
+    let mut pinned = Vec::new();
+    for kem in [RecipientKem::X25519, RecipientKem::XWing] {
+        let r = super::Recipient::derive(&tenant, version, kem, &backup_key);
+        let secrets = StreamSecrets { data_key: DataKey::from_bytes([7; 32]), salt: [8; 32], wrap_nonce: [0; 24] };
+        let stored = Stored { tenant: tenant.clone(), ctx: ctx.clone(), created: 1_700_000_000 };
+        let (bytes, _) =
+            build_recipient_stream(&r, &ctx, 1 << 16, secrets, Backend::default(), stored, &mut Fixed(vec![9; 64]))
+                .unwrap();
+        let e = kem.encapsulated_len();
+        // 163 + E, the context length (2) and the context (38 bytes: acme, s2, s1, kind, sequence, time).
+        assert_eq!(bytes.len(), 163 + e + 2 + 38);
+        assert_eq!((bytes[46], &bytes[47..51]), (kem.id(), &[0u8, 1, 0, 0][..]));
+        let header = Header::parse_prefix(&bytes).unwrap();
+        assert_eq!(header.encode(), bytes);
+        let Wrap::Kem(wrap) = &header.wrap else { panic!("not a recipient header") };
+        assert_eq!(wrap.enc, bytes[51..51 + e]);
+        let dk = recipient::unwrap_data_key(&backup_key, &tenant, &header, wrap).unwrap();
+        assert_eq!(dk.expose_secret(), &[7; 32]);
+        // Another backup key, tenant or key version does not open it.
+        assert!(recipient::unwrap_data_key(&TenantKey::from_bytes([0x43; 32]), &tenant, &header, wrap).is_err());
+        let other = TenantId::new("acmf").unwrap();
+        assert!(recipient::unwrap_data_key(&backup_key, &other, &header, wrap).is_err());
+        pinned.push(hex::encode(sha2::Sha256::digest(&bytes)));
+    }
+    assert_eq!(
+        pinned,
+        [
+            "af0a034b36fa60ac948727ce8b7d4c7d7e3f897a443e9e775ebc13a2fdc609f4",
+            "ef65f050c465a41e6c8be6e12b7612963f3e551f072026f6e4efe4047845d9d2"
+        ]
+    );
+}
