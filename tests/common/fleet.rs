@@ -98,7 +98,9 @@ pub fn stop(specs: &[Spec], mut workers: Workers) {
 fn tail(p: &Path) -> String {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    // Every event but the seals and records (probes, errors, hand-overs), then the last lines.
+    let events: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("S ") && !l.starts_with("R ")).collect();
+    format!("events:\n{}\nlast lines:\n{}", events.join("\n"), lines[lines.len().saturating_sub(6)..].join("\n"))
 }
 
 fn seal_kind(e: &SealError) -> &'static str {
@@ -366,7 +368,9 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
         let events = read_log(&s.out);
         for (at, seen) in &changes {
             let t = first_seen(&events, at.saturating_sub(50_000_000), seen)
-                .unwrap_or_else(|| panic!("worker {} never saw {seen:?}; log tail:\n{}", s.id, tail(&s.out)));
+                .unwrap_or_else(|| {
+                    panic!("worker {} never saw {seen:?} (changed at {at}); changes: {changes:?}\n{}", s.id, tail(&s.out))
+                });
             latencies.push(Duration::from_nanos(t.saturating_sub(*at)));
             if let Seen::Master(m) = seen {
                 // Never back to an older primary once the new one was used.
