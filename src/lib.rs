@@ -47,7 +47,7 @@ pub use tenant::{BULK_WINDOW, ShredEvidence, Tenant};
 #[cfg(feature = "pkcs11")]
 pub use keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 /// Re-exported because a PKCS#11 PIN and a Vault token are [`secrecy::SecretString`]s.
-#[cfg(any(feature = "pkcs11", feature = "vault"))]
+#[cfg(any(feature = "pkcs11", feature = "vault", feature = "s3"))]
 pub use secrecy;
 
 // Root keys in a Vault / OpenBao transit engine (feature `vault`).
@@ -77,6 +77,14 @@ pub use backup::{
     DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_SNAPSHOT_ID_LEN, MIN_CHUNK_SIZE, decrypt_backup, encrypt_backup,
     inspect_backup, rewrap_backup_header, verify_backup,
 };
+
+// Backup repositories: object stores that never overwrite (a directory, S3-compatible storage).
+#[cfg(feature = "s3")]
+pub use repo::store::{
+    DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_S3_TIMEOUT, MAX_PART_SIZE, MIN_PART_SIZE, Retention, RetentionMode,
+    S3Config, S3Store,
+};
+pub use repo::store::{ObjectMeta, ObjectStore, StoreError, check_key};
 
 // Errors, split by operation; authentication failures are one opaque variant each.
 pub use error::{BackupError, IndexError, KeyringError, OpenError, RewrapError, RngError, RootKeyError, SealError};

@@ -9,7 +9,9 @@
 //! - [`child`]: re-running one test of the same binary in a child process (crash tests,
 //!   per-process state), and checking what a finished command printed;
 //! - [`servers`]: key management servers (OpenBao, the AWS KMS emulator) started on a free
-//!   loopback port for one test and stopped when it ends.
+//!   loopback port for one test and stopped when it ends;
+//! - [`seaweed`] (feature `s3`): a real S3-compatible server (SeaweedFS) per test binary;
+//! - [`store_conformance`]: what every object store must do, over `&dyn ObjectStore`.
 //!
 //! Each test crate compiles the whole kit and uses part of it, so `mod common;` carries
 //! `#[allow(dead_code)]` where a file leaves some of it unused.
@@ -17,6 +19,9 @@
 pub mod child;
 pub mod data;
 pub mod golden;
+#[cfg(feature = "s3")]
+pub mod seaweed;
 pub mod secrets;
 pub mod servers;
 pub mod spec;
+pub mod store_conformance;
