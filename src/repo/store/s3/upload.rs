@@ -47,6 +47,7 @@ impl S3Store {
         let mut action = self.client.bucket.put_object(Some(&self.client.credentials), full);
         action.headers_mut().insert("if-none-match", "*");
         self.add_retention(action.headers_mut())?;
+        self.add_md5(action.headers_mut(), bytes);
         let response = self.client.send(key, &mut action, Body::Bytes(bytes))?;
         match response.status().as_u16() {
             200 => Ok(bytes.len() as u64),
@@ -84,6 +85,7 @@ impl S3Store {
         let mut number: u16 = 1;
         loop {
             let mut action = self.client.bucket.upload_part(Some(&self.client.credentials), full, number, upload_id);
+            self.add_md5(action.headers_mut(), &part);
             let response = self.client.send_idempotent(key, &mut action, Body::Bytes(&part))?;
             if response.status().as_u16() != 200 {
                 return Err(service_error(key, response));
@@ -130,6 +132,16 @@ impl S3Store {
                 Err(StoreError::AlreadyExists(key.to_owned()))
             }
             _ => Ok(total),
+        }
+    }
+
+    /// `Content-MD5`, which AWS requires of every upload under Object Lock retention (and
+    /// which costs a hash of the body, so only then).
+    fn add_md5(&self, headers: &mut rusty_s3::Map<'_>, body: &[u8]) {
+        if self.retention.is_some() {
+            use base64::Engine as _;
+            use md5::Digest as _;
+            headers.insert("content-md5", base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body)));
         }
     }
 
