@@ -32,6 +32,17 @@ use super::{ObjectMeta, ObjectStore, StoreError, check_key};
 
 /// Objects in one bucket of an S3-compatible service, under one prefix.
 ///
+/// # Never overwriting
+/// [`ObjectStore::put_new`] sends bodies up to [`S3Config::part_size`] as one `PUT` and larger
+/// ones as a multipart upload, both under `If-None-Match: *`. The single `PUT` is safe against
+/// concurrent writers everywhere tested (AWS S3 documents it; SeaweedFS enforces it). For a
+/// multipart upload the guarantee is the server's: AWS S3 checks the condition atomically;
+/// SeaweedFS 4.48 does not, so two concurrent writers of one key larger than a part may both
+/// succeed there (the store's ETag check after completing narrows this, it cannot close it).
+/// Objects written concurrently under one key should fit in one part, or have unique keys.
+///
+/// Keys are those [`check_key`] accepts, without `\` (SeaweedFS stores it as `/`).
+///
 /// # Example
 /// ```no_run
 /// # fn main() -> Result<(), atrest::StoreError> {

@@ -3,11 +3,23 @@
 //! conditional. Either way `If-None-Match: *` makes the service refuse to replace an object.
 //!
 //! # What the condition covers
-//! The service checks `If-None-Match: *` atomically when the object would appear: on the
-//! `PUT`, or on `CompleteMultipartUpload` (tested against SeaweedFS: HTTP 412 in both cases,
-//! and the existing object is untouched). A multipart upload first asks `HEAD` whether the key
-//! is taken, only to spare the upload of a body that would be refused; the safety rests on
-//! the condition alone. A failed multipart upload is aborted, so no part stays stored.
+//! - A single `PUT` (bodies up to the part size, 16 MiB by default): the service checks the
+//!   condition atomically with the write, on AWS S3 and on SeaweedFS (tested: exactly one of
+//!   several concurrent writers wins, in hundreds of rounds; the others get HTTP 412).
+//! - `CompleteMultipartUpload` (larger bodies): AWS S3 checks it atomically (HTTP 412, or 409
+//!   `ConditionalRequestConflict` for a concurrent completion). SeaweedFS (4.48) refuses a
+//!   completion over an existing object (HTTP 412) but checks the condition before, not under,
+//!   its write: overlapping completions of one key can all be accepted, the last replacing the
+//!   others. After completing, the store therefore reads the object's ETag back and reports
+//!   [`StoreError::AlreadyExists`] if it is not its own. **Residual race** on such servers:
+//!   when a writer's ETag check comes before a concurrent completion of the same key lands,
+//!   both writers are told they stored the object, and the later one's body replaces the
+//!   earlier. Only concurrent uploads of one key larger than a part are exposed; keys that
+//!   are unique per writer, and small objects such as catalog entries, are not.
+//!
+//! A multipart upload first asks `HEAD` whether the key is taken, only to spare the upload of
+//! a body that would be refused. A failed or refused multipart upload is aborted, so no part
+//! stays stored.
 
 use std::io::{self, Read};
 
