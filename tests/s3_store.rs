@@ -315,3 +315,95 @@ fn malformed_answers_are_typed_errors() {
         assert!(matches!(r, Err(StoreError::Io { .. } | StoreError::Service { .. })), "{answer:?}: {r:?}");
     }
 }
+
+/// A server that answers the n-th request (over any connection) with `answers[n]`, and
+/// records each request's first line.
+fn scripted(answers: Vec<String>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut answers = answers.into_iter();
+        for c in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(c);
+            loop {
+                let mut head = String::new();
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    head.push_str(&line);
+                    line.clear();
+                }
+                if head.is_empty() {
+                    break;
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                let first: Vec<&str> = head.split_whitespace().take(2).collect();
+                log.lock().unwrap().push(first.join(" ").split('?').next().unwrap().to_owned());
+                let answer = answers.next().unwrap_or_else(|| "HTTP/1.1 500 Over\r\nContent-Length: 0\r\n\r\n".into());
+                reader.get_mut().write_all(answer.as_bytes()).unwrap();
+            }
+        }
+    });
+    (port, seen)
+}
+
+fn answer(status: &str, headers: &str, body: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}\r\n{body}", body.len())
+}
+
+/// A completion accepted, and then another object's ETag under the key: the writer lost a
+/// race the server did not stop (SeaweedFS), so it reports the key taken and aborts.
+#[test]
+fn a_completion_replaced_by_another_is_reported_taken() {
+    let (port, seen) = scripted(vec![
+        answer("404 Not Found", "", ""),
+        answer(
+            "200 OK",
+            "",
+            "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+        ),
+        answer("200 OK", "ETag: \"p1\"\r\n", ""),
+        answer("200 OK", "ETag: \"p2\"\r\n", ""),
+        answer(
+            "200 OK",
+            "",
+            "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ETag>\"ours-2\"</ETag></CompleteMultipartUploadResult>",
+        ),
+        answer("200 OK", "ETag: \"theirs-2\"\r\n", ""),
+        answer("204 No Content", "", ""),
+    ]);
+    let mut config = S3Config::new("bkt", "", "AKID", SecretString::from("secret".to_owned()));
+    config.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    config.part_size = atrest::MIN_PART_SIZE;
+    let store = S3Store::new(config).unwrap();
+    let r = store.put_new("k", &mut &bytes(atrest::MIN_PART_SIZE + 1, 1)[..]);
+    let seen = seen.lock().unwrap().clone();
+    assert!(matches!(r, Err(StoreError::AlreadyExists(_))), "{r:?} {seen:?}");
+    // HEAD first, the parts, the completion, the ETag check, and the abort.
+    let want = ["HEAD", "POST", "PUT", "PUT", "POST", "HEAD", "DELETE"].map(|m| format!("{m} /bkt/k"));
+    assert_eq!(seen, want);
+}
+
+/// 409 `ConditionalRequestConflict` (AWS: a concurrent conditional write) is the key taken;
+/// another 409 is the service's error.
+#[test]
+fn conflicts_are_typed() {
+    for (code, taken) in [("ConditionalRequestConflict", true), ("OperationAborted", false)] {
+        let body = format!("<Error><Code>{code}</Code></Error>");
+        let (port, _) = scripted(vec![answer("409 Conflict", "", &body)]);
+        let store = local_store(port, Duration::from_secs(2));
+        let r = store.put_new("k", &mut &b"x"[..]);
+        if taken {
+            assert!(matches!(r, Err(StoreError::AlreadyExists(_))), "{r:?}");
+        } else {
+            assert!(matches!(&r, Err(StoreError::Service { status: 409, code: c, .. }) if c == code), "{r:?}");
+        }
+    }
+}

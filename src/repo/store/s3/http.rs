@@ -78,6 +78,11 @@ impl Client {
         for (name, value) in action.headers_mut().iter() {
             request = request.header(name, value);
         }
+        // A POST or PUT without a body says `Content-Length: 0` (not an empty chunked body).
+        let body = match (body, A::METHOD) {
+            (Body::Empty, Method::Post | Method::Put) => Body::Bytes(&[]),
+            (b, _) => b,
+        };
         let sent = match body {
             Body::Empty => request.body(()).map(|r| self.agent.run(r)),
             Body::Bytes(bytes) => request.body(bytes).map(|r| self.agent.run(r)),
