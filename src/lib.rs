@@ -46,7 +46,7 @@ pub use tenant::{BULK_WINDOW, ShredEvidence, Tenant};
 #[cfg(feature = "pkcs11")]
 pub use keyring::{PKCS11_PIN_ENV, Pkcs11Config, Pkcs11RootKey};
 /// Re-exported because a PKCS#11 PIN and a Vault token are [`secrecy::SecretString`]s.
-#[cfg(any(feature = "pkcs11", feature = "vault"))]
+#[cfg(any(feature = "pkcs11", feature = "vault", feature = "s3"))]
 pub use secrecy;
 
 // Root keys in a Vault / OpenBao transit engine (feature `vault`).
@@ -85,6 +85,12 @@ pub use repo::store::{DirStore, ObjectMeta, ObjectStore, StoreError, check_key};
 pub use repo::{
     CatalogEntry, ChainReport, Problem, PruneReport, ReplicateReport, RepoLocation, Repository, RestorePoint,
     StoredBackup,
+};
+// S3-compatible object storage for repositories (feature `s3`).
+#[cfg(feature = "s3")]
+pub use repo::store::{
+    DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_S3_TIMEOUT, MAX_PART_SIZE, MIN_PART_SIZE, Retention, RetentionMode,
+    S3Config, S3Store,
 };
 
 // Errors, split by operation; authentication failures are one opaque variant each.

@@ -126,14 +126,12 @@ impl Repository {
     /// # Errors
     /// [`RepoError::Location`] for object storage in a build without the `s3` feature;
     /// [`RepoError::Store`] if the store cannot be used.
-    // The `s3` feature comes with the S3 store (`store::s3`), merged separately.
-    #[allow(unexpected_cfgs)]
     pub fn open(location: &RepoLocation) -> Result<Self, RepoError> {
         match location {
             RepoLocation::Dir(p) => Self::open_dir(p),
             #[cfg(feature = "s3")]
             RepoLocation::S3 { bucket, prefix } => {
-                let s = store::s3::S3Store::from_env(bucket, prefix)?;
+                let s = store::S3Store::from_env(bucket, prefix)?;
                 Ok(Self::with_store(Arc::new(s), location.to_string()))
             }
             #[cfg(not(feature = "s3"))]

@@ -367,10 +367,9 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
     for s in &specs {
         let events = read_log(&s.out);
         for (at, seen) in &changes {
-            let t = first_seen(&events, at.saturating_sub(50_000_000), seen)
-                .unwrap_or_else(|| {
-                    panic!("worker {} never saw {seen:?} (changed at {at}); changes: {changes:?}\n{}", s.id, tail(&s.out))
-                });
+            let t = first_seen(&events, at.saturating_sub(50_000_000), seen).unwrap_or_else(|| {
+                panic!("worker {} never saw {seen:?} (changed at {at}); changes: {changes:?}\n{}", s.id, tail(&s.out))
+            });
             latencies.push(Duration::from_nanos(t.saturating_sub(*at)));
             if let Seen::Master(m) = seen {
                 // Never back to an older primary once the new one was used.

@@ -11,7 +11,9 @@
 //! - `repo` (feature `cli`): backup repositories through the `atrest` binary, and the
 //!   backup policy end to end on simulated time, for any repository location;
 //! - [`servers`]: key management servers (OpenBao, the AWS KMS emulator) started on a free
-//!   loopback port for one test and stopped when it ends.
+//!   loopback port for one test and stopped when it ends;
+//! - [`seaweed`] (feature `s3`): a real S3-compatible server (SeaweedFS) per test binary;
+//! - [`store_conformance`]: what every object store must do, over `&dyn ObjectStore`.
 //!
 //! Each test crate compiles the whole kit and uses part of it, so `mod common;` carries
 //! `#[allow(dead_code)]` where a file leaves some of it unused.
@@ -21,6 +23,9 @@ pub mod data;
 pub mod golden;
 #[cfg(feature = "cli")]
 pub mod repo;
+#[cfg(feature = "s3")]
+pub mod seaweed;
 pub mod secrets;
 pub mod servers;
 pub mod spec;
+pub mod store_conformance;

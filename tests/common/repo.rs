@@ -16,12 +16,14 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_atrest");
 /// A temp dir with a root key and a keyring, and `atrest` run against them.
 pub struct Atrest {
     pub dir: tempfile::TempDir,
+    /// More variables for every command (an S3 endpoint and its credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Atrest {
     /// A root key and a keyring, ready.
     pub fn new() -> Self {
-        let a = Self { dir: tempfile::tempdir().unwrap() };
+        let a = Self { dir: tempfile::tempdir().unwrap(), env: Vec::new() };
         let key = a.path("root.key");
         check(&a.run(&["keygen", "--out", key.to_str().unwrap()], b""), "keygen");
         check(&a.run(&["keyring", "init"], b""), "keyring init");
@@ -45,6 +47,7 @@ impl Atrest {
                 c.env(k, v);
             }
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -13,6 +13,14 @@ pub use dir::DirStore;
 
 use thiserror::Error;
 
+#[cfg(feature = "s3")]
+mod s3;
+#[cfg(feature = "s3")]
+pub use s3::{
+    DEFAULT_PART_SIZE, DEFAULT_REGION, DEFAULT_S3_TIMEOUT, MAX_PART_SIZE, MIN_PART_SIZE, Retention, RetentionMode,
+    S3Config, S3Store,
+};
+
 /// One stored object, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
