@@ -119,6 +119,10 @@ pub const FAIL_RECORD_NAMES_V2: &str = "fail_record_names_v2.bin";
 /// and the mask.
 pub const BITFLIP_AT: (usize, u8) = (33, 0x04);
 
+/// A repository catalog entry (format 1) under a fixed key; made and checked by the unit
+/// test `repo::catalog::tests::golden_entry` (src/repo/catalog/tests.rs).
+pub const CATALOG_ENTRY: &str = "catalog_entry_v1.bin";
+
 /// Every file the folder must hold (besides `README.md`).
 pub fn all_files() -> Vec<&'static str> {
     let mut v = vec![
@@ -132,6 +136,7 @@ pub fn all_files() -> Vec<&'static str> {
         FAIL_RECORD_OTHER_TENANT,
         FAIL_RECORD_OTHER_CONTEXT,
         FAIL_RECORD_NAMES_V2,
+        CATALOG_ENTRY,
     ];
     v.extend(RECORDS.iter().map(|r| r.file));
     v.extend(BACKUPS.iter().map(|b| b.file));
