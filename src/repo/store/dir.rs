@@ -7,7 +7,8 @@
 //! fsyncs the directory: an object is never overwritten, and after a crash the key holds
 //! nothing or the complete object. Names starting with `.` are reserved for those temporary
 //! files: such keys are refused, listing skips them, and a put removes the ones a killed
-//! writer left in its directory (a live writer holds a lock on its file).
+//! writer left in its directory (unmodified for a minute and not locked: a live writer holds
+//! a lock on its file).
 //!
 //! Symbolic links are never followed below the root: a key whose path crosses one is
 //! refused, listing skips them, and objects are opened with `O_NOFOLLOW`.
@@ -92,8 +93,19 @@ fn open_nofollow(path: &Path) -> io::Result<std::fs::File> {
     std::fs::File::open(path)
 }
 
-/// Removes the temporary files that killed writers left in `dir` (a file that can be locked
-/// has no live writer).
+/// How long a temporary file must be unmodified before a sweep may take it for a killed
+/// writer's. A live writer locks its file just after creating it; without this margin a
+/// sweep by a concurrent writer could lock and delete a file in that moment (seen with four
+/// writers in one directory: the live writer's rename then failed).
+const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `f` was last modified at least [`DEAD_AFTER`] ago.
+fn is_old(f: &std::fs::File) -> bool {
+    f.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= DEAD_AFTER)
+}
+
+/// Removes the temporary files that killed writers left in `dir`: unmodified for
+/// [`DEAD_AFTER`] and not locked (every live writer holds a lock on its file).
 fn remove_dead_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
@@ -101,7 +113,7 @@ fn remove_dead_temp_files(dir: &Path) {
         let name = name.to_string_lossy();
         if name.starts_with('.') && name.ends_with(".tmp") && e.file_type().is_ok_and(|t| t.is_file()) {
             let path = e.path();
-            if open_nofollow(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+            if open_nofollow(&path).is_ok_and(|f| is_old(&f) && f.try_lock().is_ok()) {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -232,11 +244,19 @@ mod tests {
         let s = DirStore::new(d.path()).unwrap();
         assert!(s.put_new("t/obj", &mut Fails).is_err());
         assert_eq!(s.head("t/obj").unwrap(), None);
-        std::fs::write(d.path().join("t/.obj2.AAAAAAAAAAAAAAAA.tmp"), b"partial").unwrap();
+        // A killed writer's file, and one that a writer created a moment ago (not locked yet).
+        let (old, young) =
+            (d.path().join("t/.obj2.AAAAAAAAAAAAAAAA.tmp"), d.path().join("t/.obj3.BBBBBBBBBBBBBBBB.tmp"));
+        std::fs::write(&old, b"partial").unwrap();
+        std::fs::write(&young, b"partial").unwrap();
+        let long_ago = std::time::SystemTime::now() - DEAD_AFTER - std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(long_ago).unwrap();
         assert!(s.list("").unwrap().is_empty());
         s.put_new("t/obj", &mut &b"ok"[..]).unwrap();
-        let names: Vec<_> = std::fs::read_dir(d.path().join("t")).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["obj"]);
+        let mut names: Vec<_> =
+            std::fs::read_dir(d.path().join("t")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, [".obj3.BBBBBBBBBBBBBBBB.tmp", "obj"]);
     }
 
     #[cfg(unix)]
