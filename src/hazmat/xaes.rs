@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::gcm::Gcm;
 use crate::backend::Backend;
 use aead::{AeadCore, AeadInOut, Key, KeyInit, KeySizeUser, Nonce, Tag, TagPosition, inout::InOutBuf};
-use aes::Aes256;
+use aes::Aes256Enc;
 use aes::cipher::{Array, BlockCipherEncrypt};
 use aes_gcm::Aes256Gcm;
 use core::fmt;
@@ -45,7 +45,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// assert_eq!(hex::encode(&ct), "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271");
 /// ```
 pub struct XAes256Gcm {
-    aes: Aes256,
+    aes: Aes256Enc,
     k1: [u8; 16],
 }
 
@@ -95,7 +95,7 @@ impl KeySizeUser for XAes256Gcm {
 
 impl KeyInit for XAes256Gcm {
     fn new(key: &Key<Self>) -> Self {
-        let aes = Aes256::new(key);
+        let aes = Aes256Enc::new(key);
         let mut l = Array::<u8, U16>::default();
         aes.encrypt_block(&mut l);
         let mut k1 = [0u8; 16];

@@ -82,9 +82,12 @@ impl ForkCheck {
 /// seal then allocates nothing for it. Later prefixes (the limit reached, a fork) and the
 /// opening cache live in `ArcSwap`s made on first need (dropping one walks every thread's
 /// debt list, which a key evicted from the cache should not pay for nothing).
+///
+/// The XAES-256-GCM key schedule is not kept: it is needed only to derive a prefix's key
+/// (once per prefix), so it is rebuilt then from the 32-byte key; a cached key is then about
+/// 500 bytes instead of 1 KiB (the keyring caches 100,000 of them and wipes each on eviction).
 pub(crate) struct RecordKey {
     key: TenantKey,
-    xaes: XAes256Gcm,
     first: OnceLock<Prefix>,
     later: OnceLock<Box<Later>>,
 }
@@ -100,9 +103,7 @@ struct Later {
 
 impl RecordKey {
     pub(crate) fn new(key: &TenantKey) -> Self {
-        let xaes = XAes256Gcm::new(key.expose_secret().into());
-        let key = TenantKey::from_bytes(*key.expose_secret());
-        Self { key, xaes, first: OnceLock::new(), later: OnceLock::new() }
+        Self { key: TenantKey::from_bytes(*key.expose_secret()), first: OnceLock::new(), later: OnceLock::new() }
     }
 
     fn later(&self) -> &Later {
@@ -110,9 +111,10 @@ impl RecordKey {
     }
 
     fn derive(&self, prefix: &[u8; 12]) -> Gcm {
-        match self.xaes.derive_gcm(prefix, Backend::default()) {
+        let xaes = XAes256Gcm::new(self.key.expose_secret().into());
+        match xaes.derive_gcm(prefix, Backend::default()) {
             Some(g) => g,
-            None => Gcm::new_default(&self.xaes.derive_key(prefix)),
+            None => Gcm::new_default(&xaes.derive_key(prefix)),
         }
     }
 

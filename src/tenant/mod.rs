@@ -334,10 +334,5 @@ impl Tenant {
 /// Runs `f` with `key` and the record sealer attached to it (built and attached by the first
 /// handle that needs it), so every handle of the tenant shares one sealer.
 fn with_sealer<R>(key: &DerivedKey, f: impl FnOnce(&DerivedKey, &RecordKey) -> R) -> R {
-    let attached = key.attachment(|| Arc::new(RecordKey::new(&key.key)));
-    match attached.downcast_ref::<RecordKey>() {
-        Some(sealer) => f(key, sealer),
-        // Only this module attaches to record key material; a foreign value is not reused.
-        None => f(key, &RecordKey::new(&key.key)),
-    }
+    f(key, key.sealer())
 }
