@@ -440,7 +440,7 @@ impl Keyring {
             Some(k) => k,
             None => {
                 let material = derive::tenant_key(prk, tenant, version.generation, purpose);
-                self.inner.cache.put(purpose, Arc::new(DerivedKey::new(tenant.clone(), version, material)))
+                self.inner.cache.put(Arc::new(DerivedKey::new(tenant.clone(), version, purpose, material)))
             }
         };
         key.mark(epoch, sealable);

@@ -1,30 +1,33 @@
 //! The derived-key cache: tenant keys (key material only, one purpose each) by tenant, key
 //! version and purpose, bounded, with the aggregated use counters the audit log reports.
 //!
-//! The cache is split into [`SHARDS`] shards, each under its own lock and picked by a hash
-//! of the tenant id, so that threads serving different tenants rarely contend. Each shard is
-//! a segmented LRU: a key enters a *probation* segment, and moves to the *protected*
-//! segment (at most 80% of the shard) when it is used again while cached. Eviction takes the
-//! least recently used key of probation first, so a scan of tenants seen once (a nightly
-//! export, a burst of cold tenants) only churns probation and never evicts a tenant in
-//! regular use; the protected segment's least recently used key is demoted back to
-//! probation when the segment is full. While the cache is not full nothing is evicted.
+//! The cache is split into [`SHARDS`] shards, each under its own read-write lock and picked
+//! by a hash of the tenant id, so that threads serving different tenants rarely contend and
+//! lookups of one shard run side by side. Each shard evicts as S3-FIFO does (Yang et al.,
+//! "FIFO queues are all you need for cache eviction", SOSP 2023): a new key enters a small
+//! FIFO queue (a tenth of the shard); when the queue is evicted from, a key used again while
+//! in it moves to the main queue, the others leave (their hashes are remembered for a while,
+//! and a remembered key that comes back goes straight to the main queue). The main queue
+//! gives each key used since its last pass a second chance (up to three). So a scan of
+//! tenants seen once (a nightly export, a burst of cold tenants) only churns the small queue
+//! and never evicts a tenant in regular use. While the cache is not full nothing is evicted.
 //!
-//! Lookups take the tenant id as a `&str` (no id is built, nothing is allocated), and a key
-//! carries the id, so a new tenant handle shares it instead of allocating one.
+//! A hit only bumps the key's use count (no list is reordered, nothing is written but one
+//! byte of the key), and a shard keeps one hash table: with 100,000 tenants, whose keys do
+//! not fit in the CPU caches, each lookup costs few memory accesses. Lookups take the tenant
+//! id as a `&str` (nothing is allocated), and a key carries the id, so a new tenant handle
+//! shares it instead of allocating one.
 //!
 //! A record key's entry also holds its record sealer (see [`DerivedKey::sealer`]), built by
 //! the first handle that seals or opens with it and reused by every later one. It is held
-//! inline, not behind a pointer: with 100,000 tenants the cached keys do not fit in the CPU
-//! caches, and each pointer followed per record is a memory access of its own.
+//! inline, not behind a pointer, for the same reason.
 
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
-use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use lru::LruCache;
+use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
 use super::derive::Purpose;
 use crate::id::{KeyVersion, TenantId};
@@ -58,7 +61,10 @@ pub(crate) enum Use {
 pub(crate) struct DerivedKey {
     pub(crate) tenant: TenantId,
     pub(crate) version: KeyVersion,
+    pub(crate) purpose: Purpose,
     pub(crate) key: TenantKey,
+    /// Uses since the cache last looked at this key when evicting (0 to [`MAX_HITS`]).
+    hits: AtomicU8,
     /// One more than the last keyring epoch at which this key was checked to be the
     /// tenant's current key for new data (0: never); see [`DerivedKey::sealable_at`].
     sealable: AtomicU64,
@@ -70,11 +76,13 @@ pub(crate) struct DerivedKey {
 }
 
 impl DerivedKey {
-    pub(crate) fn new(tenant: TenantId, version: KeyVersion, key: TenantKey) -> Self {
+    pub(crate) fn new(tenant: TenantId, version: KeyVersion, purpose: Purpose, key: TenantKey) -> Self {
         Self {
             tenant,
             version,
+            purpose,
             key,
+            hits: AtomicU8::new(0),
             sealable: AtomicU64::new(0),
             usable: AtomicU64::new(0),
             seals: AtomicU64::new(0),
@@ -100,10 +108,35 @@ impl DerivedKey {
     /// move forward, so a slow check of an older state never overwrites a newer one.
     pub(crate) fn mark(&self, epoch: u64, sealable: bool) {
         let m = epoch.wrapping_add(1);
-        self.usable.fetch_max(m, Ordering::AcqRel);
-        if sealable {
+        // Read first: a key checked again at the same epoch (the usual case) is not written.
+        if self.usable.load(Ordering::Acquire) < m {
+            self.usable.fetch_max(m, Ordering::AcqRel);
+        }
+        if sealable && self.sealable.load(Ordering::Acquire) < m {
             self.sealable.fetch_max(m, Ordering::AcqRel);
         }
+    }
+
+    /// Counts a cache hit for eviction (saturating at [`MAX_HITS`]; racing threads may lose
+    /// a count, which only makes eviction slightly less informed).
+    fn hit(&self) {
+        let h = self.hits.load(Ordering::Relaxed);
+        if h < MAX_HITS {
+            self.hits.store(h + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes one hit back if there is one (a second chance given); whether there was.
+    fn take_hit(&self) -> bool {
+        let h = self.hits.load(Ordering::Relaxed);
+        if h > 0 {
+            self.hits.store(h - 1, Ordering::Relaxed);
+        }
+        h > 0
+    }
+
+    fn parts(&self) -> (&str, KeyVersion, Purpose) {
+        (self.tenant.as_str(), self.version, self.purpose)
     }
 
     /// The record sealer of this key material, built on first use; it lives (and is wiped)
@@ -136,130 +169,138 @@ impl DerivedKey {
     }
 }
 
-/// What a cache key is made of; implemented by the owned key and by a borrowed probe, so
-/// that a lookup by `&str` finds the entry of a [`TenantId`] (hash and equality of both are
-/// those of the parts).
-trait KeyView {
-    fn parts(&self) -> (&str, KeyVersion, Purpose);
-}
+/// The most uses a key is credited with: it survives that many passes of the main queue's
+/// eviction without being used again.
+const MAX_HITS: u8 = 3;
 
-/// An owned cache key.
-struct Key {
-    tenant: TenantId,
-    version: KeyVersion,
-    purpose: Purpose,
-}
-
-/// A borrowed cache key: what a lookup builds (nothing allocated).
+/// What a lookup is for.
 pub(crate) struct Probe<'a> {
     pub(crate) tenant: &'a str,
     pub(crate) version: KeyVersion,
     pub(crate) purpose: Purpose,
 }
 
-impl KeyView for Key {
-    fn parts(&self) -> (&str, KeyVersion, Purpose) {
-        (self.tenant.as_str(), self.version, self.purpose)
-    }
-}
-
-impl KeyView for Probe<'_> {
+impl Probe<'_> {
     fn parts(&self) -> (&str, KeyVersion, Purpose) {
         (self.tenant, self.version, self.purpose)
     }
 }
 
-impl Hash for dyn KeyView + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for Key {}
-
-impl<'a> Borrow<dyn KeyView + 'a> for Key {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-type Map = LruCache<Key, Arc<DerivedKey>>;
-
-/// One shard: a segmented LRU (see the module docs).
+/// One shard: an S3-FIFO cache (see the module docs). Every key is in the table and in
+/// exactly one of the two queues.
 struct Shard {
-    probation: Map,
-    protected: Map,
+    table: HashTable<Arc<DerivedKey>>,
+    small: VecDeque<Arc<DerivedKey>>,
+    main: VecDeque<Arc<DerivedKey>>,
+    /// Hashes of keys recently evicted from the small queue, oldest first (`ghosts` holds
+    /// the same set, for lookups); at most `capacity` of them.
+    ghost_order: VecDeque<u64>,
+    ghosts: HashSet<u64>,
     capacity: usize,
-    protected_capacity: usize,
+    small_capacity: usize,
 }
 
 impl Shard {
-    fn get(&mut self, probe: &dyn KeyView) -> Option<Arc<DerivedKey>> {
-        if let Some(v) = self.protected.get(probe) {
-            return Some(v.clone());
+    fn new(capacity: usize) -> Self {
+        Self {
+            table: HashTable::with_capacity(capacity),
+            small: VecDeque::new(),
+            main: VecDeque::new(),
+            ghost_order: VecDeque::new(),
+            ghosts: HashSet::new(),
+            capacity,
+            small_capacity: (capacity / 10).max(1),
         }
-        if self.protected_capacity == 0 {
-            return self.probation.get(probe).cloned();
-        }
-        // Used again while cached: promote to the protected segment, demoting its least
-        // recently used key to probation if it is full.
-        let (key, value) = self.probation.pop_entry(probe)?;
-        if self.protected.len() >= self.protected_capacity
-            && let Some((k, v)) = self.protected.pop_lru()
-        {
-            self.probation.push(k, v);
-        }
-        self.protected.push(key, value.clone());
-        Some(value)
     }
 
-    /// Inserts `value` unless the key is cached; returns the cached value and what was
+    fn find(&self, hash: u64, probe: &Probe<'_>) -> Option<&Arc<DerivedKey>> {
+        self.table.find(hash, |k| k.parts() == probe.parts())
+    }
+
+    /// Inserts `value` unless its key is cached; returns the cached value and what was
     /// evicted (dropped by the caller after the lock is released).
-    fn put(&mut self, key: Key, value: Arc<DerivedKey>) -> (Arc<DerivedKey>, Option<Arc<DerivedKey>>) {
-        let probe: &dyn KeyView = &key;
-        if let Some(v) = self.protected.peek(probe).or_else(|| self.probation.peek(probe)) {
-            return (v.clone(), None);
+    fn put(
+        &mut self,
+        hasher: &DefaultHashBuilder,
+        hash: u64,
+        value: Arc<DerivedKey>,
+    ) -> (Arc<DerivedKey>, Option<Arc<DerivedKey>>) {
+        let (tenant, version, purpose) = value.parts();
+        if let Some(k) = self.find(hash, &Probe { tenant, version, purpose }) {
+            return (k.clone(), None);
         }
-        let mut evicted = None;
-        if self.probation.len() + self.protected.len() >= self.capacity {
-            evicted = self.probation.pop_lru().or_else(|| self.protected.pop_lru()).map(|(_, v)| v);
+        let evicted = if self.table.len() >= self.capacity { self.evict(hasher) } else { None };
+        self.table.insert_unique(hash, value.clone(), |k| hasher.hash_one(k.parts()));
+        if self.ghosts.remove(&hash) {
+            self.main.push_back(value.clone());
+        } else {
+            self.small.push_back(value.clone());
         }
-        self.probation.push(key, value.clone());
         (value, evicted)
     }
 
-    fn len(&self) -> usize {
-        self.probation.len() + self.protected.len()
+    /// Removes one key: from the small queue while it holds its share (a key used there
+    /// moves to the main queue instead), else from the main queue (a key used since its last
+    /// pass goes round again, one use fewer).
+    fn evict(&mut self, hasher: &DefaultHashBuilder) -> Option<Arc<DerivedKey>> {
+        loop {
+            if self.small.len() >= self.small_capacity || self.main.is_empty() {
+                let k = self.small.pop_front()?;
+                if k.take_hit() {
+                    // Uses beyond the one that earned the move stay to its credit.
+                    self.main.push_back(k);
+                    continue;
+                }
+                let hash = hasher.hash_one(k.parts());
+                self.remember(hash);
+                return Some(self.remove(hash, k));
+            }
+            let k = self.main.pop_front()?;
+            if k.take_hit() {
+                self.main.push_back(k);
+                continue;
+            }
+            let hash = hasher.hash_one(k.parts());
+            return Some(self.remove(hash, k));
+        }
+    }
+
+    /// Drops `key` (just taken off its queue) from the table.
+    fn remove(&mut self, hash: u64, key: Arc<DerivedKey>) -> Arc<DerivedKey> {
+        if let Ok(entry) = self.table.find_entry(hash, |k| Arc::ptr_eq(k, &key)) {
+            entry.remove();
+        }
+        key
+    }
+
+    fn remember(&mut self, hash: u64) {
+        if self.ghosts.insert(hash) {
+            self.ghost_order.push_back(hash);
+        }
+        while self.ghost_order.len() > self.capacity {
+            if let Some(old) = self.ghost_order.pop_front() {
+                self.ghosts.remove(&old);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.table.clear();
+        self.small.clear();
+        self.main.clear();
+        self.ghost_order.clear();
+        self.ghosts.clear();
     }
 }
 
 /// A bounded, sharded, scan-resistant map of derived keys.
 pub(crate) struct KeyCache {
-    shards: Vec<Mutex<Shard>>,
+    shards: Vec<RwLock<Shard>>,
+    hasher: DefaultHashBuilder,
 }
 
-/// The shard of a tenant id: FNV-1a of the id (the shards' maps use their own randomized
-/// hashers, so a crafted id can at worst make one shard busier, not slower per lookup).
+/// The shard of a tenant id: FNV-1a of the id (the shards' tables use a randomized hasher,
+/// so a crafted id can at worst make one shard busier, not slower per lookup).
 fn shard_of(tenant: &str) -> usize {
     let h = tenant.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     usize::try_from((h ^ (h >> 32)) % SHARDS as u64).unwrap_or(0)
@@ -268,56 +309,46 @@ fn shard_of(tenant: &str) -> usize {
 impl KeyCache {
     /// A cache of at most `capacity` keys (at least one per shard).
     ///
-    /// The maps' indexes are sized for the capacity up front (about 20 bytes per key), so
-    /// that no insert pays for growing and rehashing a shard while its lock is held. The
-    /// segments never reach the bound `LruCache` enforces: the shard evicts first.
+    /// The tables are sized for the capacity up front (about 9 bytes per key), so that no
+    /// insert pays for growing and rehashing a shard while its lock is held.
     pub(crate) fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
-        let protected_capacity = per_shard * 4 / 5;
-        let bound = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
-        let shard = || {
-            Mutex::new(Shard {
-                probation: LruCache::new(bound(per_shard)),
-                protected: LruCache::new(bound(protected_capacity)),
-                capacity: per_shard,
-                protected_capacity,
-            })
-        };
-        Self { shards: (0..SHARDS).map(|_| shard()).collect() }
+        Self { shards: (0..SHARDS).map(|_| RwLock::new(Shard::new(per_shard))).collect(), hasher: Default::default() }
     }
 
-    fn lock(&self, tenant: &str) -> Option<MutexGuard<'_, Shard>> {
-        // A panic while holding the lock cannot leave a cache inconsistent: ignore poisoning.
-        self.shards.get(shard_of(tenant)).map(|s| s.lock().unwrap_or_else(PoisonError::into_inner))
+    fn shard(&self, tenant: &str) -> Option<&RwLock<Shard>> {
+        self.shards.get(shard_of(tenant))
     }
 
     pub(crate) fn get(&self, probe: &Probe<'_>) -> Option<Arc<DerivedKey>> {
-        self.lock(probe.tenant)?.get(probe)
+        let hash = self.hasher.hash_one(probe.parts());
+        // A panic while holding the lock cannot leave a shard inconsistent: ignore poisoning.
+        let shard = self.shard(probe.tenant)?.read().unwrap_or_else(PoisonError::into_inner);
+        let k = shard.find(hash, probe)?;
+        k.hit();
+        Some(k.clone())
     }
 
-    /// Caches `value` (for its own tenant and version) unless another thread cached the same
-    /// key first; returns the cached one.
-    pub(crate) fn put(&self, purpose: Purpose, value: Arc<DerivedKey>) -> Arc<DerivedKey> {
-        let key = Key { tenant: value.tenant.clone(), version: value.version, purpose };
-        let Some(mut shard) = self.lock(key.tenant.as_str()) else { return value };
-        let (cached, evicted) = shard.put(key, value);
-        drop(shard);
-        // The evicted key (and its cipher) is wiped here, outside the lock.
+    /// Caches `value` (for its own tenant, version and purpose) unless another thread cached
+    /// the same key first; returns the cached one.
+    pub(crate) fn put(&self, value: Arc<DerivedKey>) -> Arc<DerivedKey> {
+        let hash = self.hasher.hash_one(value.parts());
+        let Some(shard) = self.shard(value.tenant.as_str()) else { return value };
+        let (cached, evicted) = shard.write().unwrap_or_else(PoisonError::into_inner).put(&self.hasher, hash, value);
+        // The evicted key (and its sealer) is wiped here, outside the lock.
         drop(evicted);
         cached
     }
 
     /// How many keys are cached.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
+        self.shards.iter().map(|s| s.read().unwrap_or_else(PoisonError::into_inner).table.len()).sum()
     }
 
     /// Drops every key (after the keyring changed: destroyed or disabled keys must go).
     pub(crate) fn clear(&self) {
         for s in &self.shards {
-            let mut s = s.lock().unwrap_or_else(PoisonError::into_inner);
-            s.probation.clear();
-            s.protected.clear();
+            s.write().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
 }

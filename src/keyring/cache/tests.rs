@@ -9,7 +9,7 @@ fn name(i: usize) -> String {
 }
 
 fn value(i: usize) -> Arc<DerivedKey> {
-    Arc::new(DerivedKey::new(TenantId::new(&name(i)).unwrap(), V1, TenantKey::from_bytes([1; 32])))
+    Arc::new(DerivedKey::new(TenantId::new(&name(i)).unwrap(), V1, Purpose::Records, TenantKey::from_bytes([1; 32])))
 }
 
 fn probe(name: &str) -> Probe<'_> {
@@ -22,7 +22,7 @@ fn touch(cache: &KeyCache, i: usize) -> bool {
     if cache.get(&probe(&n)).is_some() {
         return true;
     }
-    cache.put(Purpose::Records, value(i));
+    cache.put(value(i));
     false
 }
 
@@ -76,48 +76,104 @@ fn scan_does_not_evict_the_hot_set() {
     }
 }
 
-/// A full protected segment demotes its least recently used key to probation (it is not
-/// dropped), and a key used again there is promoted back.
+/// Tenants of shard 0 only, so that per-shard sizes are exact.
+fn of_shard_0(n: usize) -> Vec<usize> {
+    (0..1_000_000).filter(|i| shard_of(&name(*i)) == 0).take(n).collect()
+}
+
+fn queues(c: &KeyCache) -> (usize, usize, usize) {
+    let s = c.shards[0].read().unwrap();
+    (s.small.len(), s.main.len(), s.ghosts.len())
+}
+
+/// S3-FIFO's moves, on one shard of 20 keys (small queue 2): a key used again while in the
+/// small queue moves to the main queue when evicted from there; one never used again leaves
+/// and is remembered; a remembered key that comes back goes straight to the main queue; the
+/// main queue evicts the key not used since its last pass and gives a used one another.
 #[test]
-fn protected_segment_demotes_to_probation() {
-    let cache = KeyCache::new(SHARDS * 10);
-    // Tenants of one shard only, so the per-shard sizes (10, protected 8) are exact.
-    let mine: Vec<usize> = (0..10_000).filter(|i| shard_of(&name(*i)) == 0).take(20).collect();
-    for &i in &mine[..9] {
+fn small_queue_promotes_used_keys_and_remembers_evicted_ones() {
+    let cache = KeyCache::new(SHARDS * 20);
+    let mine = of_shard_0(100);
+    // Fill the shard: 20 keys in the small queue (nothing is evicted while not full); keys
+    // 0..10 used a second time.
+    for &i in &mine[..20] {
         touch(&cache, i);
+    }
+    for &i in &mine[..10] {
         assert!(touch(&cache, i));
     }
-    let shard = |c: &KeyCache| {
-        let s = c.shards[0].lock().unwrap();
-        (s.probation.len(), s.protected.len())
-    };
-    assert_eq!(shard(&cache), (1, 8));
-    // The 9th promotion demoted the first tenant; it is still cached.
-    assert!(touch(&cache, mine[0]));
-    assert_eq!(shard(&cache), (1, 8));
-    // A full shard evicts from probation first.
-    for &i in &mine[9..] {
+    assert_eq!(queues(&cache), (20, 0, 0));
+    // One more key: the small queue is evicted from, oldest first; 0..10 were used and move
+    // to the main queue, 10 (never used again) leaves and is remembered.
+    touch(&cache, mine[20]);
+    assert_eq!(queues(&cache), (10, 10, 1));
+    assert!(!touch(&cache, mine[10]), "key 10 was evicted");
+    // It came back while remembered: into the main queue. The small queue lost key 11.
+    assert_eq!(queues(&cache), (9, 11, 1));
+    assert!(touch(&cache, mine[10]));
+    // New keys seen once only replace keys seen once: the main queue is not touched.
+    for &i in &mine[21..28] {
         touch(&cache, i);
-        assert_eq!(shard(&cache).1, 8);
     }
-    // mine[1] was demoted to probation and evicted from there; the protected ones stay.
-    for &i in mine[2..9].iter().chain(&mine[..1]) {
-        assert!(touch(&cache, i), "protected tenant {i} evicted");
+    let (small, main, _) = queues(&cache);
+    assert_eq!(main, 11);
+    assert_eq!(small, 9);
+    for &i in &mine[..10] {
+        assert!(touch(&cache, i), "used key {i} evicted");
     }
+}
+
+/// Whether tenant `i`'s key is cached, without counting a use.
+fn contains(c: &KeyCache, i: usize) -> bool {
+    let n = name(i);
+    let p = probe(&n);
+    c.shards[shard_of(&n)].read().unwrap().find(c.hasher.hash_one(p.parts()), &p).is_some()
+}
+
+/// With the small queue under its share, the main queue evicts in FIFO order, except that
+/// each key used since its last pass goes round again (one use fewer).
+#[test]
+fn main_queue_gives_used_keys_another_chance() {
+    let cache = KeyCache::new(SHARDS * 10);
+    let mine = of_shard_0(40);
+    // Ten keys, each used twice more (credit 2; all in the small queue, the shard not full).
+    for &i in &mine[..10] {
+        touch(&cache, i);
+        touch(&cache, i);
+        touch(&cache, i);
+    }
+    assert_eq!(queues(&cache), (10, 0, 0));
+    // An 11th key: all ten move to the main queue (credit 1 each), then the main queue
+    // evicts: one round takes every key's credit, the next evicts the oldest, key 0.
+    touch(&cache, mine[10]);
+    assert_eq!(queues(&cache), (1, 9, 0));
+    assert!(!contains(&cache, mine[0]));
+    assert!(mine[1..11].iter().all(|&i| contains(&cache, i)));
+    // Key 5 is used once more. Then each new key is used once after it came, so that the
+    // next one moves it to the main queue, which evicts 1, 2, 3, 4, skips 5 (taking its
+    // credit) and evicts 6.
+    assert!(touch(&cache, mine[5]));
+    for j in 11..16 {
+        assert!(touch(&cache, mine[j - 1]));
+        assert!(!touch(&cache, mine[j]));
+    }
+    let kept: Vec<usize> = (1..10).filter(|&i| contains(&cache, mine[i])).collect();
+    assert_eq!(kept, [5, 7, 8, 9]);
+    assert_eq!(cache.len(), 10);
 }
 
 #[test]
 fn first_put_wins_and_its_sealer_is_shared() {
     let cache = KeyCache::new(16);
-    let first = cache.put(Purpose::Records, value(1));
-    let second = cache.put(Purpose::Records, value(1));
+    let first = cache.put(value(1));
+    let second = cache.put(value(1));
     assert!(Arc::ptr_eq(&first, &second));
     assert!(Arc::ptr_eq(&first, &cache.get(&probe("t1")).unwrap()));
     assert!(std::ptr::eq(first.sealer(), second.sealer()));
     // At least one key per shard even for a capacity of zero; a tiny shard has no
     // protected segment and still serves hits.
     let tiny = KeyCache::new(0);
-    tiny.put(Purpose::Records, value(1));
+    tiny.put(value(1));
     assert_eq!(tiny.len(), 1);
     assert!(touch(&tiny, 1));
     assert!(touch(&tiny, 1));
