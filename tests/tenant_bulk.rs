@@ -120,6 +120,39 @@ fn handles_share_one_sealer_while_cached() {
     assert_eq!(t.open(&d, &ctx).unwrap(), b"four");
 }
 
+/// Handles made while their tenant was not cached seal without a second cache lookup; they
+/// still end up sharing the one cached key and sealer (whichever seals first caches it),
+/// also from threads racing on a tenant's first seal, and a shred between the handle and its
+/// first seal is still refused.
+#[test]
+fn handles_made_before_the_first_seal_share_the_cached_key() {
+    let keyring = keyring();
+    let ctx = Context::new().with("row", "1");
+    let early: Vec<_> = (0..4).map(|_| keyring.tenant("cold").unwrap()).collect();
+    assert_eq!(keyring.cached_keys(), 0);
+    let sealed: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let hs: Vec<_> = early.iter().map(|t| s.spawn(|| t.seal(b"x", &ctx).unwrap())).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(keyring.cached_keys(), 1);
+    let late = keyring.tenant("cold").unwrap().seal(b"y", &ctx).unwrap();
+    // Racing first seals may each have derived the key, but the first one cached is the
+    // one every handle seals with, so one sealer (racing first seals may still draw a nonce
+    // prefix each; later seals all use the first one kept).
+    let again: Vec<Vec<u8>> = early.iter().map(|t| t.seal(b"z", &ctx).unwrap()).collect();
+    assert!(again.iter().all(|r| prefix(r) == prefix(&late)));
+    assert!(sealed.iter().any(|r| prefix(r) == prefix(&late)));
+    let t = keyring.tenant("cold").unwrap();
+    for r in sealed.iter().chain(&again).chain([&late]) {
+        assert!(t.open(r, &ctx).is_ok());
+    }
+    let doomed = keyring.tenant("doomed").unwrap();
+    let evidence = keyring.tenant("doomed").unwrap().seal(b"e", &ctx).unwrap();
+    let evidence = atrest::ShredEvidence::Record { sealed: &evidence, context: &ctx };
+    keyring.shred_tenant("doomed", evidence).unwrap();
+    assert!(matches!(doomed.seal(b"x", &ctx), Err(atrest::SealError::TenantShredded { .. })));
+}
+
 /// Handles that took a cached key (`Keyring::tenant` on a cached tenant), long-lived handles
 /// and their clones all follow every change of the keyring at once: a rotation, a tenant
 /// rotation, a disabled version, a shred. No handle is ever served a key the keyring no

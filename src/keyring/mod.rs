@@ -385,21 +385,24 @@ impl Keyring {
     ) -> Result<Arc<DerivedKey>, KeyRefusal> {
         // The epoch is read before the state it vouches for (see `persist::install`).
         let epoch = self.epoch();
-        self.key_in(epoch, &self.state(), tenant, version, purpose, false)
+        self.key_in(epoch, &self.state(), tenant, version, purpose, false, true)
     }
 
     /// The key new data of `tenant` is sealed under for `purpose`, checked and marked
     /// sealable at the current epoch (see [`DerivedKey::sealable_at`]); the refusal names the
-    /// version it was for.
+    /// version it was for. `just_missed`: the caller looked it up in the cache a moment ago
+    /// and did not find it (a new handle of a cold tenant), so it is derived without a second
+    /// lookup (if another thread cached it since, the cached key is still the one returned).
     pub(crate) fn sealing_key(
         &self,
         tenant: &TenantId,
         purpose: Purpose,
+        just_missed: bool,
     ) -> Result<Arc<DerivedKey>, (KeyRefusal, KeyVersion)> {
         let epoch = self.epoch();
         let state = self.state();
         let version = state.current_version(tenant);
-        self.key_in(epoch, &state, tenant, version, purpose, true).map_err(|r| (r, version))
+        self.key_in(epoch, &state, tenant, version, purpose, true, !just_missed).map_err(|r| (r, version))
     }
 
     /// For a new tenant handle: the cached key new data of `tenant` is sealed under for
@@ -422,7 +425,10 @@ impl Keyring {
         Ok(key)
     }
 
-    /// The key of `tenant` for `purpose` at `version` under `state` (read after `epoch`).
+    /// The key of `tenant` for `purpose` at `version` under `state` (read after `epoch`),
+    /// from the cache (unless `probe` is false: then derived and cached, or the cached one if
+    /// another thread cached it first).
+    #[allow(clippy::too_many_arguments, reason = "private; three callers")]
     fn key_in(
         &self,
         epoch: u64,
@@ -431,12 +437,15 @@ impl Keyring {
         version: KeyVersion,
         purpose: Purpose,
         sealable: bool,
+        probe: bool,
     ) -> Result<Arc<DerivedKey>, KeyRefusal> {
         if self.inner.unavailable.load(Ordering::Acquire) {
             return Err(KeyRefusal::Unavailable);
         }
         let prk = state.usable_prk(tenant, version)?;
-        let key = match self.inner.cache.get(&Probe { tenant: tenant.as_str(), version, purpose }) {
+        let cached =
+            if probe { self.inner.cache.get(&Probe { tenant: tenant.as_str(), version, purpose }) } else { None };
+        let key = match cached {
             Some(k) => k,
             None => {
                 let material = derive::tenant_key(prk, tenant, version.generation, purpose);

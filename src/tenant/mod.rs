@@ -50,6 +50,9 @@ pub struct Tenant {
     /// Whether each seal and open counts itself for the audit log (batches count once per
     /// batch instead: see `bulk.rs`).
     audit_each: bool,
+    /// Whether the record key was not cached when this handle was made: its first seal then
+    /// derives the key without looking in the cache again.
+    missed: bool,
 }
 
 /// The record keys a long-lived handle moved on to.
@@ -71,6 +74,7 @@ impl Clone for Tenant {
             later: self.later.clone(),
             indexes: self.indexes.clone(),
             audit_each: self.audit_each,
+            missed: self.missed,
         }
     }
 }
@@ -96,6 +100,7 @@ impl Keyring {
             Ok(Some(key)) => (key.tenant.clone(), OnceLock::from(key)),
             Ok(None) => (TenantId::new(id)?, OnceLock::new()),
         };
+        let first_missing = key.get().is_none();
         Ok(Tenant {
             keyring: self.clone(),
             id,
@@ -105,6 +110,7 @@ impl Keyring {
             later: OnceLock::new(),
             indexes: OnceLock::new(),
             audit_each: true,
+            missed: first_missing,
         })
     }
 }
@@ -243,7 +249,11 @@ impl Tenant {
                 return with_sealer(k, f);
             }
         }
-        let key = self.keyring.sealing_key(&self.id, Purpose::Records).map_err(|(r, v)| self.seal_refused(r, v))?;
+        let just_missed = self.missed && self.first.get().is_none();
+        let key = self
+            .keyring
+            .sealing_key(&self.id, Purpose::Records, just_missed)
+            .map_err(|(r, v)| self.seal_refused(r, v))?;
         if self.first.get().is_none_or(|k| !Arc::ptr_eq(k, &key)) && self.first.set(key.clone()).is_err() {
             self.later().sealing.store(Some(key.clone()));
         }
@@ -295,7 +305,7 @@ impl Tenant {
 
     /// The backup key material new backup streams are wrapped under.
     pub(crate) fn backup_key_for_seal(&self) -> Result<Arc<DerivedKey>, SealError> {
-        self.keyring.sealing_key(&self.id, Purpose::Backups).map_err(|(r, v)| self.seal_refused(r, v))
+        self.keyring.sealing_key(&self.id, Purpose::Backups, false).map_err(|(r, v)| self.seal_refused(r, v))
     }
 
     /// The backup key material of `version` (named by a backup header).
