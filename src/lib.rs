@@ -34,9 +34,9 @@ mod tenant;
 // Keyrings and tenants: a root key protects versioned master keys; tenants' keys derive from them.
 pub use id::{InvalidTenantId, KeyVersion, MAX_TENANT_ID_LEN, MasterVersion, TenantId};
 pub use keyring::{
-    AUDIT_EVERY, DEFAULT_CACHE_CAPACITY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS,
-    DestroyConfirmation, HandleStatus, KeyState, Keyring, KeyringLocation, KeyringOptions, KeyringStatus, LocalRootKey,
-    MasterStatus, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, TenantStatus,
+    AUDIT_EVERY, CACHED_KEY_BYTES, DEFAULT_CACHE_CAPACITY, DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE,
+    DEFAULT_STALENESS, DestroyConfirmation, HandleStatus, KeyState, Keyring, KeyringLocation, KeyringOptions,
+    KeyringStatus, LocalRootKey, MasterStatus, ROOT_KEY_ENV, RootKeyProvider, ShredStatus, TenantStatus,
 };
 // Every root key by one URI syntax: a key file, `env:`, `pkcs11:`, `hcvault://`, `aws-kms://`.
 pub use keyring::{KeyUriError, RootKeyUri, root_key_from_uri};

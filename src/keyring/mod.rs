@@ -34,7 +34,7 @@ use arc_swap::{ArcSwap, Guard};
 
 #[cfg(feature = "aws-kms")]
 pub use aws_kms::AwsKmsRoot;
-pub use cache::{AUDIT_EVERY, DEFAULT_CACHE_CAPACITY};
+pub use cache::{AUDIT_EVERY, CACHED_KEY_BYTES, DEFAULT_CACHE_CAPACITY};
 pub use key_state::KeyState;
 pub use options::{DEFAULT_DESTROY_GRACE, DEFAULT_MAX_UNAVAILABLE, DEFAULT_STALENESS, KeyringOptions};
 #[cfg(feature = "pkcs11")]

@@ -79,16 +79,31 @@ impl KeyringOptions {
     /// cipher built from it) the handle keeps (default
     /// [`DEFAULT_CACHE_CAPACITY`](crate::DEFAULT_CACHE_CAPACITY), 131,072: the record keys of
     /// 100,000 active tenants with room for backup keys and a rotation). A cached key with
-    /// its record sealer takes about 1.5 KiB of resident memory (1,536 to 1,558 bytes
-    /// measured by `benches/tenants.rs`), so the default holds about 200 MiB when full; the
-    /// cache's index is allocated up front (about 20 bytes per key of capacity). Size it to
-    /// the tenants active within minutes: a tenant evicted from the cache costs one key
-    /// derivation and a new sealer on its next use. Eviction is scan-resistant (a tenant used
-    /// twice while cached is protected from tenants seen once; see the keyring's cache). At
-    /// least 16.
+    /// its record sealer takes about 700 bytes of resident memory (698 measured by
+    /// `benches/tenants.rs`; 1,320 with AWS-LC; [`CACHED_KEY_BYTES`](crate::CACHED_KEY_BYTES)
+    /// with the cache's index), so the default holds about 100 MiB when full (170 MiB with
+    /// AWS-LC); the index is allocated up front
+    /// (about 18 bytes per key of capacity). Size it to the tenants active within minutes: a
+    /// tenant evicted from the cache costs one key derivation and a new sealer on its next
+    /// use. Eviction is scan-resistant (a tenant used again while cached is kept over tenants
+    /// seen once; see the keyring's cache). At least 16. See also
+    /// [`KeyringOptions::cache_memory`].
     pub fn cache_capacity(mut self, keys: usize) -> Self {
         self.cache_capacity = keys;
         self
+    }
+
+    /// Sizes the key cache by memory instead of by count: as many keys as `bytes` holds at
+    /// [`CACHED_KEY_BYTES`](crate::CACHED_KEY_BYTES) each, the figure of the default
+    /// backend (on RustCrypto 100 MiB holds 136,533 keys; with AWS-LC, 74,472).
+    ///
+    /// ```
+    /// use atrest::{CACHED_KEY_BYTES, KeyringOptions};
+    /// let opts = KeyringOptions::default().cache_memory(100 << 20);
+    /// assert_eq!(opts.cache_capacity_keys(), (100 << 20) / CACHED_KEY_BYTES);
+    /// ```
+    pub fn cache_memory(self, bytes: usize) -> Self {
+        self.cache_capacity(bytes / super::CACHED_KEY_BYTES)
     }
 
     /// The cache capacity in force.

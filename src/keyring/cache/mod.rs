@@ -36,13 +36,33 @@ use crate::secret::TenantKey;
 
 /// How many derived tenant keys (one per tenant, key version and purpose) the cache holds
 /// by default: 131,072, enough for the record keys of 100,000 active tenants with room for
-/// backup keys and a rotation. An entry with its record sealer takes about 750 bytes of
+/// backup keys and a rotation. An entry with its record sealer takes about 700 bytes of
 /// resident memory (the derived key, the AES-256-GCM state of the current nonce prefix, the
-/// tenant id, the cache's bookkeeping), so a full cache holds about 100 MiB; set
+/// tenant id, the cache's bookkeeping; 1.3 KiB with AWS-LC), so a full cache holds about
+/// 100 MiB (170 MiB); set
 /// [`KeyringOptions::cache_capacity`] for other sizes.
 ///
 /// [`KeyringOptions::cache_capacity`]: crate::KeyringOptions::cache_capacity
 pub const DEFAULT_CACHE_CAPACITY: usize = 1 << 17;
+
+/// The memory one cached record key takes on the default backend, for sizing the cache by
+/// memory ([`KeyringOptions::cache_memory`]): the resident memory measured per key with its
+/// record sealer (`benches/tenants.rs`) plus the cache's index and queues, rounded up. 768
+/// bytes on RustCrypto (698 measured); 1,408 with feature `aws-lc`, whose AES-GCM context
+/// is larger (1,320 measured).
+///
+/// [`KeyringOptions::cache_memory`]: crate::KeyringOptions::cache_memory
+#[cfg(not(feature = "aws-lc"))]
+pub const CACHED_KEY_BYTES: usize = 768;
+/// The memory one cached record key takes on the default backend, for sizing the cache by
+/// memory ([`KeyringOptions::cache_memory`]): the resident memory measured per key with its
+/// record sealer (`benches/tenants.rs`) plus the cache's index and queues, rounded up. 768
+/// bytes on RustCrypto (698 measured); 1,408 with feature `aws-lc` (this build), whose
+/// AES-GCM context is larger (1,320 measured).
+///
+/// [`KeyringOptions::cache_memory`]: crate::KeyringOptions::cache_memory
+#[cfg(feature = "aws-lc")]
+pub const CACHED_KEY_BYTES: usize = 1408;
 
 /// How many independently locked shards the cache is split into.
 pub(crate) const SHARDS: usize = 16;
