@@ -52,17 +52,7 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 1 << 17;
 /// is larger (1,320 measured).
 ///
 /// [`KeyringOptions::cache_memory`]: crate::KeyringOptions::cache_memory
-#[cfg(not(feature = "aws-lc"))]
-pub const CACHED_KEY_BYTES: usize = 768;
-/// The memory one cached record key takes on the default backend, for sizing the cache by
-/// memory ([`KeyringOptions::cache_memory`]): the resident memory measured per key with its
-/// record sealer (`benches/tenants.rs`) plus the cache's index and queues, rounded up. 768
-/// bytes on RustCrypto (698 measured); 1,408 with feature `aws-lc` (this build), whose
-/// AES-GCM context is larger (1,320 measured).
-///
-/// [`KeyringOptions::cache_memory`]: crate::KeyringOptions::cache_memory
-#[cfg(feature = "aws-lc")]
-pub const CACHED_KEY_BYTES: usize = 1408;
+pub const CACHED_KEY_BYTES: usize = if cfg!(feature = "aws-lc") { 1408 } else { 768 };
 
 /// How many independently locked shards the cache is split into.
 pub(crate) const SHARDS: usize = 16;
