@@ -2,6 +2,7 @@
 //! (see the `record` module docs for the format and the nonce argument), the header and
 //! associated data it authenticates.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -248,7 +249,8 @@ impl RecordKey {
             return Err(SealError::TooLarge { len: plaintext.len(), limit: super::MAX_RECORD_LEN });
         }
         let header = header(suite, version);
-        let aad = aad(&header, tenant, context);
+        let mut aad_buf = [0u8; AAD_INLINE];
+        let aad = aad(&mut aad_buf, &header, tenant, context);
         let start = out.len();
         // Header, a nonce placeholder and the plaintext, then the plaintext is encrypted in
         // place (no zero-filling of the output first) and the tag appended.
@@ -285,7 +287,8 @@ impl RecordKey {
         context: &Context,
         out: &mut Vec<u8>,
     ) -> Result<(), OpenError> {
-        let aad = aad(parsed.header, tenant, context);
+        let mut aad_buf = [0u8; AAD_INLINE];
+        let aad = aad(&mut aad_buf, parsed.header, tenant, context);
         let start = out.len();
         // The ciphertext is copied and decrypted in place (no zero-filling first).
         out.extend_from_slice(parsed.ciphertext);
@@ -309,43 +312,44 @@ fn header(suite: RecordSuite, v: KeyVersion) -> [u8; HEADER_LEN] {
 /// heap.
 const AAD_INLINE: usize = 256;
 
-/// Associated data, built once per record without an allocation for typical tenant ids
-/// and contexts.
-#[allow(clippy::large_enum_variant, reason = "the inline variant is the point: no allocation per record")]
-enum Aad {
-    Inline([u8; AAD_INLINE], usize),
-    Heap(Vec<u8>),
-}
+/// The label's length prefix, the label, the header and the tenant id's length prefix: the
+/// part of the associated data of fixed size, assembled with fixed-size copies.
+const AAD_FIXED: usize = 4 + AAD_LABEL.len() + HEADER_LEN + 4;
 
-impl core::ops::Deref for Aad {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Aad::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
-            Aad::Heap(v) => v,
-        }
-    }
-}
-
-fn aad(header: &[u8; HEADER_LEN], tenant: &TenantId, context: &Context) -> Aad {
+/// The associated data of a record, built once per record in the caller's `buf` (no
+/// allocation, nothing moved: a 64-byte record spent a tenth of its time copying a returned
+/// buffer and its small parts) for typical tenant ids and contexts, on the heap for longer.
+fn aad<'a>(
+    buf: &'a mut [u8; AAD_INLINE],
+    header: &[u8; HEADER_LEN],
+    tenant: &TenantId,
+    context: &Context,
+) -> Cow<'a, [u8]> {
     let tenant = tenant.as_str().as_bytes();
+    let context = context.canonical_bytes();
     let label_len = u32::try_from(AAD_LABEL.len()).unwrap_or(u32::MAX).to_be_bytes();
     let tenant_len = u32::try_from(tenant.len()).unwrap_or(u32::MAX).to_be_bytes();
-    let parts: [&[u8]; 6] = [&label_len, AAD_LABEL, header, &tenant_len, tenant, context.canonical_bytes()];
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    if total <= AAD_INLINE {
-        let mut buf = [0u8; AAD_INLINE];
-        let mut at = 0;
-        for p in parts {
-            if let Some(dst) = buf.get_mut(at..at + p.len()) {
-                dst.copy_from_slice(p);
-            }
-            at += p.len();
-        }
-        Aad::Inline(buf, total)
-    } else {
-        Aad::Heap(parts.concat())
+    let mut fixed = [0u8; AAD_FIXED];
+    let (l, rest) = fixed.split_at_mut(4);
+    l.copy_from_slice(&label_len);
+    let (label, rest) = rest.split_at_mut(AAD_LABEL.len());
+    label.copy_from_slice(AAD_LABEL);
+    let (h, t) = rest.split_at_mut(HEADER_LEN);
+    h.copy_from_slice(header);
+    t.copy_from_slice(&tenant_len);
+    let total = AAD_FIXED + tenant.len() + context.len();
+    if total > AAD_INLINE {
+        return Cow::Owned([&fixed[..], tenant, context].concat());
     }
+    let (f, rest) = buf.split_at_mut(AAD_FIXED);
+    f.copy_from_slice(&fixed);
+    if let Some((t, rest)) = rest.split_at_mut_checked(tenant.len()) {
+        t.copy_from_slice(tenant);
+        if let Some(c) = rest.get_mut(..context.len()) {
+            c.copy_from_slice(context);
+        }
+    }
+    Cow::Borrowed(buf.get(..total).unwrap_or_default())
 }
 
 #[cfg(test)]
