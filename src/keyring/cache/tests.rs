@@ -180,6 +180,40 @@ fn first_put_wins_and_its_sealer_is_shared() {
     assert_eq!(tiny.len(), 1);
 }
 
+/// The small queue remembers exactly as many evicted keys as the shard holds, forgetting the
+/// oldest first: a key evicted longer ago than that comes back as new (small queue), a more
+/// recent one into the main queue.
+#[test]
+fn ghosts_are_bounded_to_the_shard_capacity() {
+    let cache = KeyCache::new(SHARDS * 10);
+    let mine = of_shard_0(100);
+    // Keys seen once, 10 cached and 30 evicted through the small queue: 10 remembered.
+    for &i in &mine[..40] {
+        touch(&cache, i);
+    }
+    assert_eq!(queues(&cache), (10, 0, 10));
+    // Key 19 was the 20th in (evicted 10th): forgotten. Key 29 (evicted 20th): remembered.
+    assert!(!touch(&cache, mine[19]));
+    assert_eq!(queues(&cache).1, 0, "a forgotten key came back into the main queue");
+    assert!(!touch(&cache, mine[29]));
+    assert_eq!(queues(&cache).1, 1, "a remembered key came back into the small queue");
+}
+
+/// A key's credit saturates at `MAX_HITS`: however often it was used, it survives that many
+/// passes of the main queue without a new use, no more.
+#[test]
+fn use_credit_saturates() {
+    let v = value(1);
+    for _ in 0..10 {
+        v.hit();
+    }
+    let chances = (0..10).take_while(|_| v.take_hit()).count();
+    assert_eq!(chances, usize::from(MAX_HITS));
+    assert!(!v.take_hit());
+    v.hit();
+    assert!(v.take_hit() && !v.take_hit());
+}
+
 #[test]
 fn marks_move_forward_only() {
     let v = value(1);
