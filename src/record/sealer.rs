@@ -337,19 +337,20 @@ fn aad<'a>(
     let (h, t) = rest.split_at_mut(HEADER_LEN);
     h.copy_from_slice(header);
     t.copy_from_slice(&tenant_len);
+    // Inline only when every part has exactly its place in `buf`; anything else (longer
+    // than the buffer) is assembled on the heap. No path yields a partial value.
     let total = AAD_FIXED + tenant.len() + context.len();
-    if total > AAD_INLINE {
-        return Cow::Owned([&fixed[..], tenant, context].concat());
-    }
-    let (f, rest) = buf.split_at_mut(AAD_FIXED);
-    f.copy_from_slice(&fixed);
-    if let Some((t, rest)) = rest.split_at_mut_checked(tenant.len()) {
+    if let Some(dst) = buf.get_mut(..total)
+        && let Some((f, rest)) = dst.split_at_mut_checked(AAD_FIXED)
+        && let Some((t, c)) = rest.split_at_mut_checked(tenant.len())
+        && c.len() == context.len()
+    {
+        f.copy_from_slice(&fixed);
         t.copy_from_slice(tenant);
-        if let Some(c) = rest.get_mut(..context.len()) {
-            c.copy_from_slice(context);
-        }
+        c.copy_from_slice(context);
+        return Cow::Borrowed(&*dst);
     }
-    Cow::Borrowed(buf.get(..total).unwrap_or_default())
+    Cow::Owned([&fixed[..], tenant, context].concat())
 }
 
 #[cfg(test)]
@@ -372,6 +373,47 @@ mod tests {
 
     fn prefix(sealed: &[u8]) -> &[u8] {
         &sealed[HEADER_LEN..HEADER_LEN + 12]
+    }
+
+    /// The associated data is the spec's concatenation (length-prefixed label, header,
+    /// length-prefixed tenant id, canonical context) whether it is built in the stack
+    /// buffer or on the heap: sizes around the buffer's end and well past it. A record with a
+    /// context past the buffer binds all of it.
+    #[test]
+    fn aad_is_the_same_inline_and_on_the_heap() {
+        let t = TenantId::new("acme").unwrap();
+        let header = header(RecordSuite::XAes256Gcm, V);
+        let fixed_and_tenant = AAD_FIXED + 4;
+        let one_pair = Context::new().with("k", "").canonical_bytes().len();
+        let mut sizes = Vec::new();
+        for extra in [0usize, 1, 2, 3, 4, 100, 400] {
+            let room = AAD_INLINE - fixed_and_tenant - one_pair;
+            let value = "v".repeat(room.saturating_sub(2) + extra);
+            let ctx = Context::new().with("k", value.as_str());
+            let mut expected = Vec::new();
+            expected.extend_from_slice(&u32::try_from(AAD_LABEL.len()).unwrap().to_be_bytes());
+            expected.extend_from_slice(AAD_LABEL);
+            expected.extend_from_slice(&header);
+            expected.extend_from_slice(&4u32.to_be_bytes());
+            expected.extend_from_slice(b"acme");
+            expected.extend_from_slice(ctx.canonical_bytes());
+            let mut buf = [0u8; AAD_INLINE];
+            let got = aad(&mut buf, &header, &t, &ctx);
+            assert_eq!(&*got, &expected[..], "context of {} bytes", ctx.canonical_bytes().len());
+            assert_eq!(matches!(got, Cow::Borrowed(_)), expected.len() <= AAD_INLINE);
+            sizes.push(expected.len());
+        }
+        assert_eq!(sizes[..5], [AAD_INLINE - 2, AAD_INLINE - 1, AAD_INLINE, AAD_INLINE + 1, AAD_INLINE + 2]);
+        let k = RecordKey::new(&TenantKey::from_bytes([3; 32]));
+        let long = "x".repeat(500);
+        let ctx = Context::new().with("note", long.as_str());
+        let mut sealed = Vec::new();
+        k.seal_record(RecordSuite::XAes256Gcm, V, &t, &ctx, b"pt", &mut sealed).unwrap();
+        let mut out = Vec::new();
+        k.open_record(&format::parse(&sealed).unwrap(), &t, &ctx, &mut out).unwrap();
+        assert_eq!(out, b"pt");
+        let other = Context::new().with("note", format!("{}y", &long[..499]).as_str());
+        assert!(k.open_record(&format::parse(&sealed).unwrap(), &t, &other, &mut Vec::new()).is_err());
     }
 
     /// The first prefix serves until its limit, then a new one is drawn and kept; records
