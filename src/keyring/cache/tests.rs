@@ -170,8 +170,8 @@ fn first_put_wins_and_its_sealer_is_shared() {
     assert!(Arc::ptr_eq(&first, &second));
     assert!(Arc::ptr_eq(&first, &cache.get(&probe("t1")).unwrap()));
     assert!(std::ptr::eq(first.sealer(), second.sealer()));
-    // At least one key per shard even for a capacity of zero; a tiny shard has no
-    // protected segment and still serves hits.
+    // At least one key per shard even for a capacity of zero; a one-key shard (small queue
+    // of one, no room for a main queue) still serves hits.
     let tiny = KeyCache::new(0);
     tiny.put(value(1));
     assert_eq!(tiny.len(), 1);
