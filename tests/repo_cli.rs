@@ -18,7 +18,8 @@ code() { echo "$1=$2" >> codes; }
 # A full backup in producer mode, two incrementals (stdin; ATREST_REPO), on simulated time.
 ATREST_AUDIT_LOG=audit.log "$A" backup encrypt --repo "$R" --tenant acme --snapshot h0 --created 1000 -- printf 'a=1\n' > enc0.txt
 printf 'b=2\n' | "$A" backup encrypt --repo "$R" --tenant acme --snapshot h1 --parent h0 --sequence 1 --created 4600 --json > enc1.json
-printf 'c=3\n' | ATREST_REPO="$R" "$A" backup encrypt --tenant acme --snapshot h2 --parent h1 --sequence 2 --created 2026-11-27T00:00:00Z
+# (No --sequence: the chain's, 2, is used.)
+printf 'c=3\n' | ATREST_REPO="$R" "$A" backup encrypt --tenant acme --snapshot h2 --parent h1 --created 2026-11-27T00:00:00Z
 "$A" backup list --repo "$R" --tenant acme --json > list.json
 "$A" backup list --repo "$R" --tenant acme > list.txt
 # A failing producer: its status, and no entry. An empty dump: refused.
@@ -26,6 +27,10 @@ set +e
 "$A" backup encrypt --repo "$R" --tenant acme --snapshot bad -- sh -c 'printf x; exit 7' 2> bad.err; code producer $?
 "$A" backup encrypt --repo "$R" --tenant acme --snapshot empty < /dev/null 2> empty.err; code empty $?
 "$A" backup restore --repo "$R" --tenant acme -o out 2> usage.err; code usage $?
+# A --sequence that breaks the chain, an incremental whose parent is not stored: refused
+# before the producer runs.
+"$A" backup encrypt --repo "$R" --tenant acme --snapshot h3 --parent h2 --sequence 7 -- sh -c 'touch ran; printf x' 2> seq.err; code sequence $?
+"$A" backup encrypt --repo "$R" --tenant acme --snapshot h3 --parent gone -- sh -c 'touch ran; printf x' 2> parent.err; code parent $?
 "$A" backup restore --repo "$R" --tenant acme --snapshot nope --exec cat 2> nope.err; code notfound $?
 set -e
 # The chain of h2 into a command, one run per stream, in apply order.
@@ -69,7 +74,17 @@ fn repository_commands_from_sh() {
     let read = |f: &str| std::fs::read_to_string(a.path(f)).unwrap_or_else(|e| panic!("{f}: {e}; {out:?}"));
     assert_eq!(read("finished"), "done\n", "{out:?}");
 
-    assert_eq!(read("codes"), "producer=7\nempty=1\nusage=2\nnotfound=1\nexec=1\nclobber=1\nverify=3\n");
+    assert_eq!(
+        read("codes"),
+        "producer=7\nempty=1\nusage=2\nsequence=2\nparent=1\nnotfound=1\nexec=1\nclobber=1\nverify=3\n"
+    );
+    assert!(
+        read("seq.err").contains("--sequence 7 would break the chain: 'h3' needs sequence 3"),
+        "{}",
+        read("seq.err")
+    );
+    assert!(read("parent.err").contains("the parent snapshot 'gone' of 'h3' is not in repo"), "{}", read("parent.err"));
+    assert!(!a.path("ran").exists(), "a refused backup ran its producer");
     assert!(read("bad.err").contains("the producer sh exited with status 7"), "{}", read("bad.err"));
     assert!(read("empty.err").contains("refusing to store an empty backup"), "{}", read("empty.err"));
     assert!(read("nope.err").contains("no backup of tenant 'acme' named 'nope'"), "{}", read("nope.err"));

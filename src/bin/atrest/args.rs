@@ -378,7 +378,8 @@ pub struct BackupContextArgs {
     /// Backup kind (default: incremental with --parent, full without).
     #[arg(long, value_enum)]
     pub kind: Option<Kind>,
-    /// Sequence number of the backup (default 0).
+    /// Sequence number of the backup (default 0; with --repo, the one its chain needs: its
+    /// parent's plus one; a different one is refused there).
     #[arg(long, value_name = "N")]
     pub sequence: Option<u64>,
 }

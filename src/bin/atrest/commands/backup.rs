@@ -53,7 +53,15 @@ pub fn run(keys_args: &KeyArgs, cmd: &BackupCommand) -> Result<(), Failure> {
                     ));
                 }
                 let tenant = open_tenant(keys_args, &context.tenant)?;
-                let a = super::repo::EncryptArgs { location, opts, io, producer, allow_empty, json };
+                let a = super::repo::EncryptArgs {
+                    location,
+                    sequence: context.sequence,
+                    opts,
+                    io,
+                    producer,
+                    allow_empty,
+                    json,
+                };
                 return super::repo::encrypt(&tenant, &ctx, &a);
             }
             let tenant = match &to {

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use atrest::{
-    BackupContext, BackupError, BackupOptions, CatalogEntry, RepoError, RepoLocation, Repository, RestorePoint, Tenant,
+    BackupContext, BackupError, BackupKind, BackupOptions, CatalogEntry, RepoError, RepoLocation, Repository,
+    RestorePoint, Tenant,
 };
 use serde_json::json;
 
@@ -17,6 +18,41 @@ use crate::failure::{Doing, Failure};
 use crate::keys;
 use crate::producer::Producer;
 use crate::stream::{Counting, Input, Output, Progress};
+
+/// `ctx` with the sequence the tenant's chain in `repo` needs: 0 for a full backup, its
+/// parent's plus one for an incremental (the newest entry of the parent snapshot). A
+/// `--sequence` given must be that number, and an incremental's parent must be stored.
+fn chain_context(
+    repo: &Repository,
+    tenant: &Tenant,
+    ctx: &BackupContext,
+    a: &EncryptArgs<'_>,
+) -> Result<BackupContext, Failure> {
+    let snapshot = ctx.snapshot_id();
+    let needed = match (ctx.kind(), ctx.parent()) {
+        (BackupKind::Incremental, Some(parent)) => {
+            let entries = repo.list(tenant).doing(|| format!("reading the catalog of {}", a.location))?;
+            let Some(p) = entries.iter().rev().find(|e| e.snapshot_id == parent) else {
+                return Err(Failure::general(format!(
+                    "the parent snapshot '{parent}' of '{snapshot}' is not in {} for tenant {}: store it first (an incremental without its parent cannot be restored)",
+                    a.location,
+                    tenant.id()
+                )));
+            };
+            p.sequence.saturating_add(1)
+        }
+        // An incremental without a parent is refused when the stream is written.
+        (BackupKind::Incremental, None) => return Ok(ctx.clone()),
+        _ => 0,
+    };
+    match a.sequence {
+        Some(s) if s != needed => Err(Failure::usage(format!(
+            "--sequence {s} would break the chain: '{snapshot}' needs sequence {needed} in {}; leave --sequence out to have it set",
+            a.location
+        ))),
+        _ => Ok(BackupContext::new(snapshot, ctx.parent(), ctx.kind(), needed)),
+    }
+}
 
 /// Opens the repository at `location`.
 fn open(location: &str) -> Result<Repository, Failure> {
@@ -35,6 +71,8 @@ fn open_with_tenant(keys_args: &KeyArgs, r: &RepoArgs) -> Result<(Repository, Te
 /// What `backup encrypt --repo` needs besides the tenant and context.
 pub struct EncryptArgs<'a> {
     pub location: &'a str,
+    /// The `--sequence` given, if any (else the chain's is used).
+    pub sequence: Option<u64>,
     pub opts: BackupOptions,
     pub io: &'a IoArgs,
     pub producer: &'a [String],
@@ -46,6 +84,8 @@ pub struct EncryptArgs<'a> {
 /// the entry is appended only if the producer exited 0 and the input was not empty.
 pub fn encrypt(tenant: &Tenant, ctx: &BackupContext, a: &EncryptArgs<'_>) -> Result<(), Failure> {
     let repo = open(a.location)?;
+    // Before the producer runs: an entry that breaks its chain could never be taken back.
+    let ctx = &chain_context(&repo, tenant, ctx, a)?;
     let mut child = Producer::spawn(a.producer)?;
     let input = match child.as_mut() {
         Some(p) => p.input()?,
@@ -152,7 +192,7 @@ pub fn run(keys_args: &KeyArgs, cmd: &RepoCommand) -> Result<(), Failure> {
                     (None, Some(cmd)) => to_command(cmd, e, plain)?,
                     (None, None) => return Err(io::Error::other("no destination")),
                 };
-                let v = json!({"command": "restore", "snapshot_id": e.snapshot_id, "kind": e.kind,
+                let v = json!({"command": "restore", "file": r.name(), "snapshot_id": e.snapshot_id, "kind": e.kind,
                     "sequence": e.sequence, "index": e.index, "plaintext_bytes": bytes});
                 summary::emit(&v, *json, false);
                 Ok(())
