@@ -50,9 +50,6 @@ pub struct Tenant {
     /// Whether each seal and open counts itself for the audit log (batches count once per
     /// batch instead: see `bulk.rs`).
     audit_each: bool,
-    /// Whether the record key was not cached when this handle was made: its first seal then
-    /// derives the key without looking in the cache again.
-    missed: bool,
 }
 
 /// The record keys a long-lived handle moved on to.
@@ -74,7 +71,6 @@ impl Clone for Tenant {
             later: self.later.clone(),
             indexes: self.indexes.clone(),
             audit_each: self.audit_each,
-            missed: self.missed,
         }
     }
 }
@@ -100,7 +96,6 @@ impl Keyring {
             Ok(Some(key)) => (key.tenant.clone(), OnceLock::from(key)),
             Ok(None) => (TenantId::new(id)?, OnceLock::new()),
         };
-        let first_missing = key.get().is_none();
         Ok(Tenant {
             keyring: self.clone(),
             id,
@@ -110,7 +105,6 @@ impl Keyring {
             later: OnceLock::new(),
             indexes: OnceLock::new(),
             audit_each: true,
-            missed: first_missing,
         })
     }
 }
@@ -249,7 +243,9 @@ impl Tenant {
                 return with_sealer(k, f);
             }
         }
-        let just_missed = self.missed && self.first.get().is_none();
+        // No first key: this handle was made while its key was not cached (a handle made on a
+        // cached key starts with it): the cache was looked in then, so do not look again.
+        let just_missed = self.first.get().is_none();
         let key = self
             .keyring
             .sealing_key(&self.id, Purpose::Records, just_missed)
