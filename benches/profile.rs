@@ -12,7 +12,8 @@
 //! - `hot`: `keyring.tenant("hot")?.seal_into(..)` of 1 KiB (a handle per operation);
 //!   `hot-handle`: the same handle reused; `hot-64`: 64 bytes; `open-1k` / `open-64`: open.
 //! - `uniform-<n>`: tenants picked uniformly among n, all cached first; `zipf-<n>`: Zipf.
-//! - `cold`: a tenant never seen before, its first seal; `cold-reused`: the same after an
+//! - `cold`: a tenant never seen before, its first seal; `cold-full`: the same with the
+//!   cache full (each evicts a key); `cold-reused`: the same after an
 //!   earlier keyring cached as many tenants and was dropped (memory reused, no page faults).
 //!
 //! Each prints the number of operations; the script divides the counted instructions.
@@ -125,6 +126,19 @@ fn main() {
                 keyring.tenant(&ids[i]).unwrap().seal_into(&pt, &ctx, &mut out).unwrap();
             });
         }
+        "cold-full" => {
+            // As `cold`, with the cache full: each first seal evicts a key.
+            let fill = atrest::DEFAULT_CACHE_CAPACITY;
+            for i in 0..fill {
+                keyring.tenant(&format!("fill-{i:07}")).unwrap().seal_into(&pt, &ctx, &mut out).unwrap();
+                out.clear();
+            }
+            let ids: Vec<String> = (0..ops).map(|i| format!("cold-{i:07}")).collect();
+            measure(ops, |i| {
+                out.clear();
+                keyring.tenant(&ids[i]).unwrap().seal_into(&pt, &ctx, &mut out).unwrap();
+            });
+        }
         "cold-reused" => {
             // As `cold`, on a keyring made after another one cached as many tenants and was
             // dropped: the new keys reuse freed memory instead of faulting in fresh pages.
@@ -149,9 +163,11 @@ fn main() {
                 keyring.tenant(id).unwrap().seal(&pt, &ctx).unwrap();
             }
             let idx = pick::indices(n, kind == "zipf", ops);
+            // The ids in the order of use (a handler has the id it parsed at hand).
+            let picked: Vec<String> = idx.iter().map(|&i| ids[i].clone()).collect();
             measure(ops, |k| {
                 out.clear();
-                keyring.tenant(&ids[idx[k]]).unwrap().seal_into(&pt, &ctx, &mut out).unwrap();
+                keyring.tenant(&picked[k]).unwrap().seal_into(&pt, &ctx, &mut out).unwrap();
             });
         }
         other => panic!("unknown scenario {other}"),

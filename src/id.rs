@@ -4,9 +4,11 @@
 //! formats all import them and never each other.
 
 use core::fmt;
+use core::hash::{Hash, Hasher};
 use std::borrow::Borrow;
 use std::sync::Arc;
 
+use arrayvec::ArrayString;
 use serde::{Deserialize, Serialize};
 
 /// The longest tenant id, in bytes.
@@ -20,10 +22,23 @@ pub const MAX_TENANT_ID_LEN: usize = 128;
 /// are refused so that two ids that print alike are the same id (`acme` and `ac\u{200b}me`
 /// would otherwise be two tenants that an operator cannot tell apart).
 ///
-/// Cheap to clone (a shared string): the keyring's key cache hands the id it holds to new
-/// tenant handles instead of allocating one per request.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(Arc<str>);
+/// Cheap to clone and usually allocation-free: an id of up to 56 bytes (a UUID with a
+/// prefix, `tenant-0000042`) is held inline and copied, a longer one is a shared string.
+/// The keyring's key cache holds each key's id inline, so that looking a tenant up and
+/// handing its id to a new handle read no memory but the key's own (with 100,000 tenants,
+/// whose keys do not fit in the CPU caches, every other allocation read is one more wait
+/// on memory per request).
+#[derive(Clone)]
+pub struct TenantId(Repr);
+
+/// The longest tenant id held inline (longer ids are shared strings).
+const INLINE_ID_LEN: usize = 56;
+
+#[derive(Clone)]
+enum Repr {
+    Inline(ArrayString<INLINE_ID_LEN>),
+    Shared(Arc<str>),
+}
 
 /// Why a string is not a valid [`TenantId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -71,12 +86,18 @@ impl TenantId {
         if id.chars().any(is_format_char) {
             return Err(InvalidTenantId::Invisible);
         }
-        Ok(Self(Arc::from(id)))
+        Ok(Self(match ArrayString::from(id) {
+            Ok(inline) => Repr::Inline(inline),
+            Err(_) => Repr::Shared(Arc::from(id)),
+        }))
     }
 
     /// The id as a string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Inline(s) => s.as_str(),
+            Repr::Shared(s) => s,
+        }
     }
 }
 
@@ -84,19 +105,45 @@ impl TenantId {
 /// hash, equality and order of the id are those of the string.
 impl Borrow<str> for TenantId {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
+    }
+}
+
+impl PartialEq for TenantId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TenantId {}
+
+impl Hash for TenantId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for TenantId {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TenantId {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl fmt::Display for TenantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for TenantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TenantId({:?})", self.0)
+        write!(f, "TenantId({:?})", self.as_str())
     }
 }
 
@@ -156,6 +203,31 @@ mod tests {
         assert_eq!(TenantId::new("a\nb"), Err(InvalidTenantId::Control));
         assert!(TenantId::new(&"x".repeat(128)).is_ok());
         assert!(TenantId::new("café-é").is_ok());
+    }
+
+    /// Ids held inline (up to 56 bytes) and shared (longer) behave as their strings do:
+    /// equality, order and hash (maps keyed by `TenantId` are searched with a `&str`).
+    #[test]
+    fn inline_and_shared_ids_are_their_strings() {
+        use std::collections::{BTreeMap, HashMap};
+        let lens = [1, 14, INLINE_ID_LEN - 1, INLINE_ID_LEN, INLINE_ID_LEN + 1, MAX_TENANT_ID_LEN];
+        let strings: Vec<String> = lens.iter().map(|&n| "é".repeat(n / 2) + &"x".repeat(n % 2)).collect();
+        let ids: Vec<TenantId> = strings.iter().map(|s| TenantId::new(s).unwrap()).collect();
+        let hashed: HashMap<TenantId, usize> = ids.iter().cloned().zip(0..).collect();
+        let ordered: BTreeMap<TenantId, usize> = ids.iter().cloned().zip(0..).collect();
+        for (i, (s, id)) in strings.iter().zip(&ids).enumerate() {
+            assert_eq!(id.as_str(), s);
+            assert_eq!(id.to_string(), *s);
+            assert_eq!(matches!(id.0, Repr::Inline(_)), s.len() <= INLINE_ID_LEN, "{}", s.len());
+            assert_eq!(id.clone(), *id);
+            assert_eq!(hashed.get(s.as_str()), Some(&i));
+            assert_eq!(ordered.get(s.as_str()), Some(&i));
+            for (t, other) in strings.iter().zip(&ids) {
+                assert_eq!(id.cmp(other), s.cmp(t));
+                assert_eq!(id == other, s == t);
+            }
+        }
+        assert_eq!(format!("{:?}", ids[1]), format!("TenantId({:?})", strings[1]));
     }
 
     #[test]

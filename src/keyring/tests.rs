@@ -180,3 +180,29 @@ fn inconsistent_states_are_never_written() {
     assert_eq!(k.primary(), MasterVersion::new(2));
     assert_eq!(k.status().masters[0].state, KeyState::Enabled);
 }
+
+/// Ids on both sides of the inline limit (56 bytes) and ids that share their first 56
+/// bytes: each tenant finds its own cached key, on a new handle and on a kept one.
+#[test]
+fn long_and_short_ids_find_their_own_keys() {
+    let k = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
+    let base = "t".repeat(56);
+    let ids = [base.clone(), format!("{base}a"), format!("{base}b"), "t".repeat(128), "t".repeat(55)];
+    let sealed: Vec<Vec<u8>> =
+        ids.iter().map(|id| k.tenant(id).unwrap().seal(id.as_bytes(), &ctx()).unwrap()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        // A new handle now starts from the cached key and its id.
+        let t = k.tenant(id).unwrap();
+        assert_eq!(t.id().as_str(), id);
+        for (j, s) in sealed.iter().enumerate() {
+            let opened = t.open(s, &ctx());
+            if i == j {
+                assert_eq!(opened.unwrap(), id.as_bytes());
+            } else {
+                assert!(matches!(opened, Err(OpenError::Authentication)), "{i} opened {j}'s record");
+            }
+        }
+        let again = t.seal(b"again", &ctx()).unwrap();
+        assert_eq!(k.tenant(id).unwrap().open(&again, &ctx()).unwrap(), b"again");
+    }
+}
