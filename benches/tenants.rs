@@ -7,7 +7,8 @@
 //! cache then holds the recent tenants). Each figure is reported against the single hot
 //! tenant (a handle per operation too, and a handle kept) and against raw AES-256-GCM
 //! sealing of the same 1 KiB (pre-keyed, RustCrypto), all measured in this run as medians
-//! over interleaved rounds; "x raw-N" is against raw AES-256-GCM with one pre-keyed instance
+//! over interleaved rounds (except "x raw", against the raw figure measured once at the
+//! start); "x raw-N" is against raw AES-256-GCM with one pre-keyed instance
 //! per tenant picked the same way (the memory floor: past the CPU caches, every pick waits
 //! on that key's state from memory, whatever the library around it does). Also: a cold tenant's first seal (a tenant never seen) against
 //! raw HKDF-SHA256 (the `hkdf` crate: extract + expand of a 32-byte key), and the resident

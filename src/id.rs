@@ -224,6 +224,8 @@ mod tests {
             assert_eq!(ordered.get(s.as_str()), Some(&i));
             for (t, other) in strings.iter().zip(&ids) {
                 assert_eq!(id.cmp(other), s.cmp(t));
+                assert_eq!(id.partial_cmp(other), Some(s.cmp(t)));
+                assert_eq!(id < other, s < t);
                 assert_eq!(id == other, s == t);
             }
         }

@@ -50,7 +50,8 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 1 << 17;
 /// memory ([`KeyringOptions::cache_memory`]): the resident memory measured per key with its
 /// record sealer (`benches/tenants.rs`) plus the cache's index and queues, rounded up. 768
 /// bytes on RustCrypto (698 measured); 1,408 with feature `aws-lc`, whose AES-GCM context
-/// is larger (1,320 measured).
+/// is larger (1,320 measured). For tenant ids of up to 56 bytes (held inline); a longer id
+/// adds its own allocation, up to about 160 bytes.
 ///
 /// [`KeyringOptions::cache_memory`]: crate::KeyringOptions::cache_memory
 pub const CACHED_KEY_BYTES: usize = if cfg!(feature = "aws-lc") { 1408 } else { 768 };
@@ -71,9 +72,10 @@ pub(crate) enum Use {
 /// One tenant's key for one purpose under one key version.
 ///
 /// Laid out in declaration order (`repr(C)`): what a lookup compares, a new handle copies
-/// and every seal reads or counts comes first, in the first two cache lines of the
-/// allocation, so that with 100,000 tenants a request waits on memory for the key once
-/// (the field order the compiler picks put the id last, 560 bytes on).
+/// and every seal reads or counts comes first, in the first 112 bytes of the allocation
+/// (two or three cache lines, after the reference counts), so that with 100,000 tenants a
+/// request waits on memory for the key's head once (the field order the compiler picks put
+/// the id last, 560 bytes on).
 #[repr(C)]
 pub(crate) struct DerivedKey {
     pub(crate) version: KeyVersion,
