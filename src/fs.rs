@@ -214,16 +214,44 @@ pub fn create_new(target: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// Removes the temporary files that writers of `target` left when they were killed (they
-/// may hold plaintext), keeping those of live writers: every [`PendingFile`] holds a lock on
-/// its file while its writer lives.
+/// may hold plaintext), keeping those of live writers (see [`is_dead_temp`]).
 #[cfg_attr(not(feature = "cli"), allow(dead_code, reason = "used by the atrest binary"))]
 pub fn remove_dead_strays(target: &Path) {
     for path in strays(target) {
-        // A file we can lock has no live writer.
-        if std::fs::OpenOptions::new().read(true).open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+        if is_dead_temp(&path) {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// How long a temporary file must be unmodified before a sweep may take it for a killed
+/// writer's. A live writer locks its file just after creating it; without this margin a
+/// sweep by a concurrent writer could lock and delete the file in that moment (seen with
+/// four writers in one directory: the live writer's rename then failed).
+pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether the temporary file at `path` was left by a killed writer: unmodified for
+/// [`DEAD_AFTER`] and not locked (every live [`PendingFile`] holds a lock on its file). A
+/// symbolic link is not followed (and never taken for a dead writer's file).
+pub(crate) fn is_dead_temp(path: &Path) -> bool {
+    let old = |f: &File| {
+        f.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= DEAD_AFTER)
+    };
+    open_nofollow(path).is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()) && old(&f) && f.try_lock().is_ok())
+}
+
+/// Opens a file for reading without following a symbolic link, and without blocking if it
+/// is a FIFO planted under the name (regular files read as usual).
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = rustix::fs::open(path, flags, Mode::empty())?;
+        Ok(File::from(fd))
+    }
+    #[cfg(not(unix))]
+    File::open(path)
 }
 
 /// The temporary files of `target`'s writers, as named by [`PendingFile::new`].

@@ -83,6 +83,71 @@ fn strays_of_killed_writers_are_swept() {
     assert_eq!(names(dir.path()), [".k.atrk.short.tmp", ".other.0123456789abcdef.tmp", "k.atrk", "k.atrk.lock"]);
 }
 
+/// The sweep before a new output file: a killed writer's file (unlocked, unmodified for
+/// `DEAD_AFTER`) goes; a live writer's (locked, also when old), one created a moment ago and
+/// not locked yet, a symlink and a FIFO under a stray's name stay, and the sweep never blocks.
+#[test]
+fn only_dead_writers_files_are_swept_before_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("out.atrb");
+    let long_ago = std::time::SystemTime::now() - DEAD_AFTER - Duration::from_secs(5);
+    let age = |path: &Path| File::options().write(true).open(path).unwrap().set_modified(long_ago).unwrap();
+    let stray = |name: &str| dir.path().join(format!(".out.atrb.{name}.tmp"));
+    // A killed writer's file, old: swept.
+    std::fs::write(stray("AAAAAAAAAAAAAAAA"), b"plaintext").unwrap();
+    age(&stray("AAAAAAAAAAAAAAAA"));
+    // A writer's file created a moment ago, not locked yet: kept.
+    std::fs::write(stray("BBBBBBBBBBBBBBBB"), b"").unwrap();
+    // A live writer, its file old (a slow producer): kept.
+    let live = PendingFile::new(&p).unwrap();
+    age(live.temp_path());
+    // A link to an old file and a FIFO under strays' names: neither followed nor removed.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    age(&victim);
+    symlink(&victim, stray("CCCCCCCCCCCCCCCC")).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, stray("DDDDDDDDDDDDDDDD"), rustix::fs::FileType::Fifo, 0o600.into(), 0)
+        .unwrap();
+    remove_dead_strays(&p);
+    let live_name = live.temp_path().file_name().unwrap().to_string_lossy().into_owned();
+    let mut expected = vec![
+        ".out.atrb.BBBBBBBBBBBBBBBB.tmp".to_owned(),
+        ".out.atrb.CCCCCCCCCCCCCCCC.tmp".to_owned(),
+        ".out.atrb.DDDDDDDDDDDDDDDD.tmp".to_owned(),
+        live_name,
+        "victim".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(names(dir.path()), expected);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    // Once the live writer is done, its file is the output.
+    live.commit().unwrap();
+    assert!(p.exists());
+}
+
+/// Writers of one file, each sweeping before it writes (as every CLI run does): a sweep must
+/// never take a live writer's file in the moment between its creation and its lock (each
+/// commit would then fail to find its file).
+#[test]
+fn concurrent_writers_sweeping_never_take_each_others_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("shared.out");
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let p = &p;
+            s.spawn(move || {
+                for i in 0..300u32 {
+                    remove_dead_strays(p);
+                    let mut f = PendingFile::new(p).unwrap();
+                    f.write_all(&[t; 64]).unwrap();
+                    f.commit().unwrap_or_else(|e| panic!("writer {t}, round {i}: {e}"));
+                }
+            });
+        }
+    });
+    assert_eq!(names(dir.path()), ["shared.out"]);
+}
+
 #[test]
 fn lock_refuses_a_planted_symlink() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::{ObjectMeta, ObjectStore, StoreError, check_key};
-use crate::fs::{PendingFile, parent_dir, sync_dir};
+use crate::fs::{PendingFile, is_dead_temp, open_nofollow, parent_dir, sync_dir};
 
 /// An object store in a local directory.
 #[derive(Debug, Clone)]
@@ -81,31 +81,8 @@ fn create_dirs(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
-/// Opens a file for reading without following a symbolic link.
-fn open_nofollow(path: &Path) -> io::Result<std::fs::File> {
-    #[cfg(unix)]
-    {
-        use rustix::fs::{Mode, OFlags};
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
-        Ok(std::fs::File::from(fd))
-    }
-    #[cfg(not(unix))]
-    std::fs::File::open(path)
-}
-
-/// How long a temporary file must be unmodified before a sweep may take it for a killed
-/// writer's. A live writer locks its file just after creating it; without this margin a
-/// sweep by a concurrent writer could lock and delete a file in that moment (seen with four
-/// writers in one directory: the live writer's rename then failed).
-const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Whether `f` was last modified at least [`DEAD_AFTER`] ago.
-fn is_old(f: &std::fs::File) -> bool {
-    f.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= DEAD_AFTER)
-}
-
-/// Removes the temporary files that killed writers left in `dir`: unmodified for
-/// [`DEAD_AFTER`] and not locked (every live writer holds a lock on its file).
+/// Removes the temporary files that killed writers left in `dir` (see
+/// [`is_dead_temp`]).
 fn remove_dead_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
@@ -113,7 +90,7 @@ fn remove_dead_temp_files(dir: &Path) {
         let name = name.to_string_lossy();
         if name.starts_with('.') && name.ends_with(".tmp") && e.file_type().is_ok_and(|t| t.is_file()) {
             let path = e.path();
-            if open_nofollow(&path).is_ok_and(|f| is_old(&f) && f.try_lock().is_ok()) {
+            if is_dead_temp(&path) {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -249,7 +226,7 @@ mod tests {
             (d.path().join("t/.obj2.AAAAAAAAAAAAAAAA.tmp"), d.path().join("t/.obj3.BBBBBBBBBBBBBBBB.tmp"));
         std::fs::write(&old, b"partial").unwrap();
         std::fs::write(&young, b"partial").unwrap();
-        let long_ago = std::time::SystemTime::now() - DEAD_AFTER - std::time::Duration::from_secs(5);
+        let long_ago = std::time::SystemTime::now() - crate::fs::DEAD_AFTER - std::time::Duration::from_secs(5);
         std::fs::File::options().write(true).open(&old).unwrap().set_modified(long_ago).unwrap();
         assert!(s.list("").unwrap().is_empty());
         s.put_new("t/obj", &mut &b"ok"[..]).unwrap();
