@@ -214,7 +214,9 @@ pub fn create_new(target: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// Removes the temporary files that writers of `target` left when they were killed (they
-/// may hold plaintext), keeping those of live writers (see [`is_dead_temp`]).
+/// may hold plaintext): files unmodified for a minute that no live writer holds a lock on
+/// (every [`PendingFile`] locks its file just after creating it). Younger files are kept: one
+/// may be a concurrent writer's that has not locked it yet.
 #[cfg_attr(not(feature = "cli"), allow(dead_code, reason = "used by the atrest binary"))]
 pub fn remove_dead_strays(target: &Path) {
     for path in strays(target) {
