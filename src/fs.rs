@@ -236,10 +236,10 @@ pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// [`DEAD_AFTER`] and not locked (every live [`PendingFile`] holds a lock on its file). A
 /// symbolic link is not followed (and never taken for a dead writer's file).
 pub(crate) fn is_dead_temp(path: &Path) -> bool {
-    let old = |f: &File| {
-        f.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= DEAD_AFTER)
+    let old_file = |m: std::fs::Metadata| {
+        m.is_file() && m.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= DEAD_AFTER)
     };
-    open_nofollow(path).is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()) && old(&f) && f.try_lock().is_ok())
+    open_nofollow(path).is_ok_and(|f| f.metadata().is_ok_and(old_file) && f.try_lock().is_ok())
 }
 
 /// Opens a file for reading without following a symbolic link, and without blocking if it
