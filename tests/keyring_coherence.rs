@@ -35,7 +35,7 @@ fn file_store_changes_reach_every_process_within_the_bound() {
     let path = dir.path().join("keyring.atrk");
     Keyring::create(&path, root(&root_path)).unwrap();
     let latencies = fleet::propagation(path.to_str().unwrap(), dir.path(), &root_path, DEFAULT_STALENESS);
-    fleet::report("file store", &latencies, DEFAULT_STALENESS, Duration::from_millis(1000));
+    fleet::report("file store", &latencies, DEFAULT_STALENESS);
 }
 
 #[test]

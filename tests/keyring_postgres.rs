@@ -72,7 +72,7 @@ fn postgres_changes_reach_every_process_within_the_bound() {
     };
     Keyring::create_at(&loc(&url), root(&root_path), KeyringOptions::default()).unwrap();
     let latencies = fleet::propagation(&url, dir.path(), &root_path, DEFAULT_STALENESS);
-    fleet::report("postgres store", &latencies, DEFAULT_STALENESS, Duration::from_millis(1000));
+    fleet::report("postgres store", &latencies, DEFAULT_STALENESS);
 }
 
 #[test]

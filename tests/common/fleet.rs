@@ -99,7 +99,23 @@ fn tail(p: &Path) -> String {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     // Every event but the seals and records (probes, errors, hand-overs), then the last lines.
-    let events: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("S ") && !l.starts_with("R ")).collect();
+    let mut events: Vec<&str> = Vec::new();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for l in lines.iter().copied().filter(|l| !l.starts_with("S ") && !l.starts_with("R ")) {
+        // Probes and refusals only where their answer changed (every one is logged).
+        if let Some((kind, rest)) = l.split_once(' ')
+            && (kind == "P" || kind == "E")
+        {
+            let w: Vec<&str> = rest.split(' ').collect();
+            let key =
+                format!("{kind} {}", w.get(1..w.len().saturating_sub(1)).map(|k| k.join(" ")).unwrap_or_default());
+            let answer = w.last().copied().unwrap_or("");
+            if last.insert(key, answer.into()).as_deref() == Some(answer) {
+                continue;
+            }
+        }
+        events.push(l);
+    }
     format!("events:\n{}\nlast lines:\n{}", events.join("\n"), lines[lines.len().saturating_sub(6)..].join("\n"))
 }
 
@@ -135,12 +151,6 @@ pub fn child_main() {
     let tenants: Vec<_> = spec.tenants.iter().map(|t| keyring.tenant(t).unwrap()).collect();
     // Per master version: the first record sealed under it, to probe its state.
     let mut probes: BTreeMap<u16, (usize, u64, Vec<u8>)> = BTreeMap::new();
-    let mut last: BTreeMap<String, &'static str> = BTreeMap::new();
-    let mut changed = |log: &mut dyn Write, key: String, kind: &'static str, line: String| {
-        if last.insert(key, kind) != Some(kind) {
-            writeln!(log, "{line}").unwrap();
-        }
-    };
     writeln!(log, "READY {}", now_ns()).unwrap();
     log.flush().unwrap();
     let mut rng = spec.id as u64 * 7919 + 1;
@@ -162,23 +172,23 @@ pub fn child_main() {
                     let kv = record_info(&rec).unwrap().key_version;
                     writeln!(log, "S {now} {} {} {}", spec.tenants[i], kv.master.get(), kv.generation).unwrap();
                     writeln!(log, "R {} {n} {}", spec.tenants[i], hex::encode(&rec)).unwrap();
-                    changed(&mut log, format!("seal {i}"), "ok", String::new());
                     if spec.victim.as_ref() == Some(&spec.tenants[i]) {
                         victim_record = Some((n, rec.clone()));
                     }
                     probes.entry(kv.master.get()).or_insert((i, n, rec));
                 }
                 Err(e) => {
-                    let k = seal_kind(&e);
-                    changed(&mut log, format!("seal {i}"), k, format!("E {now} {} {k}", spec.tenants[i]));
+                    // Every refusal, with its start time (see the probes below).
+                    writeln!(log, "E {now} {} {}", spec.tenants[i], seal_kind(&e)).unwrap();
                 }
             }
         }
         for (master, (i, pn, rec)) in &probes {
-            let r = tenants[*i].open(rec, &ctx(spec.id, *pn));
+            // Every probe is logged with its start time: the parent checks that none started
+            // more than the bound after a change still answered the old way.
             let now = now_ns();
-            let k = open_kind(&r);
-            changed(&mut log, format!("probe {master} {i}"), k, format!("P {now} {master} {} {k}", spec.tenants[*i]));
+            let r = tenants[*i].open(rec, &ctx(spec.id, *pn));
+            writeln!(log, "P {now} {master} {} {}", spec.tenants[*i], open_kind(&r)).unwrap();
         }
         if let Some(h) = &spec.handoff
             && let Ok(text) = std::fs::read_to_string(h)
@@ -261,31 +271,54 @@ pub fn read_log(p: &Path) -> Vec<Event> {
 pub enum Seen {
     /// A seal (any tenant) under this master version or a later one.
     Master(u16),
-    /// A seal of this tenant with at least this generation.
-    Generation(String, u16),
+    /// A seal of this tenant under this key version (master, generation) or a later one.
+    Generation(String, u16, u16),
     /// A probe of a record under this master version answered this kind.
     Probe(u16, &'static str),
     /// A seal of this tenant was refused as shredded.
     Shredded(String),
 }
 
-/// When a worker first showed `seen` at or after `since` (ns).
-pub fn first_seen(events: &[Event], since: u64, seen: &Seen) -> Option<u64> {
-    events.iter().find_map(|e| match (e, seen) {
-        (Event::Seal { t, master, .. }, Seen::Master(m)) if *t >= since && master >= m => Some(*t),
-        (Event::Seal { t, tenant, generation, .. }, Seen::Generation(tn, g))
-            if *t >= since && tenant == tn && generation >= g =>
-        {
-            Some(*t)
+/// If `e` is an observation that tells whether a worker has seen `seen`: when it started
+/// (ns) and whether it shows the change.
+pub fn observes(e: &Event, seen: &Seen) -> Option<(u64, bool)> {
+    match (e, seen) {
+        (Event::Seal { t, master, .. }, Seen::Master(m)) => Some((*t, master >= m)),
+        (Event::Seal { t, tenant, master, generation }, Seen::Generation(tn, m, g)) if tenant == tn => {
+            Some((*t, (master, generation) >= (m, g)))
         }
-        (Event::Probe { t, master, kind }, Seen::Probe(m, k)) if *t >= since && master == m && kind == k => Some(*t),
-        (Event::SealErr { t, tenant, kind }, Seen::Shredded(tn))
-            if *t >= since && tenant == tn && kind == "shredded" =>
-        {
-            Some(*t)
+        (Event::Probe { t, master, kind }, Seen::Probe(m, k)) if master == m => Some((*t, kind == k)),
+        (Event::Seal { t, tenant, .. }, Seen::Shredded(tn)) if tenant == tn => Some((*t, false)),
+        (Event::SealErr { t, tenant, kind }, Seen::Shredded(tn)) if tenant == tn && kind == "shredded" => {
+            Some((*t, true))
         }
         _ => None,
-    })
+    }
+}
+
+/// When a worker first showed `seen` at or after `since` (ns).
+pub fn first_seen(events: &[Event], since: u64, seen: &Seen) -> Option<u64> {
+    events.iter().filter_map(|e| observes(e, seen)).find(|(t, new)| *t >= since && *new).map(|(t, _)| t)
+}
+
+/// Whether a later change undoes or replaces `a` (the same master version probed again).
+fn same_subject(a: &Seen, b: &Seen) -> bool {
+    matches!((a, b), (Seen::Probe(m1, _), Seen::Probe(m2, _)) if m1 == m2)
+}
+
+/// Waits (up to a minute) until every worker logged a seal that started after `after` (ns):
+/// a worker the machine starved for a while is waited for, not failed.
+fn wait_observed_after(specs: &[Spec], after: u64) {
+    let t = std::time::Instant::now();
+    let seen_after = |s: &Spec| {
+        std::fs::read_to_string(&s.out).unwrap_or_default().lines().any(|l| {
+            l.strip_prefix("S ").and_then(|r| r.split(' ').next()).and_then(|n| n.parse::<u64>().ok()) > Some(after)
+        })
+    };
+    while !specs.iter().all(seen_after) {
+        assert!(t.elapsed() < Duration::from_secs(60), "workers made no observation after the last change's bound");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// p-th percentile (0..=100) of sorted `v`.
@@ -294,8 +327,10 @@ pub fn percentile(v: &[Duration], p: usize) -> Duration {
 }
 
 /// The propagation scenario, on any store: three workers seal and open under a 1 s bound
-/// while this process rotates, rotates a tenant, disables, shreds and re-enables; returns
-/// every (change, worker) latency, sorted.
+/// while this process rotates, rotates a tenant, disables, shreds and re-enables. Fails if
+/// any worker operation that started more than the bound after a change did not see it (or
+/// if a worker never used a change it must have seen); returns every (change, worker)
+/// latency to the first operation that saw it, sorted.
 pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Duration) -> Vec<Duration> {
     let root = LocalRootKey::from_file(root_path).unwrap();
     let keyring =
@@ -339,7 +374,8 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
             }
             1 | 7 => {
                 let t = if step == 1 { "t1" } else { "t0" };
-                Seen::Generation(t.into(), keyring.rotate_tenant(t).unwrap())
+                let g = keyring.rotate_tenant(t).unwrap();
+                Seen::Generation(t.into(), keyring.primary().get(), g)
             }
             2 | 5 => {
                 let m = if step == 2 { 1 } else { 2 };
@@ -362,16 +398,43 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
         changes.push((now_ns(), seen));
         std::thread::sleep(pause);
     }
+    let bound_ns = u64::try_from(staleness.as_nanos()).unwrap();
+    wait_observed_after(&specs, changes.last().map_or(0, |c| c.0) + bound_ns);
     stop(&specs, workers);
     let mut latencies = Vec::new();
+    let (mut stale, mut unobserved) = (Vec::new(), 0usize);
     for s in &specs {
         let events = read_log(&s.out);
-        for (at, seen) in &changes {
-            let t = first_seen(&events, at.saturating_sub(50_000_000), seen).unwrap_or_else(|| {
-                panic!("worker {} never saw {seen:?} (changed at {at}); changes: {changes:?}\n{}", s.id, tail(&s.out))
-            });
-            latencies.push(Duration::from_nanos(t.saturating_sub(*at)));
-            if let Seen::Master(m) = seen {
+        for (i, (at, seen)) in changes.iter().enumerate() {
+            // The rule: every observation that started more than the bound after the change
+            // (until a later change of the same thing) shows it. Checked on what the worker
+            // did, so a worker the machine did not run for a while cannot fail it.
+            let end = changes.iter().skip(i + 1).find(|(_, later)| same_subject(seen, later)).map_or(u64::MAX, |c| c.0);
+            let window: Vec<(u64, bool)> = events
+                .iter()
+                .filter_map(|e| observes(e, seen))
+                .filter(|(t, _)| *t > at + bound_ns && *t < end)
+                .collect();
+            stale.extend(window.iter().filter(|(_, new)| !new).map(|(t, _)| {
+                format!(
+                    "worker {}: {seen:?} not seen by an operation {:?} after the change",
+                    s.id,
+                    Duration::from_nanos(t - at)
+                )
+            }));
+            if window.is_empty() {
+                // Only a change undone later can go unobserved (the run waits for
+                // observations after the last change).
+                assert!(end != u64::MAX, "worker {} made no observation of {seen:?} after its bound", s.id);
+                unobserved += 1;
+            }
+            // How long it took (reported, not a pass/fail bound: that is the rule above).
+            if let Some(t) = first_seen(&events, at.saturating_sub(50_000_000), seen) {
+                latencies.push(Duration::from_nanos(t.saturating_sub(*at)));
+            }
+            if let Seen::Master(m) = seen
+                && let Some(t) = first_seen(&events, at.saturating_sub(50_000_000), seen)
+            {
                 // Never back to an older primary once the new one was used.
                 let regress =
                     events.iter().any(|e| matches!(e, Event::Seal { t: st, master, .. } if *st > t && master < m));
@@ -385,16 +448,27 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
             s.id
         );
     }
+    assert!(
+        stale.is_empty(),
+        "{} operations did not see a change within the {staleness:?} bound, first ones:\n{}",
+        stale.len(),
+        stale.iter().take(12).cloned().collect::<Vec<_>>().join("\n")
+    );
+    assert!(!latencies.is_empty());
+    if unobserved > 0 {
+        println!("{unobserved} (change, worker) pairs had no operation between the bound and the change being undone");
+    }
     latencies.sort();
     latencies
 }
 
-/// Prints p50/p99/max and fails if the max exceeds the bound plus `slack`.
-pub fn report(what: &str, latencies: &[Duration], bound: Duration, slack: Duration) {
+/// Prints p50/p99/max of how long changes took to be first seen. (The bound itself is
+/// checked by [`propagation`] on every observation, not on these figures: a worker the
+/// machine did not run for a while shows a change late without breaking the bound.)
+pub fn report(what: &str, latencies: &[Duration], bound: Duration) {
     let (p50, p99, max) = (percentile(latencies, 50), percentile(latencies, 99), latencies[latencies.len() - 1]);
     println!(
         "{what}: {} observations, propagation p50 {p50:.1?} p99 {p99:.1?} max {max:.1?} (bound {bound:?})",
         latencies.len()
     );
-    assert!(max <= bound + slack, "{what}: a change took {max:?} to propagate (bound {bound:?} + slack {slack:?})");
 }
