@@ -206,3 +206,74 @@ fn long_and_short_ids_find_their_own_keys() {
         assert_eq!(k.tenant(id).unwrap().open(&again, &ctx()).unwrap(), b"again");
     }
 }
+
+/// A file store whose checks panic while `panic` is set (a bug in a store or its client).
+struct PanickingStore {
+    inner: store::FileStore,
+    panic: Arc<AtomicBool>,
+}
+
+impl Store for PanickingStore {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn read(&self) -> Result<Vec<u8>, KeyringError> {
+        self.inner.read()
+    }
+    fn create(&self, doc: &[u8], revision: u64) -> Result<(), KeyringError> {
+        self.inner.create(doc, revision)
+    }
+    fn update(&self, change: &mut store::Change<'_>) -> Result<(), KeyringError> {
+        self.inner.update(change)
+    }
+    fn fingerprint(&self) -> Result<Vec<u8>, KeyringError> {
+        assert!(!self.panic.load(Ordering::SeqCst), "a bug in the store");
+        self.inner.fingerprint()
+    }
+}
+
+#[test]
+fn a_check_that_panics_fails_like_an_unreadable_store_and_the_watcher_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.atrk");
+    let root = Arc::new(LocalRootKey::generate().unwrap());
+    Keyring::create(&path, root.clone()).unwrap();
+    let panic = Arc::new(AtomicBool::new(false));
+    let store: Arc<dyn Store> =
+        Arc::new(PanickingStore { inner: store::FileStore::new(path.clone()), panic: panic.clone() });
+    let (state, digest) = persist::load(store.as_ref(), root.clone()).unwrap();
+    let opts =
+        KeyringOptions::default().staleness(Duration::from_millis(100)).max_unavailable(Duration::from_millis(300));
+    let k = Keyring::from_state(Some(store), state, digest, opts);
+    let acme = k.tenant("acme").unwrap();
+    acme.seal(b"x", &ctx()).unwrap();
+
+    // Every check panics: the handle serves its last state for `max_unavailable`, then refuses.
+    panic.store(true, Ordering::SeqCst);
+    let until = |ok: bool| {
+        let t = Instant::now();
+        while acme.seal(b"x", &ctx()).is_ok() != ok {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the handle never became {}",
+                if ok { "usable" } else { "unusable" }
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        t.elapsed()
+    };
+    let refused_after = until(false);
+    assert!(matches!(acme.seal(b"x", &ctx()), Err(crate::error::SealError::KeyringUnavailable)));
+    assert!(refused_after >= Duration::from_millis(150), "refused too soon: {refused_after:?}");
+
+    // The watcher survived the panics: checks that pass again make the handle usable again,
+    // and a change made through another handle reaches it.
+    panic.store(false, Ordering::SeqCst);
+    until(true);
+    Keyring::open(&path, root).unwrap().rotate().unwrap();
+    let t = Instant::now();
+    while k.primary() != MasterVersion::new(2) {
+        assert!(t.elapsed() < Duration::from_secs(10), "the rotation never reached the handle");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
