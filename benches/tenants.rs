@@ -182,25 +182,32 @@ fn main() {
         );
     }
 
-    cold(&keyring, &pt, &ctx, rounds, "cache full: each evicts a key", raw_ns);
+    cold(&keyring, &pt, &ctx, rounds, "cache full: each evicts a key");
     // On a keyring of its own, whose cache never fills (at most 5 x 20,000 tenants); last,
     // so that its memory does not hide the sweep's growth.
     let fresh = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
-    cold(&fresh, &pt, &ctx, rounds.min(5), "cache not full", raw_ns);
+    cold(&fresh, &pt, &ctx, rounds.min(5), "cache not full");
     drop(fresh);
     let fresh = Keyring::in_memory(LocalRootKey::generate().unwrap()).unwrap();
-    cold(&fresh, &pt[..64], &ctx, rounds.min(5), "cache not full, 64 B", raw_ns);
+    cold(&fresh, &pt[..64], &ctx, rounds.min(5), "cache not full, 64 B");
     drop(fresh);
     println!("tenants: load average {} at end", pick::loadavg());
 }
 
 /// A cold tenant's first seal (a tenant never seen), against raw HKDF-SHA256 (extract +
-/// expand of a 32-byte key), medians of interleaved rounds.
-fn cold(keyring: &Keyring, pt: &[u8], ctx: &Context, rounds: usize, what: &str, raw_ns: f64) {
+/// expand of a 32-byte key) and raw AES-256-GCM of 1 KiB, medians of ratios paired round by
+/// round (this shared VM's speed drifts by tens of percent from one minute to the next).
+/// The issue's goal of 2 us was set on a machine where raw AES-256-GCM of 1 KiB took 420 ns:
+/// 4.8x that.
+fn cold(keyring: &Keyring, pt: &[u8], ctx: &Context, rounds: usize, what: &str) {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut out = Vec::with_capacity(2048);
-    let (mut cold, mut hkdf, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let raw = aes_gcm::Aes256Gcm::new(&[7u8; 32].into());
+    let kib = [0x5au8; 1024];
+    let mut raw_buf = kib;
+    let (mut cold, mut hkdf, mut aead, mut x_hkdf, mut x_aead) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         let ids: Vec<String> = (0..OPS).map(|i| format!("cold-{run}-{r}-{i}")).collect();
         let c = per_op(|k| {
@@ -213,14 +220,22 @@ fn cold(keyring: &Keyring, pt: &[u8], ctx: &Context, rounds: usize, what: &str, 
             hk.expand(ids[k].as_bytes(), &mut okm).unwrap();
             black_box(&okm);
         });
+        let a = per_op(|_| {
+            raw_buf.copy_from_slice(&kib);
+            black_box(raw.encrypt_inout_detached(&[1u8; 12].into(), b"", raw_buf.as_mut_slice().into()).unwrap());
+        });
         cold.push(c);
         hkdf.push(h);
-        ratios.push(c / h);
+        aead.push(a);
+        x_hkdf.push(c / h);
+        x_aead.push(c / a);
     }
-    let (c, h) = (median(cold), median(hkdf));
+    let (c, h, a, xa) = (median(cold), median(hkdf), median(aead), median(x_aead));
     println!(
         "cold tenant first seal ({what}): {c:.0} ns; raw HKDF-SHA256 (extract + expand): {h:.0} ns ({:.2}x); \
-         raw AES-256-GCM 1 KiB {raw_ns:.0} ns",
-        median(ratios)
+         raw AES-256-GCM 1 KiB: {a:.0} ns ({xa:.2}x; the 2 us goal is 4.76x on the issue's machine, \
+         {} on this one now)",
+        median(x_hkdf),
+        if xa <= 2000.0 / 420.0 { "met" } else { "not met" }
     );
 }
