@@ -10,9 +10,10 @@
 //! over interleaved rounds (except "x raw", against the raw figure measured once at the
 //! start); "x raw-N" is against raw AES-256-GCM with one pre-keyed instance
 //! per tenant picked the same way (the memory floor: past the CPU caches, every pick waits
-//! on that key's state from memory, whatever the library around it does). Also: a cold tenant's first seal (a tenant never seen) against
-//! raw HKDF-SHA256 (the `hkdf` crate: extract + expand of a 32-byte key), and the resident
-//! memory per cached key. Prints the load average at the start and the end.
+//! on that key's state from memory, whatever the library around it does). Also: a cold
+//! tenant's first seal (a tenant never seen) against raw HKDF-SHA256 (the `hkdf` crate:
+//! extract + expand of a 32-byte key) and raw AES-256-GCM of 1 KiB, both in the same rounds,
+//! and the resident memory per cached key. Prints the load average at the start and the end.
 //!
 //! `cargo bench -p atrest-benches --bench tenants` (add `--features aws-lc` for that
 //! backend). Environment: `ATREST_TENANTS_MAX` (default 1000000) caps N;
