@@ -61,7 +61,7 @@ pub use index::{
 };
 pub use rewrap::{KeyVersionCensus, RewrapReport, key_version_census};
 
-pub(crate) use format::parse;
+pub(crate) use format::{Parsed, parse};
 pub(crate) use index::IndexKey;
 pub(crate) use sealer::RecordKey;
 

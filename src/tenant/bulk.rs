@@ -145,8 +145,9 @@ impl Tenant {
         let n = windowed(
             items,
             |(s, c)| {
-                let version = record::parse(s.as_ref())?.info.key_version;
-                quiet.open(s.as_ref(), c.borrow()).map(|plain| (version, plain))
+                let parsed = record::parse(s.as_ref())?;
+                let mut plain = Vec::new();
+                quiet.open_parsed_into(&parsed, c.borrow(), &mut plain).map(|()| (parsed.info.key_version, plain))
             },
             |i, r| {
                 sink(

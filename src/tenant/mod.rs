@@ -216,9 +216,18 @@ impl Tenant {
     /// As [`Tenant::open`]; on error `out` is left as it was, and no unauthenticated byte is
     /// ever written to it.
     pub fn open_into(&self, sealed: &[u8], context: &Context, out: &mut Vec<u8>) -> Result<(), OpenError> {
-        let parsed = record::parse(sealed)?;
+        self.open_parsed_into(&record::parse(sealed)?, context, out)
+    }
+
+    /// [`Tenant::open_into`] of a record already parsed (a batch reads its key version first).
+    pub(crate) fn open_parsed_into(
+        &self,
+        parsed: &record::Parsed<'_>,
+        context: &Context,
+        out: &mut Vec<u8>,
+    ) -> Result<(), OpenError> {
         self.with_opening_keys(parsed.info.key_version, |key, sealer| {
-            sealer.open_record(&parsed, &self.id, context, out)?;
+            sealer.open_record(parsed, &self.id, context, out)?;
             if self.audit_each {
                 key.count(Use::Open);
             }
