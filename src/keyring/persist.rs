@@ -35,7 +35,10 @@ impl Keyring {
     /// if the store holds an older document or another keyring's (the handle keeps its
     /// newer state); [`KeyringError::NoFile`] for an in-memory keyring.
     pub fn reload(&self) -> Result<(), KeyringError> {
-        self.refresh().map(|_| ())
+        self.refresh()?;
+        // The store answered with a document this handle accepts: it is current.
+        self.mark_available();
+        Ok(())
     }
 
     /// Loads the store's document and installs it if it is newer. Returns whether it was.

@@ -207,10 +207,12 @@ fn long_and_short_ids_find_their_own_keys() {
     }
 }
 
-/// A file store whose checks panic while `panic` is set (a bug in a store or its client).
+/// A file store whose checks panic while `panic` is set (a bug in a store or its client)
+/// and hang while `hang` is set (a store that stopped answering).
 struct PanickingStore {
     inner: store::FileStore,
     panic: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
 }
 
 impl Store for PanickingStore {
@@ -228,52 +230,92 @@ impl Store for PanickingStore {
     }
     fn fingerprint(&self) -> Result<Vec<u8>, KeyringError> {
         assert!(!self.panic.load(Ordering::SeqCst), "a bug in the store");
+        while self.hang.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.inner.fingerprint()
+    }
+}
+
+/// A keyring file with a handle on it through a [`PanickingStore`], checked every 50 ms and
+/// refusing keys after 300 ms without an answer, and a tenant of it that has sealed.
+struct Faulty {
+    dir: tempfile::TempDir,
+    root: Arc<LocalRootKey>,
+    panic: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
+    keyring: Keyring,
+    acme: crate::Tenant,
+}
+
+fn faulty() -> Faulty {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.atrk");
+    let root = Arc::new(LocalRootKey::generate().unwrap());
+    Keyring::create(&path, root.clone()).unwrap();
+    let (panic, hang) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let store: Arc<dyn Store> =
+        Arc::new(PanickingStore { inner: store::FileStore::new(path), panic: panic.clone(), hang: hang.clone() });
+    let (state, digest) = persist::load(store.as_ref(), root.clone()).unwrap();
+    let opts =
+        KeyringOptions::default().staleness(Duration::from_millis(100)).max_unavailable(Duration::from_millis(300));
+    let keyring = Keyring::from_state(Some(store), state, digest, opts);
+    let acme = keyring.tenant("acme").unwrap();
+    acme.seal(b"x", &ctx()).unwrap();
+    Faulty { dir, root, panic, hang, keyring, acme }
+}
+
+impl Faulty {
+    /// Seals until sealing succeeds (`ok`) or fails, for at most 10 s.
+    fn until_seal(&self, ok: bool) {
+        let start = Instant::now();
+        while self.acme.seal(b"x", &ctx()).is_ok() != ok {
+            let what = if ok { "usable" } else { "unusable" };
+            assert!(start.elapsed() < Duration::from_secs(10), "the handle never became {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sets `fault` and checks that the handle refuses keys, not before `max_unavailable`
+    /// has about passed.
+    fn refuses_after(&self, fault: &AtomicBool) {
+        let start = Instant::now();
+        fault.store(true, Ordering::SeqCst);
+        self.until_seal(false);
+        assert!(matches!(self.acme.seal(b"x", &ctx()), Err(crate::error::SealError::KeyringUnavailable)));
+        assert!(start.elapsed() >= Duration::from_millis(150), "refused too soon: {:?}", start.elapsed());
     }
 }
 
 #[test]
 fn a_check_that_panics_fails_like_an_unreadable_store_and_the_watcher_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.atrk");
-    let root = Arc::new(LocalRootKey::generate().unwrap());
-    Keyring::create(&path, root.clone()).unwrap();
-    let panic = Arc::new(AtomicBool::new(false));
-    let store: Arc<dyn Store> =
-        Arc::new(PanickingStore { inner: store::FileStore::new(path.clone()), panic: panic.clone() });
-    let (state, digest) = persist::load(store.as_ref(), root.clone()).unwrap();
-    let opts =
-        KeyringOptions::default().staleness(Duration::from_millis(100)).max_unavailable(Duration::from_millis(300));
-    let k = Keyring::from_state(Some(store), state, digest, opts);
-    let acme = k.tenant("acme").unwrap();
-    acme.seal(b"x", &ctx()).unwrap();
-
+    let f = faulty();
     // Every check panics: the handle serves its last state for `max_unavailable`, then refuses.
-    panic.store(true, Ordering::SeqCst);
-    let until = |ok: bool| {
-        let t = Instant::now();
-        while acme.seal(b"x", &ctx()).is_ok() != ok {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "the handle never became {}",
-                if ok { "usable" } else { "unusable" }
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        t.elapsed()
-    };
-    let refused_after = until(false);
-    assert!(matches!(acme.seal(b"x", &ctx()), Err(crate::error::SealError::KeyringUnavailable)));
-    assert!(refused_after >= Duration::from_millis(150), "refused too soon: {refused_after:?}");
-
+    f.refuses_after(&f.panic);
     // The watcher survived the panics: checks that pass again make the handle usable again,
     // and a change made through another handle reaches it.
-    panic.store(false, Ordering::SeqCst);
-    until(true);
-    Keyring::open(&path, root).unwrap().rotate().unwrap();
+    f.panic.store(false, Ordering::SeqCst);
+    f.until_seal(true);
+    Keyring::open(&f.dir.path().join("k.atrk"), f.root.clone()).unwrap().rotate().unwrap();
     let t = Instant::now();
-    while k.primary() != MasterVersion::new(2) {
+    while f.keyring.primary() != MasterVersion::new(2) {
         assert!(t.elapsed() < Duration::from_secs(10), "the rotation never reached the handle");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+fn a_store_call_that_hangs_fails_the_handle_closed_until_the_store_answers() {
+    let f = faulty();
+    // The watcher's next check never returns: the watchdog refuses keys after
+    // `max_unavailable` (a shred made meanwhile could otherwise never be seen).
+    f.refuses_after(&f.hang);
+    // A reload that succeeds makes it current again (the watcher is still stuck).
+    f.keyring.reload().unwrap();
+    f.acme.seal(b"x", &ctx()).unwrap();
+    // Stuck for longer again: refused again; then the store answers and the watcher's check
+    // makes the handle usable.
+    f.until_seal(false);
+    f.hang.store(false, Ordering::SeqCst);
+    f.until_seal(true);
 }

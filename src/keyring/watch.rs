@@ -6,8 +6,16 @@
 //! fingerprint changed. While the store cannot be read (or offers a document the handle must
 //! refuse), the handle serves its last verified state for at most `max_unavailable`, then
 //! refuses keys until the store answers again (a check that panics counts as one that
-//! failed; the thread goes on). The thread holds only a weak reference: it
-//! ends within one interval after the last handle of its keyring is dropped.
+//! failed; the thread goes on).
+//!
+//! A second thread, the watchdog, never calls the store: every half bound it looks at when
+//! the store last answered, and marks the handle unavailable once that is older than
+//! `max_unavailable`. So a store call that hangs (a file system that stopped answering, a
+//! database connection without a timeout) or a watcher that could not be started cannot
+//! leave the handle serving its old state for ever: it fails closed as for an unreadable
+//! store, and recovers when a check (or `reload()`) succeeds again. Both threads hold only
+//! a weak reference: they end within one interval after the last handle of the keyring is
+//! dropped (the watcher once its store call returns).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -17,42 +25,75 @@ use std::time::Instant;
 use super::store::Store;
 use super::{Inner, Keyring, lock};
 
-/// Starts the watcher of `inner`'s store, if it has one.
+/// Starts the watcher and the watchdog of `inner`'s store, if it has one.
 pub(super) fn spawn(inner: &Arc<Inner>) {
     let Some(store) = inner.store.clone() else { return };
-    let weak = Arc::downgrade(inner);
     let interval = inner.options.staleness / 2;
-    let name = format!("atrest-keyring-watch-{}", hex::encode(inner.state.load().id.get(..4).unwrap_or_default()));
-    // A keyring without a watcher still works: it converges on its own changes and on
-    // `reload()`; the failure is reported.
-    if let Err(e) = std::thread::Builder::new().name(name).spawn(move || run(&weak, store.as_ref(), interval)) {
+    let id = hex::encode(inner.state.load().id.get(..4).unwrap_or_default());
+    // Without a watcher the handle converges on its own changes and on `reload()`, and the
+    // watchdog refuses keys once `max_unavailable` passes without either; without a
+    // watchdog the watcher still applies every rule but the one for a hung store call.
+    // Either failure is reported.
+    let weak = Arc::downgrade(inner);
+    if let Err(e) = std::thread::Builder::new()
+        .name(format!("atrest-keyring-watch-{id}"))
+        .spawn(move || run(&weak, store.as_ref(), interval))
+    {
         tracing::error!(target: "atrest::audit", event = "keyring.watch_failed", error = %e);
+    }
+    let weak = Arc::downgrade(inner);
+    if let Err(e) = std::thread::Builder::new()
+        .name(format!("atrest-keyring-watchdog-{id}"))
+        .spawn(move || watchdog(&weak, interval))
+    {
+        tracing::error!(target: "atrest::audit", event = "keyring.watchdog_failed", error = %e);
+    }
+}
+
+/// The watchdog's loop: fails the handle closed when the store has not answered for longer
+/// than `max_unavailable`, whatever the watcher is doing.
+fn watchdog(weak: &Weak<Inner>, interval: std::time::Duration) {
+    loop {
+        std::thread::sleep(interval);
+        let Some(inner) = weak.upgrade() else { return };
+        let keyring = Keyring { inner };
+        if !keyring.inner.unavailable.load(Ordering::Acquire) {
+            let since = lock(&keyring.inner.last_ok).elapsed();
+            if since > keyring.inner.options.max_unavailable {
+                keyring.mark_failed(&format!("the store has not answered for {} s", since.as_secs()));
+            }
+        }
     }
 }
 
 fn run(weak: &Weak<Inner>, store: &dyn Store, interval: std::time::Duration) {
     let mut last = catch_unwind(AssertUnwindSafe(|| store.fingerprint())).ok().and_then(Result::ok);
     loop {
-        store.wait(interval);
+        // A panic in a store call (a bug in a store, its client library) fails that check
+        // like an unreadable store does: the thread must not end, or the handle would serve
+        // its last state until the watchdog stops it, and never learn of a change again.
+        if catch_unwind(AssertUnwindSafe(|| store.wait(interval))).is_err() {
+            std::thread::sleep(interval);
+        }
         let Some(inner) = weak.upgrade() else { return };
         let keyring = Keyring { inner };
-        // A panic in a check (a bug in a store, its client library) fails that check like an
-        // unreadable store does: the thread must not end, or the handle would serve its last
-        // state forever and never learn of a shred.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let outcome = match store.fingerprint() {
+            match store.fingerprint() {
                 Ok(fp) if Some(&fp) == last.as_ref() => Ok(()),
                 Ok(fp) => keyring.refresh().map(|_| last = Some(fp)),
                 Err(e) => Err(e),
-            };
-            if outcome.is_ok() {
-                store.heartbeat(keyring.state().revision);
             }
-            outcome.map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
         }))
         .unwrap_or_else(|_| Err("the check panicked".to_owned()));
         match outcome {
-            Ok(()) => keyring.mark_available(),
+            Ok(()) => {
+                keyring.mark_available();
+                let revision = keyring.state().revision;
+                if catch_unwind(AssertUnwindSafe(|| store.heartbeat(revision))).is_err() {
+                    tracing::warn!(target: "atrest::audit", event = "keyring.heartbeat_failed", keyring = %hex::encode(keyring.id()));
+                }
+            }
             Err(e) => keyring.mark_failed(&e),
         }
     }
@@ -60,7 +101,7 @@ fn run(weak: &Weak<Inner>, store: &dyn Store, interval: std::time::Duration) {
 
 impl Keyring {
     /// The store answered with a document this handle accepts (or nothing new).
-    fn mark_available(&self) {
+    pub(super) fn mark_available(&self) {
         *lock(&self.inner.last_ok) = Instant::now();
         if self.inner.unavailable.swap(false, Ordering::AcqRel) {
             tracing::warn!(target: "atrest::audit", event = "keyring.available", keyring = %hex::encode(self.id()));

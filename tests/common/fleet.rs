@@ -11,7 +11,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -175,7 +175,11 @@ pub fn child_main() {
                     if spec.victim.as_ref() == Some(&spec.tenants[i]) {
                         victim_record = Some((n, rec.clone()));
                     }
-                    probes.entry(kv.master.get()).or_insert((i, n, rec));
+                    // Probe records come from the first tenant, which no test shreds (a
+                    // shredded tenant's record answers "shredded", not its version's state).
+                    if i == 0 {
+                        probes.entry(kv.master.get()).or_insert((i, n, rec));
+                    }
                 }
                 Err(e) => {
                     // Every refusal, with its start time (see the probes below).
@@ -241,9 +245,14 @@ pub enum Event {
 }
 
 pub fn read_log(p: &Path) -> Vec<Event> {
-    let f = std::io::BufReader::new(std::fs::File::open(p).unwrap());
-    f.lines()
-        .map_while(Result::ok)
+    parse_log(&std::fs::read_to_string(p).unwrap())
+}
+
+/// The events of a log's complete lines (a worker still running may be writing the last).
+fn parse_log(text: &str) -> Vec<Event> {
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
         .filter_map(|l| {
             let w: Vec<&str> = l.split(' ').collect();
             let num = |i: usize| w[i].parse::<u64>().unwrap();
@@ -271,8 +280,9 @@ pub fn read_log(p: &Path) -> Vec<Event> {
 pub enum Seen {
     /// A seal (any tenant) under this master version or a later one.
     Master(u16),
-    /// A seal of this tenant under this key version (master, generation) or a later one.
-    Generation(String, u16, u16),
+    /// A seal of this tenant with at least this generation (a tenant's generation never
+    /// goes down).
+    Generation(String, u16),
     /// A probe of a record under this master version answered this kind.
     Probe(u16, &'static str),
     /// A seal of this tenant was refused as shredded.
@@ -284,10 +294,13 @@ pub enum Seen {
 pub fn observes(e: &Event, seen: &Seen) -> Option<(u64, bool)> {
     match (e, seen) {
         (Event::Seal { t, master, .. }, Seen::Master(m)) => Some((*t, master >= m)),
-        (Event::Seal { t, tenant, master, generation }, Seen::Generation(tn, m, g)) if tenant == tn => {
-            Some((*t, (master, generation) >= (m, g)))
+        (Event::Seal { t, tenant, generation, .. }, Seen::Generation(tn, g)) if tenant == tn => {
+            Some((*t, generation >= g))
         }
-        (Event::Probe { t, master, kind }, Seen::Probe(m, k)) if master == m => Some((*t, kind == k)),
+        // A probe the keyring could not answer (store unavailable) shows neither state.
+        (Event::Probe { t, master, kind }, Seen::Probe(m, k)) if master == m && kind != "unavailable" => {
+            Some((*t, kind == k))
+        }
         (Event::Seal { t, tenant, .. }, Seen::Shredded(tn)) if tenant == tn => Some((*t, false)),
         (Event::SealErr { t, tenant, kind }, Seen::Shredded(tn)) if tenant == tn && kind == "shredded" => {
             Some((*t, true))
@@ -306,17 +319,17 @@ fn same_subject(a: &Seen, b: &Seen) -> bool {
     matches!((a, b), (Seen::Probe(m1, _), Seen::Probe(m2, _)) if m1 == m2)
 }
 
-/// Waits (up to a minute) until every worker logged a seal that started after `after` (ns):
-/// a worker the machine starved for a while is waited for, not failed.
-fn wait_observed_after(specs: &[Spec], after: u64) {
+/// Waits (up to a minute) until every worker made an observation of each change in
+/// `lasting` that started after that change's time (ns) plus `bound_ns`: a worker the
+/// machine starved for a while is waited for, not failed.
+fn wait_observed_after(specs: &[Spec], lasting: &[(u64, &Seen)], bound_ns: u64) {
     let t = std::time::Instant::now();
-    let seen_after = |s: &Spec| {
-        std::fs::read_to_string(&s.out).unwrap_or_default().lines().any(|l| {
-            l.strip_prefix("S ").and_then(|r| r.split(' ').next()).and_then(|n| n.parse::<u64>().ok()) > Some(after)
-        })
+    let done = |s: &Spec| {
+        let events = parse_log(&std::fs::read_to_string(&s.out).unwrap_or_default());
+        lasting.iter().all(|(at, seen)| events.iter().filter_map(|e| observes(e, seen)).any(|(t, _)| t > at + bound_ns))
     };
-    while !specs.iter().all(seen_after) {
-        assert!(t.elapsed() < Duration::from_secs(60), "workers made no observation after the last change's bound");
+    while !specs.iter().all(done) {
+        assert!(t.elapsed() < Duration::from_secs(60), "workers made no observation of a change after its bound");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -363,9 +376,11 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
     std::thread::sleep(Duration::from_millis(300));
     let evidence_ctx = ctx(usize::MAX, 999);
     let v = MasterVersion::new;
-    let mut changes: Vec<(u64, Seen)> = Vec::new();
+    // (just before the change was made, just after it returned, the change)
+    let mut changes: Vec<(u64, u64, Seen)> = Vec::new();
     let pause = staleness + Duration::from_millis(600);
     for step in 0..8u64 {
+        let before = now_ns();
         let seen = match step {
             0 | 4 => {
                 let m = keyring.rotate().unwrap();
@@ -374,8 +389,7 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
             }
             1 | 7 => {
                 let t = if step == 1 { "t1" } else { "t0" };
-                let g = keyring.rotate_tenant(t).unwrap();
-                Seen::Generation(t.into(), keyring.primary().get(), g)
+                Seen::Generation(t.into(), keyring.rotate_tenant(t).unwrap())
             }
             2 | 5 => {
                 let m = if step == 2 { 1 } else { 2 };
@@ -395,21 +409,32 @@ pub fn propagation(location: &str, dir: &Path, root_path: &Path, staleness: Dura
                 Seen::Probe(1, "ok")
             }
         };
-        changes.push((now_ns(), seen));
+        changes.push((before, now_ns(), seen));
         std::thread::sleep(pause);
     }
     let bound_ns = u64::try_from(staleness.as_nanos()).unwrap();
-    wait_observed_after(&specs, changes.last().map_or(0, |c| c.0) + bound_ns);
+    // Each change is checked until a later change of the same thing began (u64::MAX: to the
+    // end of the run).
+    let ends: Vec<u64> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, seen))| {
+            changes.iter().skip(i + 1).find(|(_, _, later)| same_subject(seen, later)).map_or(u64::MAX, |c| c.0)
+        })
+        .collect();
+    let lasting: Vec<(u64, &Seen)> =
+        changes.iter().zip(&ends).filter(|(_, end)| **end == u64::MAX).map(|((_, at, seen), _)| (*at, seen)).collect();
+    wait_observed_after(&specs, &lasting, bound_ns);
     stop(&specs, workers);
     let mut latencies = Vec::new();
     let (mut stale, mut unobserved) = (Vec::new(), 0usize);
     for s in &specs {
         let events = read_log(&s.out);
-        for (i, (at, seen)) in changes.iter().enumerate() {
+        for ((_, at, seen), &end) in changes.iter().zip(&ends) {
             // The rule: every observation that started more than the bound after the change
-            // (until a later change of the same thing) shows it. Checked on what the worker
-            // did, so a worker the machine did not run for a while cannot fail it.
-            let end = changes.iter().skip(i + 1).find(|(_, later)| same_subject(seen, later)).map_or(u64::MAX, |c| c.0);
+            // returned (until a later change of the same thing began) shows it. Checked on
+            // what the worker did, so a worker the machine did not run for a while cannot
+            // fail it.
             let window: Vec<(u64, bool)> = events
                 .iter()
                 .filter_map(|e| observes(e, seen))
