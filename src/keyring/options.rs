@@ -55,9 +55,10 @@ impl KeyringOptions {
         self.staleness
     }
 
-    /// While the store cannot be read, the handle serves its last verified state for at most
-    /// `limit` (default 5 minutes), then refuses to seal and open until the store answers
-    /// again: a handle must not keep using a key another process may have disabled.
+    /// While the store cannot be read (or a call to it does not return), the handle serves
+    /// its last verified state for at most `limit` (default 5 minutes), then refuses to seal
+    /// and open until the store answers again: a handle must not keep using a key another
+    /// process may have disabled.
     pub fn max_unavailable(mut self, limit: Duration) -> Self {
         self.max_unavailable = limit;
         self
