@@ -213,6 +213,8 @@ struct PanickingStore {
     inner: store::FileStore,
     panic: Arc<AtomicBool>,
     hang: Arc<AtomicBool>,
+    /// How many times the document was read.
+    reads: Arc<AtomicU64>,
 }
 
 impl Store for PanickingStore {
@@ -220,6 +222,7 @@ impl Store for PanickingStore {
         self.inner.describe()
     }
     fn read(&self) -> Result<Vec<u8>, KeyringError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read()
     }
     fn create(&self, doc: &[u8], revision: u64) -> Result<(), KeyringError> {
@@ -244,6 +247,7 @@ struct Faulty {
     root: Arc<LocalRootKey>,
     panic: Arc<AtomicBool>,
     hang: Arc<AtomicBool>,
+    reads: Arc<AtomicU64>,
     keyring: Keyring,
     acme: crate::Tenant,
 }
@@ -254,15 +258,20 @@ fn faulty() -> Faulty {
     let root = Arc::new(LocalRootKey::generate().unwrap());
     Keyring::create(&path, root.clone()).unwrap();
     let (panic, hang) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let store: Arc<dyn Store> =
-        Arc::new(PanickingStore { inner: store::FileStore::new(path), panic: panic.clone(), hang: hang.clone() });
+    let reads = Arc::new(AtomicU64::new(0));
+    let store: Arc<dyn Store> = Arc::new(PanickingStore {
+        inner: store::FileStore::new(path),
+        panic: panic.clone(),
+        hang: hang.clone(),
+        reads: reads.clone(),
+    });
     let (state, digest) = persist::load(store.as_ref(), root.clone()).unwrap();
     let opts =
         KeyringOptions::default().staleness(Duration::from_millis(100)).max_unavailable(Duration::from_millis(300));
     let keyring = Keyring::from_state(Some(store), state, digest, opts);
     let acme = keyring.tenant("acme").unwrap();
     acme.seal(b"x", &ctx()).unwrap();
-    Faulty { dir, root, panic, hang, keyring, acme }
+    Faulty { dir, root, panic, hang, reads, keyring, acme }
 }
 
 impl Faulty {
@@ -318,4 +327,21 @@ fn a_store_call_that_hangs_fails_the_handle_closed_until_the_store_answers() {
     f.until_seal(false);
     f.hang.store(false, Ordering::SeqCst);
     f.until_seal(true);
+}
+
+#[test]
+fn the_watcher_reads_the_document_only_when_its_fingerprint_changed() {
+    let f = faulty();
+    // Ten checks of an unchanged file: no read.
+    let before = f.reads.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(f.reads.load(Ordering::SeqCst), before, "the unchanged document was read again");
+    // A change elsewhere: read (and installed) once it is seen.
+    Keyring::open(&f.dir.path().join("k.atrk"), f.root.clone()).unwrap().rotate().unwrap();
+    let t = Instant::now();
+    while f.keyring.primary() != MasterVersion::new(2) {
+        assert!(t.elapsed() < Duration::from_secs(10), "the rotation never reached the handle");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(f.reads.load(Ordering::SeqCst) > before);
 }
