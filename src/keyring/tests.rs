@@ -215,6 +215,8 @@ struct PanickingStore {
     hang: Arc<AtomicBool>,
     /// How many times the document was read.
     reads: Arc<AtomicU64>,
+    /// Each check takes 100 ms while set (a slow but answering store).
+    slow: Arc<AtomicBool>,
 }
 
 impl Store for PanickingStore {
@@ -236,6 +238,9 @@ impl Store for PanickingStore {
         while self.hang.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(5));
         }
+        if self.slow.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.inner.fingerprint()
     }
 }
@@ -248,30 +253,35 @@ struct Faulty {
     panic: Arc<AtomicBool>,
     hang: Arc<AtomicBool>,
     reads: Arc<AtomicU64>,
+    slow: Arc<AtomicBool>,
     keyring: Keyring,
     acme: crate::Tenant,
 }
 
 fn faulty() -> Faulty {
+    faulty_with(Duration::from_millis(100), Duration::from_millis(300))
+}
+
+fn faulty_with(staleness: Duration, max_unavailable: Duration) -> Faulty {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.atrk");
     let root = Arc::new(LocalRootKey::generate().unwrap());
     Keyring::create(&path, root.clone()).unwrap();
     let (panic, hang) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let reads = Arc::new(AtomicU64::new(0));
+    let (reads, slow) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
     let store: Arc<dyn Store> = Arc::new(PanickingStore {
         inner: store::FileStore::new(path),
         panic: panic.clone(),
         hang: hang.clone(),
         reads: reads.clone(),
+        slow: slow.clone(),
     });
     let (state, digest) = persist::load(store.as_ref(), root.clone()).unwrap();
-    let opts =
-        KeyringOptions::default().staleness(Duration::from_millis(100)).max_unavailable(Duration::from_millis(300));
+    let opts = KeyringOptions::default().staleness(staleness).max_unavailable(max_unavailable);
     let keyring = Keyring::from_state(Some(store), state, digest, opts);
     let acme = keyring.tenant("acme").unwrap();
     acme.seal(b"x", &ctx()).unwrap();
-    Faulty { dir, root, panic, hang, reads, keyring, acme }
+    Faulty { dir, root, panic, hang, reads, slow, keyring, acme }
 }
 
 impl Faulty {
@@ -344,4 +354,22 @@ fn the_watcher_reads_the_document_only_when_its_fingerprint_changed() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(f.reads.load(Ordering::SeqCst) > before);
+}
+
+#[test]
+fn a_limit_shorter_than_the_check_interval_never_refuses_a_store_that_answers() {
+    // Checked every 200 ms, each check taking 100 ms, refused after 150 ms without an
+    // answer: between two good checks the last answer is up to 300 ms old, which is not the
+    // store failing to answer.
+    let f = faulty_with(Duration::from_millis(400), Duration::from_millis(150));
+    f.slow.store(true, Ordering::SeqCst);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(1200) {
+        f.acme.seal(b"x", &ctx()).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // And a hung store is still refused.
+    f.slow.store(false, Ordering::SeqCst);
+    f.refuses_after(&f.hang);
+    f.hang.store(false, Ordering::SeqCst);
 }

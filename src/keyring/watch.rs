@@ -8,9 +8,10 @@
 //! refuses keys until the store answers again (a check that panics counts as one that
 //! failed; the thread goes on).
 //!
-//! A second thread, the watchdog, never calls the store: every half bound it looks at when
-//! the store last answered, and marks the handle unavailable once that is older than
-//! `max_unavailable`. So a store call that hangs (a file system that stopped answering, a
+//! A second thread, the watchdog, never calls the store: every half bound it marks the
+//! handle unavailable if a store call of the watcher has been running for longer than
+//! `max_unavailable`, or if no check has answered for longer than that plus one interval
+//! while none is running (no watcher). So a store call that hangs (a file system that stopped answering, a
 //! database connection without a timeout) or a watcher that could not be started cannot
 //! leave the handle serving its old state for ever: it fails closed as for an unreadable
 //! store, and recovers when a check (or `reload()`) succeeds again. Both threads hold only
@@ -19,54 +20,78 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use super::store::Store;
 use super::{Inner, Keyring, lock};
 
+/// When the watcher's current store call began (`None` between calls); the watchdog reads it.
+type Calling = Arc<Mutex<Option<Instant>>>;
+
 /// Starts the watcher and the watchdog of `inner`'s store, if it has one.
 pub(super) fn spawn(inner: &Arc<Inner>) {
     let Some(store) = inner.store.clone() else { return };
+    let calling = Calling::default();
     let interval = inner.options.staleness / 2;
     let id = hex::encode(inner.state.load().id.get(..4).unwrap_or_default());
     // Without a watcher the handle converges on its own changes and on `reload()`, and the
     // watchdog refuses keys once `max_unavailable` passes without either; without a
     // watchdog the watcher still applies every rule but the one for a hung store call.
     // Either failure is reported.
-    let weak = Arc::downgrade(inner);
+    let (weak, watched) = (Arc::downgrade(inner), calling.clone());
     if let Err(e) = std::thread::Builder::new()
         .name(format!("atrest-keyring-watch-{id}"))
-        .spawn(move || run(&weak, store.as_ref(), interval))
+        .spawn(move || run(&weak, store.as_ref(), interval, &watched))
     {
         tracing::error!(target: "atrest::audit", event = "keyring.watch_failed", error = %e);
     }
     let weak = Arc::downgrade(inner);
     if let Err(e) = std::thread::Builder::new()
         .name(format!("atrest-keyring-watchdog-{id}"))
-        .spawn(move || watchdog(&weak, interval))
+        .spawn(move || watchdog(&weak, interval, &calling))
     {
         tracing::error!(target: "atrest::audit", event = "keyring.watchdog_failed", error = %e);
     }
 }
 
-/// The watchdog's loop: fails the handle closed when the store has not answered for longer
-/// than `max_unavailable`, whatever the watcher is doing.
-fn watchdog(weak: &Weak<Inner>, interval: std::time::Duration) {
+/// The watchdog's loop: fails the handle closed when a store call of the watcher has not
+/// returned for longer than `max_unavailable`, or when no check has been made for longer than
+/// that and one interval (no watcher), whatever the watcher is doing.
+fn watchdog(weak: &Weak<Inner>, interval: Duration, calling: &Mutex<Option<Instant>>) {
     loop {
         std::thread::sleep(interval);
         let Some(inner) = weak.upgrade() else { return };
         let keyring = Keyring { inner };
-        if !keyring.inner.unavailable.load(Ordering::Acquire) {
-            let since = lock(&keyring.inner.last_ok).elapsed();
-            if since > keyring.inner.options.max_unavailable {
-                keyring.mark_failed(&format!("the store has not answered for {} s", since.as_secs()));
+        if keyring.inner.unavailable.load(Ordering::Acquire) {
+            continue;
+        }
+        let limit = keyring.inner.options.max_unavailable;
+        // Between two checks the last answer is up to one interval old, which is not the
+        // store failing to answer (a limit shorter than the interval must not refuse keys
+        // between two good checks); during a check, its own duration is what counts.
+        let call = *lock(calling);
+        let stuck = match call {
+            Some(began) => (began.elapsed() > limit)
+                .then(|| format!("a store call has not returned for {} s", began.elapsed().as_secs())),
+            None => {
+                let since = lock(&keyring.inner.last_ok).elapsed();
+                (since > limit + interval).then(|| format!("the store has not been checked for {} s", since.as_secs()))
             }
+        };
+        if let Some(why) = stuck {
+            keyring.mark_failed(&why);
         }
     }
 }
 
-fn run(weak: &Weak<Inner>, store: &dyn Store, interval: std::time::Duration) {
+fn run(weak: &Weak<Inner>, store: &dyn Store, interval: Duration, calling: &Mutex<Option<Instant>>) {
+    // Marks a store call in progress for the watchdog.
+    let call = |f: &mut dyn FnMut()| {
+        *lock(calling) = Some(Instant::now());
+        f();
+        *lock(calling) = None;
+    };
     let mut last = catch_unwind(AssertUnwindSafe(|| store.fingerprint())).ok().and_then(Result::ok);
     loop {
         // A panic in a store call (a bug in a store, its client library) fails that check
@@ -77,22 +102,27 @@ fn run(weak: &Weak<Inner>, store: &dyn Store, interval: std::time::Duration) {
         }
         let Some(inner) = weak.upgrade() else { return };
         let keyring = Keyring { inner };
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            match store.fingerprint() {
-                Ok(fp) if Some(&fp) == last.as_ref() => Ok(()),
-                Ok(fp) => keyring.refresh().map(|_| last = Some(fp)),
-                Err(e) => Err(e),
-            }
-            .map_err(|e| e.to_string())
-        }))
-        .unwrap_or_else(|_| Err("the check panicked".to_owned()));
+        let mut outcome = Err(String::new());
+        call(&mut || {
+            outcome = catch_unwind(AssertUnwindSafe(|| {
+                match store.fingerprint() {
+                    Ok(fp) if Some(&fp) == last.as_ref() => Ok(()),
+                    Ok(fp) => keyring.refresh().map(|_| last = Some(fp)),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|_| Err("the check panicked".to_owned()));
+        });
         match outcome {
             Ok(()) => {
                 keyring.mark_available();
                 let revision = keyring.state().revision;
-                if catch_unwind(AssertUnwindSafe(|| store.heartbeat(revision))).is_err() {
-                    tracing::warn!(target: "atrest::audit", event = "keyring.heartbeat_failed", keyring = %hex::encode(keyring.id()));
-                }
+                call(&mut || {
+                    if catch_unwind(AssertUnwindSafe(|| store.heartbeat(revision))).is_err() {
+                        tracing::warn!(target: "atrest::audit", event = "keyring.heartbeat_failed", keyring = %hex::encode(keyring.id()));
+                    }
+                });
             }
             Err(e) => keyring.mark_failed(&e),
         }
