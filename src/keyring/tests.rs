@@ -217,6 +217,8 @@ struct PanickingStore {
     reads: Arc<AtomicU64>,
     /// Each check takes 200 ms while set (a slow but answering store).
     slow: Arc<AtomicBool>,
+    /// The watcher's wait between checks does not return while set.
+    stall: Arc<AtomicBool>,
 }
 
 impl Store for PanickingStore {
@@ -232,6 +234,12 @@ impl Store for PanickingStore {
     }
     fn update(&self, change: &mut store::Change<'_>) -> Result<(), KeyringError> {
         self.inner.update(change)
+    }
+    fn wait(&self, timeout: Duration) {
+        std::thread::sleep(timeout);
+        while self.stall.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     fn fingerprint(&self) -> Result<Vec<u8>, KeyringError> {
         assert!(!self.panic.load(Ordering::SeqCst), "a bug in the store");
@@ -254,6 +262,7 @@ struct Faulty {
     hang: Arc<AtomicBool>,
     reads: Arc<AtomicU64>,
     slow: Arc<AtomicBool>,
+    stall: Arc<AtomicBool>,
     keyring: Keyring,
     acme: crate::Tenant,
 }
@@ -269,19 +278,21 @@ fn faulty_with(staleness: Duration, max_unavailable: Duration) -> Faulty {
     Keyring::create(&path, root.clone()).unwrap();
     let (panic, hang) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let (reads, slow) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let stall = Arc::new(AtomicBool::new(false));
     let store: Arc<dyn Store> = Arc::new(PanickingStore {
         inner: store::FileStore::new(path),
         panic: panic.clone(),
         hang: hang.clone(),
         reads: reads.clone(),
         slow: slow.clone(),
+        stall: stall.clone(),
     });
     let (state, digest) = persist::load(store.as_ref(), root.clone()).unwrap();
     let opts = KeyringOptions::default().staleness(staleness).max_unavailable(max_unavailable);
     let keyring = Keyring::from_state(Some(store), state, digest, opts);
     let acme = keyring.tenant("acme").unwrap();
     acme.seal(b"x", &ctx()).unwrap();
-    Faulty { dir, root, panic, hang, reads, slow, keyring, acme }
+    Faulty { dir, root, panic, hang, reads, slow, stall, keyring, acme }
 }
 
 impl Faulty {
@@ -372,4 +383,14 @@ fn a_slow_store_that_answers_within_the_limit_is_never_refused() {
     f.slow.store(false, Ordering::SeqCst);
     f.refuses_after(&f.hang);
     f.hang.store(false, Ordering::SeqCst);
+}
+
+#[test]
+fn a_watcher_that_stops_checking_fails_the_handle_closed() {
+    // The watcher is stuck between checks (no store call running): after the limit plus one
+    // interval without a check, the watchdog refuses keys; checks again, usable again.
+    let f = faulty();
+    f.refuses_after(&f.stall);
+    f.stall.store(false, Ordering::SeqCst);
+    f.until_seal(true);
 }

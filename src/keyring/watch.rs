@@ -80,7 +80,7 @@ fn watchdog(weak: &Weak<Inner>, interval: Duration, calling: &Mutex<Option<Insta
             }
         };
         if let Some(why) = stuck {
-            keyring.mark_failed(&why);
+            keyring.mark_unavailable(&why);
         }
     }
 }
@@ -139,15 +139,23 @@ impl Keyring {
         }
     }
 
-    /// The store could not be read, or offered a document the handle refuses.
+    /// The store could not be read, or offered a document the handle refuses: refused once
+    /// that has lasted `max_unavailable` since the last good answer.
     fn mark_failed(&self, e: &str) {
-        let since = lock(&self.inner.last_ok).elapsed();
-        if since > self.inner.options.max_unavailable && !self.inner.unavailable.swap(true, Ordering::AcqRel) {
+        if lock(&self.inner.last_ok).elapsed() > self.inner.options.max_unavailable {
+            self.mark_unavailable(e);
+        } else {
+            tracing::warn!(target: "atrest::audit", event = "keyring.refresh_failed", keyring = %hex::encode(self.id()), error = %e);
+        }
+    }
+
+    /// Refuses keys from now until the store answers again.
+    fn mark_unavailable(&self, e: &str) {
+        if !self.inner.unavailable.swap(true, Ordering::AcqRel) {
+            let since = lock(&self.inner.last_ok).elapsed();
             tracing::error!(target: "atrest::audit", event = "keyring.unavailable", keyring = %hex::encode(self.id()), seconds = since.as_secs(), error = %e);
             // Handles see the new epoch and ask again, which now refuses.
             self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-        } else {
-            tracing::warn!(target: "atrest::audit", event = "keyring.refresh_failed", keyring = %hex::encode(self.id()), error = %e);
         }
     }
 }
