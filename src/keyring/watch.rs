@@ -11,10 +11,10 @@
 //! A second thread, the watchdog, never calls the store: every half bound it marks the
 //! handle unavailable if a store call of the watcher has been running for longer than
 //! `max_unavailable`, or if no check has answered for longer than that plus one interval
-//! while none is running (no watcher). So a store call that hangs (a file system that stopped answering, a
-//! database connection without a timeout) or a watcher that could not be started cannot
-//! leave the handle serving its old state for ever: it fails closed as for an unreadable
-//! store, and recovers when a check (or `reload()`) succeeds again. Both threads hold only
+//! while none is running (no watcher). So a store call that hangs (a file system that
+//! stopped answering, a database connection without a timeout) or a watcher that could not be
+//! started cannot leave the handle serving its old state for ever: it fails closed as for an
+//! unreadable store, and recovers when a check (or `reload()`) succeeds again. Both threads hold only
 //! a weak reference: they end within one interval after the last handle of the keyring is
 //! dropped (the watcher once its store call returns).
 
@@ -72,8 +72,10 @@ fn watchdog(weak: &Weak<Inner>, interval: Duration, calling: &Mutex<Option<Insta
         // between two good checks); during a check, its own duration is what counts.
         let call = *lock(calling);
         let stuck = match call {
-            Some(began) => (began.elapsed() > limit)
-                .then(|| format!("a store call has not returned for {} s", began.elapsed().as_secs())),
+            Some(began) => {
+                let running = began.elapsed();
+                (running > limit).then(|| format!("a store call has not returned for {} s", running.as_secs()))
+            }
             None => {
                 let since = lock(&keyring.inner.last_ok).elapsed();
                 (since > limit + interval).then(|| format!("the store has not been checked for {} s", since.as_secs()))
@@ -85,13 +87,15 @@ fn watchdog(weak: &Weak<Inner>, interval: Duration, calling: &Mutex<Option<Insta
     }
 }
 
+/// Runs `f`, a store call, marked as in progress for the watchdog.
+fn call<T>(calling: &Mutex<Option<Instant>>, f: impl FnOnce() -> T) -> T {
+    *lock(calling) = Some(Instant::now());
+    let r = f();
+    *lock(calling) = None;
+    r
+}
+
 fn run(weak: &Weak<Inner>, store: &dyn Store, interval: Duration, calling: &Mutex<Option<Instant>>) {
-    // Marks a store call in progress for the watchdog.
-    let call = |f: &mut dyn FnMut()| {
-        *lock(calling) = Some(Instant::now());
-        f();
-        *lock(calling) = None;
-    };
     let mut last = catch_unwind(AssertUnwindSafe(|| store.fingerprint())).ok().and_then(Result::ok);
     loop {
         // A panic in a store call (a bug in a store, its client library) fails that check
@@ -102,9 +106,8 @@ fn run(weak: &Weak<Inner>, store: &dyn Store, interval: Duration, calling: &Mute
         }
         let Some(inner) = weak.upgrade() else { return };
         let keyring = Keyring { inner };
-        let mut outcome = Err(String::new());
-        call(&mut || {
-            outcome = catch_unwind(AssertUnwindSafe(|| {
+        let outcome = call(calling, || {
+            catch_unwind(AssertUnwindSafe(|| {
                 match store.fingerprint() {
                     Ok(fp) if Some(&fp) == last.as_ref() => Ok(()),
                     Ok(fp) => keyring.refresh().map(|_| last = Some(fp)),
@@ -112,17 +115,15 @@ fn run(weak: &Weak<Inner>, store: &dyn Store, interval: Duration, calling: &Mute
                 }
                 .map_err(|e| e.to_string())
             }))
-            .unwrap_or_else(|_| Err("the check panicked".to_owned()));
+            .unwrap_or_else(|_| Err("the check panicked".to_owned()))
         });
         match outcome {
             Ok(()) => {
                 keyring.mark_available();
                 let revision = keyring.state().revision;
-                call(&mut || {
-                    if catch_unwind(AssertUnwindSafe(|| store.heartbeat(revision))).is_err() {
-                        tracing::warn!(target: "atrest::audit", event = "keyring.heartbeat_failed", keyring = %hex::encode(keyring.id()));
-                    }
-                });
+                if call(calling, || catch_unwind(AssertUnwindSafe(|| store.heartbeat(revision)))).is_err() {
+                    tracing::warn!(target: "atrest::audit", event = "keyring.heartbeat_failed", keyring = %hex::encode(keyring.id()));
+                }
             }
             Err(e) => keyring.mark_failed(&e),
         }
