@@ -21,6 +21,9 @@ pub struct KeyringOptions {
     pub(crate) destroy_grace: Duration,
     pub(crate) anchor: Option<PathBuf>,
     pub(crate) cache_capacity: usize,
+    /// Tests only: start no watchdog, so that the watcher's own rules are seen alone.
+    #[cfg(test)]
+    pub(crate) no_watchdog: bool,
 }
 
 /// The default staleness bound: a change reaches every open handle within this time.
@@ -38,6 +41,8 @@ impl Default for KeyringOptions {
             destroy_grace: DEFAULT_DESTROY_GRACE,
             anchor: None,
             cache_capacity: super::DEFAULT_CACHE_CAPACITY,
+            #[cfg(test)]
+            no_watchdog: false,
         }
     }
 }

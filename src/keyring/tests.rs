@@ -272,6 +272,10 @@ fn faulty() -> Faulty {
 }
 
 fn faulty_with(staleness: Duration, max_unavailable: Duration) -> Faulty {
+    faulty_opts(KeyringOptions::default().staleness(staleness).max_unavailable(max_unavailable))
+}
+
+fn faulty_opts(opts: KeyringOptions) -> Faulty {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.atrk");
     let root = Arc::new(LocalRootKey::generate().unwrap());
@@ -288,7 +292,6 @@ fn faulty_with(staleness: Duration, max_unavailable: Duration) -> Faulty {
         stall: stall.clone(),
     });
     let (state, digest) = persist::load(store.as_ref(), root.clone()).unwrap();
-    let opts = KeyringOptions::default().staleness(staleness).max_unavailable(max_unavailable);
     let keyring = Keyring::from_state(Some(store), state, digest, opts);
     let acme = keyring.tenant("acme").unwrap();
     acme.seal(b"x", &ctx()).unwrap();
@@ -393,4 +396,27 @@ fn a_watcher_that_stops_checking_fails_the_handle_closed() {
     f.refuses_after(&f.stall);
     f.stall.store(false, Ordering::SeqCst);
     f.until_seal(true);
+}
+
+#[test]
+fn the_watcher_alone_refuses_keys_when_its_checks_keep_failing() {
+    // Without the watchdog (whose no-check rule would also refuse, one interval later), the
+    // watcher's own rule: checks that fail are served for `max_unavailable`, then refused;
+    // a check that passes again makes the handle usable.
+    let mut opts =
+        KeyringOptions::default().staleness(Duration::from_millis(100)).max_unavailable(Duration::from_millis(300));
+    opts.no_watchdog = true;
+    let f = faulty_opts(opts);
+    f.refuses_after(&f.panic);
+    f.panic.store(false, Ordering::SeqCst);
+    f.until_seal(true);
+    // And a failing check before the limit refuses nothing: the checks fail for 100 ms
+    // (about two of them), well under the 300 ms limit.
+    f.panic.store(true, Ordering::SeqCst);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(100) {
+        f.acme.seal(b"x", &ctx()).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.panic.store(false, Ordering::SeqCst);
 }

@@ -46,6 +46,10 @@ pub(super) fn spawn(inner: &Arc<Inner>) {
     {
         tracing::error!(target: "atrest::audit", event = "keyring.watch_failed", error = %e);
     }
+    #[cfg(test)]
+    if inner.options.no_watchdog {
+        return;
+    }
     let weak = Arc::downgrade(inner);
     if let Err(e) = std::thread::Builder::new()
         .name(format!("atrest-keyring-watchdog-{id}"))

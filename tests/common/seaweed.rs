@@ -58,11 +58,29 @@ fn start() -> Option<Seaweed> {
             .unwrap_or_else(|| panic!("scripts/s3-server start printed no {name}:\n{stdout}"))
             .to_owned()
     };
+    show_errors_on_panic(Path::new(&value("S3_SERVER_DIR")).join("server.log"));
     Some(Seaweed {
         endpoint: value("AWS_ENDPOINT_URL"),
         access_key: value("AWS_ACCESS_KEY_ID"),
         secret_key: value("AWS_SECRET_ACCESS_KEY"),
     })
+}
+
+/// A failing test also prints the server's last logged errors (an HTTP 500 says nothing of
+/// its cause: CI once failed with "no free volumes left" only in this log).
+fn show_errors_on_panic(log: std::path::PathBuf) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            // Errors and fatal errors, which weed also writes to its standard error at once.
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(['E', 'F'])).collect();
+            eprintln!("--- the last errors SeaweedFS logged ({}):", log.display());
+            for line in &lines[lines.len().saturating_sub(10)..] {
+                eprintln!("{line}");
+            }
+        }
+    }));
 }
 
 impl Seaweed {
