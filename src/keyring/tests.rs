@@ -309,6 +309,26 @@ impl Faulty {
         }
     }
 
+    /// Seals every 5 ms for `span`: each must succeed.
+    fn seals_for(&self, span: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < span {
+            self.acme.seal(b"x", &ctx()).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Rotates through another handle on the same file and waits (at most 10 s) until this
+    /// handle's primary is the new version 2.
+    fn rotate_elsewhere_and_wait(&self) {
+        Keyring::open(&self.dir.path().join("k.atrk"), self.root.clone()).unwrap().rotate().unwrap();
+        let t = Instant::now();
+        while self.keyring.primary() != MasterVersion::new(2) {
+            assert!(t.elapsed() < Duration::from_secs(10), "the rotation never reached the handle");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sets `fault` and checks that the handle refuses keys, not before `max_unavailable`
     /// has about passed.
     fn refuses_after(&self, fault: &AtomicBool) {
@@ -329,12 +349,7 @@ fn a_check_that_panics_fails_like_an_unreadable_store_and_the_watcher_goes_on() 
     // and a change made through another handle reaches it.
     f.panic.store(false, Ordering::SeqCst);
     f.until_seal(true);
-    Keyring::open(&f.dir.path().join("k.atrk"), f.root.clone()).unwrap().rotate().unwrap();
-    let t = Instant::now();
-    while f.keyring.primary() != MasterVersion::new(2) {
-        assert!(t.elapsed() < Duration::from_secs(10), "the rotation never reached the handle");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    f.rotate_elsewhere_and_wait();
 }
 
 #[test]
@@ -361,12 +376,7 @@ fn the_watcher_reads_the_document_only_when_its_fingerprint_changed() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(f.reads.load(Ordering::SeqCst), before, "the unchanged document was read again");
     // A change elsewhere: read (and installed) once it is seen.
-    Keyring::open(&f.dir.path().join("k.atrk"), f.root.clone()).unwrap().rotate().unwrap();
-    let t = Instant::now();
-    while f.keyring.primary() != MasterVersion::new(2) {
-        assert!(t.elapsed() < Duration::from_secs(10), "the rotation never reached the handle");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    f.rotate_elsewhere_and_wait();
     assert!(f.reads.load(Ordering::SeqCst) > before);
 }
 
@@ -377,11 +387,7 @@ fn a_slow_store_that_answers_within_the_limit_is_never_refused() {
     // the store failing to answer.
     let f = faulty_with(Duration::from_millis(600), Duration::from_millis(400));
     f.slow.store(true, Ordering::SeqCst);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(3000) {
-        f.acme.seal(b"x", &ctx()).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    f.seals_for(Duration::from_millis(3000));
     // And a hung store is still refused.
     f.slow.store(false, Ordering::SeqCst);
     f.refuses_after(&f.hang);
@@ -413,10 +419,6 @@ fn the_watcher_alone_refuses_keys_when_its_checks_keep_failing() {
     // And a failing check before the limit refuses nothing: the checks fail for 100 ms
     // (about two of them), well under the 300 ms limit.
     f.panic.store(true, Ordering::SeqCst);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(100) {
-        f.acme.seal(b"x", &ctx()).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    f.seals_for(Duration::from_millis(100));
     f.panic.store(false, Ordering::SeqCst);
 }
